@@ -1,0 +1,321 @@
+"""DRN building blocks as serializable Keras 3 layers.
+
+Every layer is written with ``keras.ops`` only, so the same code runs on the
+TensorFlow and the JAX backends. Every layer takes explicit arguments plus
+``**kwargs``, stores them under the same names, returns them from
+``get_config`` and is registered under the ``drn_tf`` package, so ``.keras``
+files load with ``safe_mode=True`` (no ``Lambda`` layers anywhere).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "linear")
+
+
+def _check_activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+    return name
+
+
+def apply_activation(x, name: str, negative_slope: float = 0.05):
+    """Apply one of :data:`ACTIVATIONS` with ``keras.ops``."""
+    if name == "relu":
+        return ops.relu(x)
+    if name == "leaky_relu":
+        return ops.leaky_relu(x, negative_slope=negative_slope)
+    if name == "elu":
+        return ops.elu(x)
+    if name == "gelu":
+        return ops.gelu(x)
+    return x
+
+
+def _conv(filters, kernel_size, name, dtype):
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        padding="same",
+        kernel_initializer="he_normal",
+        name=name,
+        dtype=dtype,
+    )
+
+
+@keras.saving.register_keras_serializable(package="drn_tf")
+class MeanShift(keras.layers.Layer):
+    """Subtracts (``sign=-1``) or adds (``sign=+1``) a fixed per-channel mean.
+
+    Used around the network so that the convolutions see zero-centred images
+    while the model still maps ``[0, 1]`` RGB to ``[0, 1]`` RGB.
+    """
+
+    def __init__(self, mean=(0.4488, 0.4371, 0.4040), sign=-1, **kwargs):
+        super().__init__(**kwargs)
+        if sign not in (-1, 1):
+            raise ValueError(f"sign must be -1 or +1, got {sign!r}")
+        self.mean = tuple(float(m) for m in mean)
+        self.sign = int(sign)
+
+    def call(self, x):
+        mean = ops.cast(ops.convert_to_tensor(self.mean), x.dtype)
+        return x + self.sign * mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mean": list(self.mean), "sign": self.sign})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="drn_tf")
+class ResidualDistillingBlock(keras.layers.Layer):
+    """Residual distilling block (RDB) of the paper.
+
+    ``[D_out, d] = F_rd(D_i)``: one 3x3 convolution (followed by
+    ``activation``) on the ``D_i`` of width ``w`` giving ``w + growth``
+    channels; the first ``w`` are the residual part, the last ``growth`` the
+    new distilled channels. Output ``D_{i+1} = concat(D_out + D_i, d)`` of
+    width ``w + growth``.
+    """
+
+    def __init__(self, growth=16, kernel_size=3, activation="leaky_relu", negative_slope=0.05, **kwargs):
+        super().__init__(**kwargs)
+        if int(growth) < 1:
+            raise ValueError(f"growth must be >= 1, got {growth!r}")
+        self.growth = int(growth)
+        self.kernel_size = int(kernel_size)
+        self.activation = _check_activation(activation)
+        self.negative_slope = float(negative_slope)
+        self.conv = None
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        self.conv = _conv(width + self.growth, self.kernel_size, "conv", self.dtype_policy)
+        self.conv.build(input_shape)
+        self.built = True
+
+    def call(self, x):
+        width = ops.shape(x)[-1] if x.shape[-1] is None else x.shape[-1]
+        y = apply_activation(self.conv(x), self.activation, self.negative_slope)
+        residual, distilled = y[..., :width], y[..., width:]
+        return ops.concatenate([residual + x, distilled], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (int(input_shape[-1]) + self.growth,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "growth": self.growth,
+                "kernel_size": self.kernel_size,
+                "activation": self.activation,
+                "negative_slope": self.negative_slope,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="drn_tf")
+class ResidualDistillingGroup(keras.layers.Layer):
+    """Residual distilling group (RDG): ``Y_g = F_p(RDB_K(...RDB_1(Y)...)) + Y``.
+
+    ``num_blocks`` RDBs widen the features from ``C`` to ``C + K * growth``
+    channels; ``F_p`` (a 1x1 convolution followed by ELU) compresses them back
+    to ``C``; the group's long skip adds the input.
+    """
+
+    def __init__(
+        self,
+        num_blocks=4,
+        growth=16,
+        kernel_size=3,
+        activation="leaky_relu",
+        negative_slope=0.05,
+        compression_activation="elu",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(num_blocks) < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {num_blocks!r}")
+        self.num_blocks = int(num_blocks)
+        self.growth = int(growth)
+        self.kernel_size = int(kernel_size)
+        self.activation = _check_activation(activation)
+        self.negative_slope = float(negative_slope)
+        self.compression_activation = _check_activation(compression_activation)
+        self.blocks = [
+            ResidualDistillingBlock(
+                growth=self.growth,
+                kernel_size=self.kernel_size,
+                activation=self.activation,
+                negative_slope=self.negative_slope,
+                dtype=self.dtype_policy,
+                name=f"rdb_{i}",
+            )
+            for i in range(self.num_blocks)
+        ]
+        self.compress = None
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        shape = tuple(input_shape)
+        for block in self.blocks:
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+        self.compress = _conv(channels, 1, "compress", self.dtype_policy)
+        self.compress.build(shape)
+        self.built = True
+
+    def call(self, x):
+        y = x
+        for block in self.blocks:
+            y = block(y)
+        y = apply_activation(self.compress(y), self.compression_activation, self.negative_slope)
+        return y + x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_blocks": self.num_blocks,
+                "growth": self.growth,
+                "kernel_size": self.kernel_size,
+                "activation": self.activation,
+                "negative_slope": self.negative_slope,
+                "compression_activation": self.compression_activation,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="drn_tf")
+class PixelShuffle(keras.layers.Layer):
+    """Sub-pixel rearrangement ``(H, W, C*s*s) -> (H*s, W*s, C)``.
+
+    ``keras.ops.depth_to_space`` would be the natural call, but Keras 3.15 has
+    none, so this is written with ``reshape``/``transpose`` in the exact
+    channel order of ``tf.nn.depth_to_space`` (DCR): output pixel
+    ``(h*s + i, w*s + j, c)`` takes input channel ``(i*s + j)*C + c``. The
+    test suite checks equality with ``tf.nn.depth_to_space``. Works for odd
+    factors such as 3.
+    """
+
+    def __init__(self, block_size=2, **kwargs):
+        super().__init__(**kwargs)
+        if int(block_size) < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size!r}")
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        s = self.block_size
+        shape = ops.shape(x)
+        n, h, w = shape[0], shape[1], shape[2]
+        c = x.shape[-1] // (s * s)
+        y = ops.reshape(x, (n, h, w, s, s, c))
+        y = ops.transpose(y, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(y, (n, h * s, w * s, c))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        s = self.block_size
+        if c % (s * s):
+            raise ValueError(f"channels ({c}) must be divisible by block_size**2 ({s * s})")
+        return (n, None if h is None else h * s, None if w is None else w * s, c // (s * s))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"block_size": self.block_size})
+        return config
+
+
+def upsampler_stages(scale: int, layout: str) -> list[int]:
+    """Pixel-shuffle factors the upsampler applies for ``scale``.
+
+    ``"single"``: one 3x3 convolution to ``out_channels * scale**2`` channels
+    and one shuffle (ESPCN/IMDN style; same cost for every scale).
+    ``"progressive"``: for powers of two, repeated x2 stages with a
+    ``C -> 4C`` convolution each (EDSR style), then a 3x3 convolution to RGB.
+    """
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    if layout == "single" or scale in (1, 2, 3):
+        return [scale]
+    if layout != "progressive":
+        raise ValueError(f"upsampler must be 'single' or 'progressive', got {layout!r}")
+    if scale & (scale - 1):
+        raise ValueError(f"progressive upsampler needs a power of two scale, got {scale}")
+    stages = []
+    while scale > 1:
+        stages.append(2)
+        scale //= 2
+    return stages
+
+
+@keras.saving.register_keras_serializable(package="drn_tf")
+class Upsampler(keras.layers.Layer):
+    """Reconstruction: convolution(s) + pixel shuffle to ``scale`` x the size."""
+
+    def __init__(self, scale=2, out_channels=3, layout="single", kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+        self.out_channels = int(out_channels)
+        self.layout = layout
+        self.kernel_size = int(kernel_size)
+        self.stages = upsampler_stages(self.scale, layout)
+        self.convs = []
+        self.shuffles = [
+            PixelShuffle(s, dtype=self.dtype_policy, name=f"shuffle_{i}") for i, s in enumerate(self.stages)
+        ]
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        shape = tuple(input_shape)
+        self.convs = []
+        if len(self.stages) == 1:
+            conv = _conv(self.out_channels * self.scale**2, self.kernel_size, "conv_0", self.dtype_policy)
+            conv.build(shape)
+            self.convs.append(conv)
+        else:
+            for i, (s, shuffle) in enumerate(zip(self.stages, self.shuffles)):
+                conv = _conv(channels * s * s, self.kernel_size, f"conv_{i}", self.dtype_policy)
+                conv.build(shape)
+                shape = shuffle.compute_output_shape(conv.compute_output_shape(shape))
+                self.convs.append(conv)
+            conv = _conv(self.out_channels, self.kernel_size, "conv_out", self.dtype_policy)
+            conv.build(shape)
+            self.convs.append(conv)
+        self.built = True
+
+    def call(self, x):
+        if len(self.stages) == 1:
+            return self.shuffles[0](self.convs[0](x))
+        for conv, shuffle in zip(self.convs[:-1], self.shuffles):
+            x = shuffle(conv(x))
+        return self.convs[-1](x)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        s = self.scale
+        return (n, None if h is None else h * s, None if w is None else w * s, self.out_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "scale": self.scale,
+                "out_channels": self.out_channels,
+                "layout": self.layout,
+                "kernel_size": self.kernel_size,
+            }
+        )
+        return config

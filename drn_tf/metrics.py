@@ -1,0 +1,178 @@
+"""The evaluation protocol of the SR literature, written once.
+
+1. HR modcropped to a multiple of the scale; 2. LR by MATLAB bicubic;
+3. SR clipped and rounded to uint8; 4. MATLAB ``rgb2ycbcr`` luma (rounded to
+uint8; single-channel images used as they are); 5. ``scale`` pixels dropped on
+every border, PSNR (peak 255) and SSIM (Gaussian window 11, sigma 1.5,
+K1 = 0.01, K2 = 0.03, 'valid' filtering) on Y, averaged over a set.
+
+The numpy functions here need no TensorFlow (the JAX training script uses
+them); the Keras metrics at the bottom compute the same with ``keras.ops`` so
+``model.evaluate`` reports protocol numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import keras
+from keras import ops
+
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint8 (clipped, rounded half up); uint8 passes through."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    return np.floor(np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def rgb_to_y(image: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2ycbcr`` luma of a uint8 RGB image, rounded to uint8.
+
+    ``(H, W)`` or ``(H, W, 1)`` images are returned unchanged (as ``(H, W)``).
+    """
+    image = to_uint8(image)
+    if image.ndim == 2:
+        return image
+    if image.shape[-1] == 1:
+        return image[..., 0]
+    y = 16.0 + image[..., :3].astype(np.float64) @ _Y_WEIGHTS
+    return np.floor(y + 0.5).astype(np.uint8)
+
+
+def shave(image: np.ndarray, border: int) -> np.ndarray:
+    if border <= 0:
+        return image
+    return image[border:-border, border:-border]
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
+    """Y-channel PSNR (peak 255) after dropping ``border`` pixels per side."""
+    a = shave(rgb_to_y(sr), border).astype(np.float64)
+    b = shave(rgb_to_y(hr), border).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"SR {a.shape} and HR {b.shape} differ in size")
+    mse = np.mean((a - b) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of a 2-D array with the 1-D window ``g``."""
+    k = len(g)
+    h, w = x.shape
+    rows = sum(g[i] * x[i : h - k + 1 + i, :] for i in range(k))
+    return sum(g[j] * rows[:, j : w - k + 1 + j] for j in range(k))
+
+
+def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
+    """Y-channel SSIM (Wang et al.; Gaussian 11/1.5, 'valid') after the border crop."""
+    a = shave(rgb_to_y(sr), border).astype(np.float64)
+    b = shave(rgb_to_y(hr), border).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"SR {a.shape} and HR {b.shape} differ in size")
+    if min(a.shape) < 11:
+        raise ValueError(f"image of {a.shape} after the border crop is smaller than the 11x11 SSIM window")
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    g = gaussian_window()
+    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
+    var_a = _filter_valid(a * a, g) - mu_a**2
+    var_b = _filter_valid(b * b, g) - mu_b**2
+    cov = _filter_valid(a * b, g) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())
+
+
+# ---------------------------------------------------------------- Keras metrics
+
+
+def _y_channel_ops(x, scale_crop):
+    """Float RGB [0, 1] batch -> rounded uint8-valued Y (float32) with the border dropped."""
+    x = ops.cast(x, "float32")
+    x = ops.floor(ops.clip(x, 0.0, 1.0) * 255.0 + 0.5)
+    if x.shape[-1] == 3:
+        w = ops.convert_to_tensor(_Y_WEIGHTS.astype("float32"))
+        x = ops.floor(16.0 + ops.sum(x * w, axis=-1, keepdims=True) + 0.5)
+    if scale_crop > 0:
+        x = x[:, scale_crop:-scale_crop, scale_crop:-scale_crop, :]
+    return x
+
+
+def _ssim_ops(a, b):
+    """Per-image SSIM of (N, H, W, 1) float32 tensors with values in [0, 255]."""
+    g = gaussian_window().astype("float32")
+    kernel_rows = ops.convert_to_tensor(g.reshape(11, 1, 1, 1))
+    kernel_cols = ops.convert_to_tensor(g.reshape(1, 11, 1, 1))
+
+    def filt(x):
+        x = ops.conv(x, kernel_rows, padding="valid")
+        return ops.conv(x, kernel_cols, padding="valid")
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = filt(a), filt(b)
+    var_a = filt(a * a) - mu_a**2
+    var_b = filt(b * b) - mu_b**2
+    cov = filt(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return ops.mean(ssim_map, axis=(1, 2, 3))
+
+
+class _PerImageMean(keras.metrics.Metric):
+    """Mean over images (not over the pooled batch) of a per-image Y metric."""
+
+    def __init__(self, border=2, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.border = int(border)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total", dtype="float32")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count", dtype="float32")
+
+    def per_image(self, y_true, y_pred):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = self.per_image(_y_channel_ops(y_true, self.border), _y_channel_ops(y_pred, self.border))
+        self.total.assign(self.total + ops.sum(values))
+        self.count.assign(self.count + ops.cast(ops.shape(values)[0], "float32"))
+
+    def result(self):
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"border": self.border})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="drn_tf")
+class YPSNR(_PerImageMean):
+    """Protocol Y-channel PSNR, averaged per image (``keras.ops.psnr`` pools the MSE over the batch)."""
+
+    def __init__(self, border=2, name="psnr_y", **kwargs):
+        super().__init__(border=border, name=name, **kwargs)
+
+    def per_image(self, a, b):
+        mse = ops.mean((a - b) ** 2, axis=(1, 2, 3))
+        return 10.0 * ops.log10(255.0**2 / ops.maximum(mse, 1e-10))
+
+
+@keras.saving.register_keras_serializable(package="drn_tf")
+class YSSIM(_PerImageMean):
+    """Protocol Y-channel SSIM, averaged per image."""
+
+    def __init__(self, border=2, name="ssim_y", **kwargs):
+        super().__init__(border=border, name=name, **kwargs)
+
+    def per_image(self, a, b):
+        return _ssim_ops(a, b)
