@@ -1,19 +1,34 @@
 """drn-tf: DRN (Distilling with Residual Network) super-resolution for Keras 3.
 
-Importing the package builds nothing, reads no file and parses no argument.
+Importing the package builds nothing, reads no file, parses no argument and
+does not import Keras: the public names below are loaded on first use.
+
+    import drn_tf
+    model = drn_tf.DRN.from_preset("drn_x2")
+    sr = drn_tf.upscale(image_uint8, scale=2)
 """
 
 __version__ = "0.1.0"
 
-from drn_tf import layers  # noqa: F401  (registers the serializable layers)
-from drn_tf.model import DRN, bundled_model_path, load_model  # noqa: F401
-from drn_tf.presets import PRESETS, get_preset, preset_names  # noqa: F401
+_LAZY = {
+    "DRN": "drn_tf.model",
+    "load_model": "drn_tf.model",
+    "bundled_model_path": "drn_tf.model",
+    "PRESETS": "drn_tf.presets",
+    "get_preset": "drn_tf.presets",
+    "preset_names": "drn_tf.presets",
+    "upscale": "drn_tf.inference",
+    "layers": None,
+}
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name):
-    # heavier helpers are imported on first use
-    if name == "upscale":
-        from drn_tf.inference import upscale
+    if name not in _LAZY:
+        raise AttributeError(f"module 'drn_tf' has no attribute {name!r}")
+    import importlib
 
-        return upscale
-    raise AttributeError(f"module 'drn_tf' has no attribute {name!r}")
+    if _LAZY[name] is None:
+        return importlib.import_module(f"drn_tf.{name}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -48,9 +48,12 @@ class DRN(keras.Model):
         if len(mean) != image_channels:
             raise ValueError("mean must have one value per image channel")
         inputs = keras.Input(shape=(None, None, image_channels), name="lr_image")
-        x = L.MeanShift(mean, sign=-1, dtype=dtype, name="sub_mean")(inputs)
+        # Input normalisation and the LFE conv (3 input channels, cheap) run in
+        # float32 even under a mixed-precision policy, so the image keeps its
+        # 8-bit precision.
+        x = L.MeanShift(mean, sign=-1, dtype="float32", name="sub_mean")(inputs)
         y0 = keras.layers.Conv2D(
-            channels, 3, padding="same", kernel_initializer="he_normal", dtype=dtype, name="lfe"
+            channels, 3, padding="same", kernel_initializer=L.kernel_initializer(), dtype="float32", name="lfe"
         )(x)
         y = y0
         for g in range(num_groups):
@@ -64,7 +67,7 @@ class DRN(keras.Model):
                 name=f"rdg_{g}",
             )(y)
         y = keras.layers.Conv2D(
-            channels, 3, padding="same", kernel_initializer="he_normal", dtype=dtype, name="body_end"
+            channels, 3, padding="same", kernel_initializer=L.kernel_initializer(), dtype=dtype, name="body_end"
         )(y)
         if global_skip:
             y = keras.layers.Add(dtype=dtype, name="global_skip")([y, y0])

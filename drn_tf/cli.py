@@ -1,0 +1,106 @@
+"""The ``drn`` command: one entry point, one module per subcommand.
+
+Each subcommand lives in ``drn_tf/commands/<name>.py`` and exposes
+``add_parser(subparsers)`` (registering its arguments and ``func``) and is
+imported only when ``drn`` runs, so ``import drn_tf`` stays light. User
+errors (:class:`UserError`) print one line ``drn <cmd>: error: ...`` and exit
+with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# name -> one-line help; order is the order in ``drn --help``
+COMMANDS = {
+    "demo": "upscale a bundled sample photo with bicubic and DRN, write a comparison figure",
+    "upscale": "upscale images, folders or globs (tiling, self-ensemble)",
+    "evaluate": "PSNR/SSIM on benchmark folders by the literature's protocol",
+    "train": "train a DRN model with model.fit (one device, MirroredStrategy, multi-worker)",
+    "plot": "draw loss and validation PSNR curves of a training run",
+    "export": "export to SavedModel (TF Serving) or TFLite (Android), with a quality/latency report",
+    "benchmark": "latency, throughput and achieved GFLOP/s against this machine's measured peak",
+    "info": "architecture summary, parameter count and multiply-adds of a preset",
+}
+
+
+class UserError(Exception):
+    """An error in what the user asked for: printed as one line, exit status 2."""
+
+
+def import_backend_quietly():
+    """Import Keras (and TensorFlow) with TensorFlow's start-up chatter on
+    stderr silenced (C++ logs that ``TF_CPP_MIN_LOG_LEVEL`` does not reach).
+    Python exceptions still propagate. Set ``DRN_VERBOSE=1`` to see them."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("DRN_VERBOSE") or "keras" in sys.modules:
+        import keras  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        import keras  # noqa: F401
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drn",
+        description="DRN super-resolution (Sun et al. 2019) for TensorFlow / Keras 3.",
+        epilog="Run 'drn COMMAND --help' for the options of a command.",
+    )
+    from drn_tf import __version__
+
+    parser.add_argument("--version", action="version", version=f"drn-tf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"drn_tf.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"drn_tf.commands.{name}":
+                raise
+            p = sub.add_parser(name, help=f"(not implemented yet) {help_text}")
+            p.set_defaults(func=_not_implemented(name))
+            continue
+        module.add_parser(sub, help_text)
+    return parser
+
+
+def _not_implemented(name):
+    def run(args):
+        raise UserError(f"'drn {name}' is not implemented in this version")
+
+    return run
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    import_backend_quietly()
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"drn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"drn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Image reading and the training/validation data pipeline.
+
+Reading: every PIL-readable image is turned into uint8 the same way
+everywhere (:func:`read_image`): EXIF orientation applied; palette, CMYK, LA,
+I;16 and float images converted; single-channel images kept single-channel
+(``(H, W, 1)``) unless RGB is asked for; alpha returned separately.
+
+Training pairs: HR folder(s) -> modcrop -> LR by the protocol's MATLAB
+bicubic (:mod:`drn_tf.imresize`), computed once per image and cached on disk
+-> random aligned crops (crop in LR coordinates, HR crop = LR crop x scale)
+-> one of the 8 flips/rotations -> batches. The sampler is pure numpy
+(:class:`PatchSampler`, a ``keras.utils.PyDataset``) so it also runs on
+machines with JAX and no TensorFlow; :func:`make_tf_dataset` wraps the same
+sampler in ``tf.data`` with prefetching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drn_tf.imresize import bicubic_degrade, modcrop
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+# Refuse images above this many pixels before decoding (decompression bombs).
+MAX_PIXELS = 200_000_000
+
+
+class ImageReadError(ValueError):
+    """An input file that is not a readable image; the message names the file and the reason."""
+
+
+def _pil():
+    from PIL import Image, ImageFile, ImageOps
+
+    return Image, ImageFile, ImageOps
+
+
+def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alpha: bool = False):
+    """Read ``path`` as uint8.
+
+    ``mode="keep"`` gives ``(H, W, 3)`` for colour and ``(H, W, 1)`` for
+    grey images; ``mode="rgb"`` always gives ``(H, W, 3)``. With
+    ``with_alpha=True`` returns ``(image, alpha)`` where ``alpha`` is
+    ``(H, W)`` uint8 or None. 16-bit images are scaled to 8 bits with a
+    warning. Raises :class:`ImageReadError` with the file name and the reason
+    for anything that is not a whole, readable image.
+    """
+    Image, ImageFile, ImageOps = _pil()
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageReadError(
+                    f"{path}: {w}x{h} pixels is over the limit of {max_pixels} (possible decompression bomb); refused"
+                )
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            image, alpha = _to_uint8(im, path)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: refused, too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image file PIL can read"
+        raise ImageReadError(f"{path}: {reason}") from None
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageReadError(f"{path}: image has no pixels")
+    if mode == "rgb" and image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    elif mode not in ("keep", "rgb"):
+        raise ValueError(f"mode must be 'keep' or 'rgb', got {mode!r}")
+    return (image, alpha) if with_alpha else image
+
+
+def _to_uint8(im, path):
+    """PIL image -> (uint8 array (H, W, 3|1), alpha (H, W) uint8 or None)."""
+    Image, _, _ = _pil()
+    alpha = None
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        warnings.warn(f"{path}: {im.mode} image converted to 8 bits", stacklevel=3)
+        arr = np.floor(np.clip(arr / top * 255.0, 0, 255) + 0.5).astype(np.uint8)
+        return arr[..., None], None
+    if im.mode == "F":
+        arr = np.asarray(im).astype(np.float64)
+        top = 1.0 if arr.max() <= 1.0 else 255.0
+        warnings.warn(f"{path}: floating-point image converted to 8 bits", stacklevel=3)
+        return np.floor(np.clip(arr / top * 255.0, 0, 255) + 0.5).astype(np.uint8)[..., None], None
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("1", "L"):
+        return np.asarray(im.convert("L"))[..., None], None
+    if im.mode == "LA":
+        arr = np.asarray(im)
+        return arr[..., :1].copy(), arr[..., 1].copy()
+    if im.mode in ("RGBA", "RGBa", "PA"):
+        im = im.convert("RGBA")
+        arr = np.asarray(im)
+        return arr[..., :3].copy(), arr[..., 3].copy()
+    if im.mode == "RGB" and getattr(im, "bits", 8) == 8:
+        return np.asarray(im).copy(), None
+    # CMYK, YCbCr, LAB, HSV, 48-bit RGB...: PIL's own conversion
+    if im.mode not in ("RGB",):
+        warnings.warn(f"{path}: {im.mode} image converted to RGB", stacklevel=3)
+    return np.asarray(im.convert("RGB")).copy(), None
+
+
+def list_images(paths, recursive: bool = True) -> list[Path]:
+    """Image files under the given files/folders, sorted; folders are searched recursively."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.glob("*")
+            found.extend(sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+    return found
+
+
+# ------------------------------------------------------------------ LR/HR pairs
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DRN_CACHE_DIR", Path.home() / ".cache" / "drn_tf"))
+
+
+def _cache_key(path: Path, scale: int) -> str:
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|x{scale}|v1".encode()
+    return hashlib.sha1(raw).hexdigest()
+
+
+def make_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) of the protocol for one uint8 HR image: modcrop, then bicubic /scale."""
+    hr = modcrop(hr, scale)
+    return bicubic_degrade(hr, scale), hr
+
+
+def load_pairs(
+    paths,
+    scale: int,
+    cache_dir: str | os.PathLike | None = None,
+    on_error: str = "skip",
+    progress: bool = False,
+    min_lr_size: int = 1,
+):
+    """Load every image under ``paths`` as an (LR, HR) uint8 RGB pair.
+
+    LR images are cached in ``cache_dir`` (``None``: :func:`default_cache_dir`;
+    ``False``: no cache). Unreadable files are reported by name and skipped
+    (``on_error="skip"``) or raise (``on_error="raise"``). Images whose LR
+    would be smaller than ``min_lr_size`` are skipped with a warning.
+    """
+    if on_error not in ("skip", "raise"):
+        raise ValueError("on_error must be 'skip' or 'raise'")
+    files = list_images(paths)
+    if not files:
+        raise FileNotFoundError(f"no images found under {', '.join(map(str, paths))}")
+    cache = None if cache_dir is False else Path(cache_dir or default_cache_dir())
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    lrs, hrs, names = [], [], []
+    iterator = files
+    if progress:
+        from keras.utils import Progbar
+
+        bar = Progbar(len(files), unit_name="image")
+    for i, f in enumerate(iterator):
+        try:
+            hr = read_image(f, mode="rgb")
+        except ImageReadError as exc:
+            if on_error == "raise":
+                raise
+            log.warning("skipping %s", exc)
+            warnings.warn(f"skipping unreadable image: {exc}", stacklevel=2)
+            continue
+        hr = modcrop(hr, scale)
+        if min(hr.shape[:2]) // scale < min_lr_size:
+            warnings.warn(f"skipping {f}: too small for x{scale} patches", stacklevel=2)
+            continue
+        lr = None
+        if cache is not None:
+            cf = cache / f"{_cache_key(f, scale)}.npy"
+            if cf.is_file():
+                try:
+                    lr = np.load(cf)
+                    if lr.shape != (hr.shape[0] // scale, hr.shape[1] // scale, 3):
+                        lr = None
+                except (OSError, ValueError):
+                    lr = None
+            if lr is None:
+                lr = bicubic_degrade(hr, scale)
+                tmp = cf.with_suffix(f".tmp{os.getpid()}.npy")
+                np.save(tmp, lr)
+                os.replace(tmp, cf)
+        else:
+            lr = bicubic_degrade(hr, scale)
+        lrs.append(lr)
+        hrs.append(hr)
+        names.append(str(f))
+        if progress:
+            bar.update(i + 1)
+    if not lrs:
+        raise FileNotFoundError(f"no readable images under {', '.join(map(str, paths))}")
+    return lrs, hrs, names
+
+
+def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+    """The k-th (0..7) of the 8 flips/rotations of an (..., H, W, C) array."""
+    if k >= 4:
+        x = x[..., ::-1, :]  # horizontal flip
+    return np.rot90(x, k % 4, axes=(-3, -2))
+
+
+@dataclass
+class PatchSpec:
+    index: int  # image index
+    top: int  # LR coordinates
+    left: int
+    transform: int  # 0..7
+
+
+try:  # keras is optional for the pure numpy parts above
+    from keras.utils import PyDataset as _PyDataset
+except Exception:  # pragma: no cover
+    _PyDataset = object
+
+
+class PatchSampler(_PyDataset):
+    """Random aligned LR/HR patches, ``len(self)`` batches per epoch.
+
+    Batch ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``, so runs
+    are reproducible and a resumed run sees the same batches. Images are drawn
+    with probability proportional to their area. Yields float32 in ``[0, 1]``:
+    ``(lr (B, p, p, 3), hr (B, p*s, p*s, 3))``.
+    """
+
+    def __init__(
+        self,
+        lrs,
+        hrs,
+        scale: int,
+        patch_size: int = 48,
+        batch_size: int = 16,
+        steps_per_epoch: int = 1000,
+        seed: int = 0,
+        augment: bool = True,
+        **kwargs,
+    ):
+        if _PyDataset is not object:
+            super().__init__(**kwargs)
+        if len(lrs) != len(hrs) or not lrs:
+            raise ValueError("need the same, non-zero number of LR and HR images")
+        self.lrs, self.hrs = lrs, hrs
+        self.scale, self.patch_size, self.batch_size = int(scale), int(patch_size), int(batch_size)
+        self.steps_per_epoch, self.seed, self.augment = int(steps_per_epoch), int(seed), bool(augment)
+        self.epoch = 0
+        sizes = []
+        for lr, hr in zip(lrs, hrs):
+            if lr.shape[0] < patch_size or lr.shape[1] < patch_size:
+                raise ValueError(f"LR image {lr.shape[:2]} is smaller than the patch size {patch_size}")
+            if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
+                raise ValueError("HR size must be LR size x scale")
+            sizes.append((lr.shape[0] - patch_size + 1) * (lr.shape[1] - patch_size + 1))
+        self.weights = np.asarray(sizes, dtype=np.float64) / np.sum(sizes)
+
+    def __len__(self):
+        return self.steps_per_epoch
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def specs(self, index: int, epoch: int | None = None) -> list[PatchSpec]:
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch, index])
+        images = rng.choice(len(self.lrs), size=self.batch_size, p=self.weights)
+        out = []
+        for i in images:
+            h, w = self.lrs[i].shape[:2]
+            top = int(rng.integers(0, h - self.patch_size + 1))
+            left = int(rng.integers(0, w - self.patch_size + 1))
+            t = int(rng.integers(0, 8)) if self.augment else 0
+            out.append(PatchSpec(int(i), top, left, t))
+        return out
+
+    def batch(self, index: int, epoch: int | None = None):
+        p, s = self.patch_size, self.scale
+        lr_b = np.empty((self.batch_size, p, p, 3), np.float32)
+        hr_b = np.empty((self.batch_size, p * s, p * s, 3), np.float32)
+        for b, spec in enumerate(self.specs(index, epoch)):
+            lr = self.lrs[spec.index][spec.top : spec.top + p, spec.left : spec.left + p]
+            hr = self.hrs[spec.index][spec.top * s : (spec.top + p) * s, spec.left * s : (spec.left + p) * s]
+            lr_b[b] = dihedral(lr, spec.transform)
+            hr_b[b] = dihedral(hr, spec.transform)
+        lr_b *= 1.0 / 255.0
+        hr_b *= 1.0 / 255.0
+        return lr_b, hr_b
+
+    def __getitem__(self, index):
+        return self.batch(index)
+
+
+def validation_pairs(paths, scale: int, cache_dir=None):
+    """Whole-image (LR, HR) uint8 pairs of benchmark folders, keeping grey images grey-as-RGB."""
+    lrs, hrs, names = load_pairs(paths, scale, cache_dir=cache_dir)
+    return lrs, hrs, names

@@ -1,0 +1,35 @@
+"""Shared fixtures. The benchmark/training data lives beside the checkout in
+``../shared/data`` (also in CI); ``DRN_DATA`` overrides the location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("DRN_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "benchmark" / "Set5").is_dir():
+        pytest.fail(f"benchmark data not found at {DATA} (set DRN_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def set5(data_dir) -> Path:
+    return data_dir / "benchmark" / "Set5"
+
+
+@pytest.fixture(scope="session")
+def set14(data_dir) -> Path:
+    return data_dir / "benchmark" / "Set14"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
