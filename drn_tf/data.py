@@ -10,8 +10,8 @@ bicubic (:mod:`drn_tf.imresize`), computed once per image and cached on disk
 -> random aligned crops (crop in LR coordinates, HR crop = LR crop x scale)
 -> one of the 8 flips/rotations -> batches. The sampler is pure numpy
 (:class:`PatchSampler`, a ``keras.utils.PyDataset``) so it also runs on
-machines with JAX and no TensorFlow; :func:`make_tf_dataset` wraps the same
-sampler in ``tf.data`` with prefetching.
+machines with JAX and no TensorFlow; :func:`drn_tf.tfdata.make_train_dataset`
+wraps the same sampler in ``tf.data`` with prefetching.
 """
 
 from __future__ import annotations
@@ -319,6 +319,18 @@ class PatchSampler(_PyDataset):
             hr_b[b] = dihedral(hr, spec.transform)
         lr_b *= 1.0 / 255.0
         hr_b *= 1.0 / 255.0
+        return lr_b, hr_b
+
+    def batch_uint8(self, index: int, epoch: int | None = None):
+        """The same patches as :meth:`batch`, as uint8 (``batch() == batch_uint8() / 255``)."""
+        p, s = self.patch_size, self.scale
+        lr_b = np.empty((self.batch_size, p, p, 3), np.uint8)
+        hr_b = np.empty((self.batch_size, p * s, p * s, 3), np.uint8)
+        for b, spec in enumerate(self.specs(index, epoch)):
+            lr = self.lrs[spec.index][spec.top : spec.top + p, spec.left : spec.left + p]
+            hr = self.hrs[spec.index][spec.top * s : (spec.top + p) * s, spec.left * s : (spec.left + p) * s]
+            lr_b[b] = dihedral(lr, spec.transform)
+            hr_b[b] = dihedral(hr, spec.transform)
         return lr_b, hr_b
 
     def __getitem__(self, index):
