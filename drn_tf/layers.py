@@ -207,32 +207,83 @@ class ResidualDistillingGroup(keras.layers.Layer):
         return config
 
 
+def pixel_shuffle_reference(x, block_size: int):
+    """Pixel shuffle with ``keras.ops.reshape``/``transpose`` (any backend).
+
+    Exact channel order of ``tf.nn.depth_to_space`` (DCR): output pixel
+    ``(h*s + i, w*s + j, c)`` takes input channel ``(i*s + j)*C + c``.
+    """
+    s = int(block_size)
+    shape = ops.shape(x)
+    n, h, w = shape[0], shape[1], shape[2]
+    c = x.shape[-1] // (s * s)
+    y = ops.reshape(x, (n, h, w, s, s, c))
+    y = ops.transpose(y, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(y, (n, h * s, w * s, c))
+
+
+def pixel_shuffle_kernel(block_size: int, channels: int, dtype="float32"):
+    """One-hot ``Conv2DTranspose`` kernel ``(s, s, C, C*s*s)`` equal to the pixel shuffle.
+
+    A transposed convolution with stride ``s`` and kernel size ``s`` writes
+    ``y[h*s + i, w*s + j, c] = sum_k x[h, w, k] * K[i, j, c, k]``; with
+    ``K[i, j, c, (i*s + j)*C + c] = 1`` and zeros elsewhere that is exactly
+    the DCR pixel shuffle (products with 1 and sums with exact zeros).
+    """
+    import numpy as np
+
+    s, c = int(block_size), int(channels)
+    kernel = np.zeros((s, s, c, c * s * s), dtype=dtype)
+    for i in range(s):
+        for j in range(s):
+            for ch in range(c):
+                kernel[i, j, ch, (i * s + j) * c + ch] = 1
+    return kernel
+
+
+PIXEL_SHUFFLE_METHODS = ("auto", "reshape", "transposed_conv")
+
+
 @keras.saving.register_keras_serializable(package="drn_tf")
 class PixelShuffle(keras.layers.Layer):
     """Sub-pixel rearrangement ``(H, W, C*s*s) -> (H*s, W*s, C)``.
 
-    ``keras.ops.depth_to_space`` would be the natural call, but Keras 3.15 has
-    none, so this is written with ``reshape``/``transpose`` in the exact
-    channel order of ``tf.nn.depth_to_space`` (DCR): output pixel
-    ``(h*s + i, w*s + j, c)`` takes input channel ``(i*s + j)*C + c``. The
-    test suite checks equality with ``tf.nn.depth_to_space``. Works for odd
-    factors such as 3.
+    Channel order of ``tf.nn.depth_to_space`` (DCR): output pixel
+    ``(h*s + i, w*s + j, c)`` takes input channel ``(i*s + j)*C + c``.
+    Works for odd factors such as 3. ``method`` picks the implementation,
+    all with identical results:
+
+    * ``"auto"`` (default): ``tf.nn.depth_to_space`` on the TensorFlow
+      backend (one op, a ``DEPTH_TO_SPACE`` builtin in TFLite instead of a
+      6-D ``RESHAPE``/``TRANSPOSE`` chain with run-time shape arithmetic),
+      the ``keras.ops`` reshape/transpose elsewhere (Keras 3.15 has no
+      ``keras.ops.depth_to_space``);
+    * ``"reshape"``: always the ``keras.ops`` reshape/transpose;
+    * ``"transposed_conv"``: a stride-``s`` transposed convolution with fixed
+      one-hot weights (:func:`pixel_shuffle_kernel`), for runtimes that lack
+      the shuffle op, e.g. the LiteRT GPU delegate (``TRANSPOSE_CONV``).
     """
 
-    def __init__(self, block_size=2, **kwargs):
+    def __init__(self, block_size=2, method="auto", **kwargs):
         super().__init__(**kwargs)
         if int(block_size) < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size!r}")
+        if method not in PIXEL_SHUFFLE_METHODS:
+            raise ValueError(f"method must be one of {PIXEL_SHUFFLE_METHODS}, got {method!r}")
         self.block_size = int(block_size)
+        self.method = method
 
     def call(self, x):
         s = self.block_size
-        shape = ops.shape(x)
-        n, h, w = shape[0], shape[1], shape[2]
-        c = x.shape[-1] // (s * s)
-        y = ops.reshape(x, (n, h, w, s, s, c))
-        y = ops.transpose(y, (0, 1, 3, 2, 4, 5))
-        return ops.reshape(y, (n, h * s, w * s, c))
+        if self.method == "transposed_conv":
+            c = x.shape[-1] // (s * s)
+            kernel = ops.convert_to_tensor(pixel_shuffle_kernel(s, c), dtype=x.dtype)
+            return ops.conv_transpose(x, kernel, strides=s, padding="valid")
+        if self.method == "auto" and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.nn.depth_to_space(x, s)
+        return pixel_shuffle_reference(x, s)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -244,6 +295,8 @@ class PixelShuffle(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"block_size": self.block_size})
+        if self.method != "auto":
+            config["method"] = self.method
         return config
 
 
@@ -272,18 +325,24 @@ def upsampler_stages(scale: int, layout: str) -> list[int]:
 
 @keras.saving.register_keras_serializable(package="drn_tf")
 class Upsampler(keras.layers.Layer):
-    """Reconstruction: convolution(s) + pixel shuffle to ``scale`` x the size."""
+    """Reconstruction: convolution(s) + pixel shuffle to ``scale`` x the size.
 
-    def __init__(self, scale=2, out_channels=3, layout="single", kernel_size=3, **kwargs):
+    ``shuffle_method`` is the :class:`PixelShuffle` ``method`` (default
+    ``"auto"``; ``"transposed_conv"`` is used by the GPU-friendly TFLite export).
+    """
+
+    def __init__(self, scale=2, out_channels=3, layout="single", kernel_size=3, shuffle_method="auto", **kwargs):
         super().__init__(**kwargs)
         self.scale = int(scale)
         self.out_channels = int(out_channels)
         self.layout = layout
         self.kernel_size = int(kernel_size)
+        self.shuffle_method = shuffle_method
         self.stages = upsampler_stages(self.scale, layout)
         self.convs = []
         self.shuffles = [
-            PixelShuffle(s, dtype=self.dtype_policy, name=f"shuffle_{i}") for i, s in enumerate(self.stages)
+            PixelShuffle(s, method=shuffle_method, dtype=self.dtype_policy, name=f"shuffle_{i}")
+            for i, s in enumerate(self.stages)
         ]
 
     def build(self, input_shape):
@@ -327,4 +386,6 @@ class Upsampler(keras.layers.Layer):
                 "kernel_size": self.kernel_size,
             }
         )
+        if self.shuffle_method != "auto":
+            config["shuffle_method"] = self.shuffle_method
         return config

@@ -1,0 +1,408 @@
+"""SavedModel / TFLite export (drn_tf.export, ``drn export``).
+
+A fresh drn_s_x2 (load_weights=False, seeded) is exported once per module
+(module-scoped fixtures); every TFLite variant runs in the LiteRT
+interpreter (ai_edge_litert), never tf.lite.Interpreter.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from drn_tf import export as E  # noqa: E402
+from drn_tf.metrics import psnr_y, to_uint8  # noqa: E402
+from drn_tf.model import DRN  # noqa: E402
+from drn_tf.train import predict_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TWO_SIZES = ((16, 20), (37, 29))
+
+# Tolerances on the [0, 1] float outputs, against the Keras model's clipped output.
+FLOAT_TOL = {"float32": 1e-3, "float16": 5e-3}
+# dynamic-range: int8 per-channel weights (step max|w|/127 per output channel)
+# with float activations; measured on this fresh model: max 0.007, mean 0.0013
+# (under 2 and 0.4 levels). Bounds ~3x above that; a wrong weight scale or
+# channel order gives tens of levels.
+DYNAMIC_TOL = {"max": 0.02, "mean": 0.004}
+# int8 of an UNTRAINED model: activations quantized per tensor to 8 bits with
+# ranges from 8 calibration crops, errors accumulating over 13 convolutions;
+# measured: max 0.022 (5.7 levels), mean 0.0037 (0.95 level). Bounds are
+# 16 and 2.5 levels: they catch a broken requantization / wrong I/O scale
+# (which shifts every pixel by tens of levels), not the last tenth of a dB,
+# which needs a trained model (test_int8_psnr_loss_trained).
+INT8_FRESH_TOL = {"max": 16 / 255, "mean": 2.5 / 255}
+# int8 of the trained drn_x2 on Set5 x2: see test_int8_psnr_loss_trained.
+INT8_PSNR_LOSS_DB = 0.10
+
+
+def numpy_pixel_shuffle(x: np.ndarray, s: int) -> np.ndarray:
+    """DCR pixel shuffle by explicit indexing: out[h*s+i, w*s+j, c] = x[h, w, (i*s+j)*C + c]."""
+    n, h, w, cs = x.shape
+    c = cs // (s * s)
+    out = np.empty((n, h * s, w * s, c), x.dtype)
+    for i in range(s):
+        for j in range(s):
+            out[:, i::s, j::s, :] = x[..., (i * s + j) * c : (i * s + j + 1) * c]
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(7)
+    return DRN.from_preset("drn_s_x2", load_weights=False)
+
+
+@pytest.fixture(scope="module")
+def serving_base(model, tmp_path_factory):
+    base = tmp_path_factory.mktemp("serving") / "drn"
+    E.export_saved_model(model, base)
+    return base
+
+
+@pytest.fixture(scope="module")
+def loaded(serving_base):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(serving_base / "1"))
+
+
+@pytest.fixture(scope="module")
+def tflite_models(model, data_dir):
+    """Dynamic-size variants, converted once; int8 calibrated on 8 crops of the training images."""
+    out = {}
+    for q in E.QUANTIZATIONS:
+        kwargs = {"calibration": data_dir / "train", "calibration_count": 8} if q == "int8" else {}
+        out[q] = E.convert_tflite(model, q, **kwargs)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fixed_models(model):
+    """Fixed 32x40 input: plain float32 and the GPU-friendly (TRANSPOSE_CONV) float32."""
+    return {
+        "plain": E.convert_tflite(model, "float32", input_size="32x40"),
+        "gpu": E.convert_tflite(model, "float32", input_size=(32, 40), gpu_friendly=True),
+    }
+
+
+def keras_clipped(model, lr):
+    return np.clip(predict_image(model, lr), 0.0, 1.0)
+
+
+# ---------------------------------------------------------------- pixel shuffle
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_pixel_shuffle_methods_identical(s, rng):
+    from drn_tf.layers import PixelShuffle, pixel_shuffle_reference
+
+    x = rng.standard_normal((2, 5, 7, 3 * s * s)).astype("float32")
+    expected = numpy_pixel_shuffle(x, s)
+    auto = np.asarray(PixelShuffle(s)(x))  # tf.nn.depth_to_space on the TF backend
+    reference = np.asarray(pixel_shuffle_reference(keras.ops.convert_to_tensor(x), s))
+    tconv = np.asarray(PixelShuffle(s, method="transposed_conv")(x))
+    assert auto.shape == (2, 5 * s, 7 * s, 3)
+    np.testing.assert_array_equal(auto, expected)
+    np.testing.assert_array_equal(reference, expected)
+    np.testing.assert_array_equal(tconv, expected)
+    layer = PixelShuffle(s, method="transposed_conv")
+    assert PixelShuffle.from_config(layer.get_config()).method == "transposed_conv"
+    assert "method" not in PixelShuffle(s).get_config()  # old .keras files and new ones load alike
+
+
+def test_pixel_shuffle_jax_backend_identical():
+    pytest.importorskip("jax")
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        import keras
+        assert keras.backend.backend() == "jax", keras.backend.backend()
+        from drn_tf.layers import PixelShuffle
+        rng = np.random.default_rng(0)
+        for s in (2, 3):
+            x = rng.standard_normal((2, 4, 6, 3 * s * s)).astype("float32")
+            c = 3
+            want = np.empty((2, 4 * s, 6 * s, c), "float32")
+            for i in range(s):
+                for j in range(s):
+                    want[:, i::s, j::s, :] = x[..., (i * s + j) * c:(i * s + j + 1) * c]
+            for method in ("auto", "reshape", "transposed_conv"):
+                got = np.asarray(PixelShuffle(s, method=method)(x))
+                assert np.array_equal(got, want), (s, method, float(np.abs(got - want).max()))
+        print("JAX-OK")
+        """
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0 and "JAX-OK" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"preset": "drn_s_x2"},
+        {"preset": "drn_s_x3"},
+        {"scale": 4, "upsampler": "progressive", "channels": 8, "growth": 4, "num_blocks": 1, "num_groups": 1},
+    ],
+    ids=["x2", "x3", "x4-progressive"],
+)
+def test_gpu_friendly_rewrite_identical(config, rng):
+    keras.utils.set_random_seed(3)
+    if "preset" in config:
+        model = DRN.from_preset(config["preset"], load_weights=False)
+    else:
+        model = DRN(**config)
+    gpu = E.gpu_friendly_model(model)
+    shuffles = [
+        sh.method for layer in gpu.layers if hasattr(layer, "shuffles") for sh in layer.shuffles
+    ]
+    assert shuffles and set(shuffles) == {"transposed_conv"}
+    x = rng.random((2, 13, 17, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(gpu(x)), np.asarray(model(x)))
+
+
+# ---------------------------------------------------------------- SavedModel
+
+
+def test_saved_model_layout_and_versions(model, serving_base, tmp_path):
+    assert (serving_base / "1" / "saved_model.pb").is_file()
+    assert (serving_base / "1" / "variables").is_dir()
+    assert not [p for p in serving_base.iterdir() if p.name.startswith(".tmp")]
+    base = tmp_path / "m"
+    assert E.export_saved_model(model, base).name == "1"
+    assert E.export_saved_model(model, base).name == "2"  # next version for TF Serving to pick up
+    with pytest.raises(E.ExportError, match="already exists"):
+        E.export_saved_model(model, base, version=2)
+    assert E.export_saved_model(model, base, version=2, overwrite=True).name == "2"
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
+
+
+def test_saved_model_serving_default_uint8(model, loaded, rng):
+    import tensorflow as tf
+
+    sig = loaded.signatures["serving_default"]
+    assert set(sig.structured_input_signature[1]) == {"images"}
+    assert set(sig.structured_outputs) == {"sr_images"}
+    for h, w in TWO_SIZES:
+        images = rng.integers(0, 256, size=(2, h, w, 3), dtype=np.uint8)
+        out = sig(images=tf.constant(images))["sr_images"].numpy()
+        assert out.dtype == np.uint8 and out.shape == (2, 2 * h, 2 * w, 3)
+        want = np.stack([to_uint8(predict_image(model, im)) for im in images])
+        assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
+
+
+def _encode(array, fmt):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array.squeeze()).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_saved_model_bytes_signature(model, loaded, rng):
+    import tensorflow as tf
+    from PIL import Image
+
+    sig = loaded.signatures["upscale_bytes"]
+    assert set(sig.structured_input_signature[1]) == {"image_bytes"}
+    assert set(sig.structured_outputs) == {"sr_image_bytes"}  # _bytes: REST answers {"b64": ...}
+    rgb = rng.integers(0, 256, size=(19, 13, 3), dtype=np.uint8)
+    jpeg_src = rng.integers(0, 256, size=(11, 16, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, size=(9, 12, 1), dtype=np.uint8)
+    batch = [_encode(rgb, "PNG"), _encode(jpeg_src, "JPEG"), _encode(grey, "PNG")]
+    inputs = [rgb, tf.io.decode_jpeg(batch[1], channels=3).numpy(), np.repeat(grey, 3, axis=-1)]
+    out = sig(image_bytes=tf.constant(batch))["sr_image_bytes"].numpy()
+    assert out.shape == (3,)
+    for data, lr in zip(out, inputs):
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        sr = np.asarray(Image.open(io.BytesIO(data)))
+        assert sr.shape == (2 * lr.shape[0], 2 * lr.shape[1], 3)
+        assert np.abs(sr.astype(int) - to_uint8(predict_image(model, lr)).astype(int)).max() <= 1
+
+
+# ---------------------------------------------------------------- TFLite
+
+
+@pytest.mark.parametrize("quantize", E.QUANTIZATIONS)
+def test_tflite_variant_runs_on_two_sizes(quantize, model, tflite_models, rng):
+    runner = E.TFLiteUpscaler(tflite_models[quantize], num_threads=2)
+    assert runner.fixed is None  # dynamic height and width by default
+    if quantize == "int8":
+        assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
+        for detail in (runner.input, runner.output):  # uint8 I/O are plain pixels
+            scale, zero = detail["quantization"]
+            assert zero == 0 and scale == pytest.approx(1 / 255, rel=1e-6)
+    else:
+        assert runner.input["dtype"] == np.float32 and runner.output["dtype"] == np.float32
+    for h, w in TWO_SIZES:
+        lr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        sr = runner.predict(lr)  # resize_tensor_input + allocate_tensors when the size changes
+        assert sr.shape == (2 * h, 2 * w, 3)
+        diff = np.abs(sr - keras_clipped(model, lr))
+        if quantize in FLOAT_TOL:
+            assert diff.max() <= FLOAT_TOL[quantize]
+        elif quantize == "dynamic":
+            assert diff.max() <= DYNAMIC_TOL["max"] and diff.mean() <= DYNAMIC_TOL["mean"]
+        else:
+            assert diff.max() <= INT8_FRESH_TOL["max"] and diff.mean() <= INT8_FRESH_TOL["mean"]
+            # raw uint8 output == the dequantized one rounded: the output tensor holds pixels
+            raw = runner.run(lr[None])[0]
+            np.testing.assert_array_equal(raw, to_uint8(sr))
+
+
+def test_tflite_ops_builtin_only(tflite_models, fixed_models):
+    for name, flat in {**tflite_models, **fixed_models}.items():
+        ops = E.tflite_ops(flat)
+        assert ops and not [op for op in ops if op.startswith("CUSTOM") or "Flex" in op], (name, ops)
+        E.check_builtin_only(flat)
+        assert "CONV_2D" in ops
+    for name in E.QUANTIZATIONS:  # on the TF backend the shuffle is one DEPTH_TO_SPACE, no 6-D TRANSPOSE
+        ops = E.tflite_ops(tflite_models[name])
+        assert ops["DEPTH_TO_SPACE"] == 1 and "TRANSPOSE" not in ops and "FlexDepthToSpace" not in ops
+
+
+def test_flex_ops_are_refused(tmp_path):
+    import tensorflow as tf
+
+    class NeedsFlex(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([2, 2], tf.float32, name="x")], autograph=False)
+        def f(self, x):
+            return {"y": tf.math.erfinv(x)}  # no TFLite builtin
+
+    module = NeedsFlex()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.f})
+    with pytest.raises(E.ExportError, match=r"tf\.Erfinv.*Flex"):
+        E.convert_saved_model(tmp_path / "sm", "float32")
+    # a flatbuffer that slipped a custom op through is refused too
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))
+    converter.allow_custom_ops = True
+    with pytest.raises(E.ExportError, match="Flex"):
+        E.check_builtin_only(converter.convert())
+
+
+def test_fixed_shape_model_and_tiling(model, fixed_models, tflite_models, rng):
+    runner = E.TFLiteUpscaler(fixed_models["plain"], num_threads=2)
+    assert [int(v) for v in runner.input["shape_signature"]] == [1, 32, 40, 3]
+    assert [int(v) for v in runner.input["shape"]] == [1, 32, 40, 3]
+    assert runner.fixed == (32, 40) and runner.overlap == model.receptive_radius
+    meta = E.tflite_metadata(fixed_models["plain"])
+    assert meta["input_size"] == [32, 40] and meta["scale"] == 2 and meta["quantize"] == "float32"
+    big = rng.integers(0, 256, size=(75, 101, 3), dtype=np.uint8)  # 3 x 4 overlapping tiles
+    np.testing.assert_allclose(runner.predict(big), keras_clipped(model, big), atol=1e-5)
+    small = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)  # edge-padded to one tile
+    assert runner.predict(small).shape == (40, 60, 3)
+
+
+def test_gpu_friendly_tflite(fixed_models, rng):
+    ops = E.tflite_ops(fixed_models["gpu"])
+    assert ops.get("TRANSPOSE_CONV") == 1 and "DEPTH_TO_SPACE" not in ops
+    ok, details = E.gpu_compatibility(fixed_models["gpu"])
+    assert ok, details
+    assert E.tflite_metadata(fixed_models["gpu"])["gpu_friendly"] is True
+    lr = rng.integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
+    plain = E.TFLiteUpscaler(fixed_models["plain"], num_threads=2).predict(lr)
+    gpu = E.TFLiteUpscaler(fixed_models["gpu"], num_threads=2).predict(lr)
+    np.testing.assert_allclose(gpu, plain, atol=1e-5)
+
+
+def test_int8_pixel_io_with_narrow_calibration(model, rng):
+    """Calibrated on [0.25, 0.75] only: the converter's uint8 I/O would not be pixels; ours are."""
+    samples = [0.25 + 0.5 * rng.random((24, 24, 3)).astype("float32") for _ in range(3)]
+    flat = E.convert_tflite(model, "int8", calibration=samples)
+    runner = E.TFLiteUpscaler(flat, num_threads=2)
+    for detail in (runner.input, runner.output):
+        scale, zero = detail["quantization"]
+        assert zero == 0 and scale == pytest.approx(1 / 255, rel=1e-6)
+    lr = rng.integers(80, 176, size=(24, 24, 3), dtype=np.uint8)  # inside the calibrated range
+    diff = np.abs(runner.predict(lr) - keras_clipped(model, lr))
+    assert diff.mean() <= INT8_FRESH_TOL["mean"] and diff.max() <= INT8_FRESH_TOL["max"]
+
+
+def test_calibration_images(data_dir):
+    samples = E.calibration_images(data_dir / "train", scale=2, count=3, patch=(20, 30))
+    assert len(samples) == 3 and all(s.shape == (20, 30, 3) and s.dtype == np.float32 for s in samples)
+    assert samples[0].min() == 0.0 and samples[0].max() == 1.0  # full 8-bit range: exact input scale
+    with pytest.raises(E.ExportError, match="calibration"):
+        E.calibration_images(data_dir / "no-such-folder-here")
+
+
+@pytest.mark.slow
+def test_int8_psnr_loss_trained(set5, data_dir):
+    """Set5 x2 PSNR of the int8 TFLite model against the trained Keras drn_x2.
+
+    Bound 0.10 dB: 8-bit output quantization alone costs nothing measurable
+    (the protocol rounds to 8 bits anyway); the loss comes from 8-bit
+    activations inside the residual body.
+    """
+    path = ROOT / "assets" / "drn_x2.keras"
+    if not path.is_file():
+        pytest.skip("assets/drn_x2.keras (the trained model) is not bundled yet; this test needs real weights")
+    from drn_tf.model import load_model
+
+    trained = load_model(path)
+    runner = E.TFLiteUpscaler(E.convert_tflite(trained, "int8", calibration=data_dir / "train"))
+    _, pairs = E._set5_pairs(data_dir, 2)
+    keras_psnr = np.mean([psnr_y(to_uint8(predict_image(trained, lr)), hr, 2) for _, lr, hr in pairs])
+    int8_psnr = np.mean([psnr_y(runner.predict_uint8(lr), hr, 2) for _, lr, hr in pairs])
+    assert keras_psnr - int8_psnr <= INT8_PSNR_LOSS_DB, (keras_psnr, int8_psnr)
+
+
+# ---------------------------------------------------------------- report and CLI
+
+
+def test_report_small(model, data_dir):
+    markdown, results = E.build_report(
+        model,
+        "fresh drn_s_x2",
+        data_dir,
+        variants=("keras", "saved_model", "tflite-float32"),
+        latency_size="24x24",
+        runs=2,
+        warmup=1,
+        limit_images=2,
+    )
+    by_name = {r.name: r for r in results}
+    assert list(by_name) == ["keras", "saved_model", "tflite-float32"]
+    assert by_name["keras"].max_diff == 0.0
+    assert by_name["saved_model"].max_diff <= 0.5 + 1e-3  # uint8 rounding of the same output
+    assert by_name["tflite-float32"].max_diff <= 1e-3 * 255
+    for r in results:
+        assert r.size_bytes > 10_000 and r.latency_ms > 0 and np.isfinite(r.psnr) and 0 < r.ssim <= 1
+    assert "| tflite-float32 |" in markdown and "DEPTH_TO_SPACE" in markdown and "PSNR (dB)" in markdown
+    with pytest.raises(E.ExportError, match="unknown report variant"):
+        E.build_report(model, "x", data_dir, variants=("tflite-int4",))
+
+
+def test_cli_export(tmp_path, monkeypatch, capsys, data_dir):
+    from drn_tf.cli import main
+
+    out = tmp_path / "m.tflite"
+    assert main(["export", "tflite", "--preset", "drn_s_x2", "--quantize", "float16", "--input-size", "24x20",
+                 "-o", str(out)]) == 0
+    runner = E.TFLiteUpscaler(out)
+    assert [int(v) for v in runner.input["shape_signature"]] == [1, 24, 20, 3]
+    assert "DEQUANTIZE" in E.tflite_ops(out.read_bytes())  # float16 weights
+    assert main(["export", "saved-model", "--preset", "drn_s_x2", "-o", str(tmp_path / "serving")]) == 0
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
+    capsys.readouterr()
+    assert main(["export", "tflite", "--preset", "drn_s_x2", "--input-size", "3y", "-o", str(out)]) == 2
+    assert "HxW" in capsys.readouterr().err
+    monkeypatch.setenv("DRN_DATA", str(tmp_path / "nothing"))
+    assert main(["export", "tflite", "--preset", "drn_s_x2", "--quantize", "int8", "-o", str(out)]) == 2
+    assert "--calibration" in capsys.readouterr().err
+    report = tmp_path / "r.md"
+    assert main(["export", "report", "--preset", "drn_s_x2", "--data", str(data_dir), "--variants", "keras", "--runs", "1", "--warmup", "0", "--latency-size", "16x16",
+                 "-o", str(report)]) == 0
+    assert "| keras |" in report.read_text()
