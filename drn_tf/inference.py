@@ -18,7 +18,9 @@ array (``H*s x W*s x 3`` float32), whatever the image size.
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +35,33 @@ AUTO_TILE_PIXELS = 512 * 512
 
 class ModelError(ValueError):
     """No usable model: missing/corrupt file, wrong scale, no bundled weights."""
+
+
+# ---------------------------------------------------------------- backend start-up
+
+
+def start_backend_quietly() -> None:
+    """Create the first tensor with C-level stderr silenced: TensorFlow's
+    device initialisation prints lines such as ``failed call to cuInit`` on
+    machines without a GPU, which would break the one-line error contract of
+    the commands. ``DRN_VERBOSE=1`` shows them."""
+    import sys
+
+    import keras
+
+    if os.environ.get("DRN_VERBOSE"):
+        keras.ops.zeros((1,))
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        keras.ops.zeros((1,))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # ---------------------------------------------------------------- model facts
@@ -88,23 +117,26 @@ def _predict(model, batch: np.ndarray) -> np.ndarray:
 def tile_starts(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
     """1-D tiling plan: ``(window_start, core_start, core_end)`` per tile.
 
-    Windows have length ``min(tile, length)`` and lie inside ``[0, length)``;
-    the cores partition ``[0, length)``; every core has at least ``overlap``
-    pixels of context inside its window on each side, except at the image
-    border.
+    Windows have length ``min(tile, length)``, lie inside ``[0, length)`` and
+    are spread evenly; the cores partition ``[0, length)``; every core has at
+    least ``overlap`` pixels of context inside its window on each side,
+    except at the image border (where the whole-image run has no context
+    either). ``n = ceil((length - 2*overlap) / (tile - 2*overlap))`` tiles.
     """
     if length <= tile:
         return [(0, 0, length)]
     core = tile - 2 * overlap
     if core < 1:
         raise ValueError(f"tile {tile} is too small for an overlap of {overlap} on each side")
+    n = max(2, math.ceil((length - 2 * overlap) / core))
+    starts = [(k * (length - tile)) // (n - 1) for k in range(n)]
+    # core boundary between windows k and k+1: the middle of their overlap
+    bounds = [0] + [(starts[k + 1] + starts[k] + tile) // 2 for k in range(n - 1)] + [length]
     plan = []
-    a = 0
-    while a < length:
-        b = min(a + core, length)
-        start = min(max(a - overlap, 0), length - tile)
-        plan.append((start, a, b))
-        a = b
+    for k in range(n):
+        w0, c0, c1 = starts[k], bounds[k], bounds[k + 1]
+        assert c0 < c1 and (k == 0 or c0 - w0 >= overlap) and (k == n - 1 or w0 + tile - c1 >= overlap)
+        plan.append((w0, c0, c1))
     return plan
 
 
@@ -141,6 +173,52 @@ def _run(model, x: np.ndarray, self_ensemble: bool) -> np.ndarray:
     return acc / 8.0
 
 
+def _resolve_overlap(model, overlap):
+    if overlap is None:
+        overlap = model_receptive_radius(model)
+        if overlap is None:
+            raise ValueError("cannot tell the model's receptive field; pass overlap= explicitly")
+    overlap = int(overlap)
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    return overlap
+
+
+def iter_tiles(model, lr: np.ndarray, *, tile=None, overlap=None, self_ensemble=False):
+    """Yield ``(r0, r1, c0, c1, block)``: the float32 SR block for the LR core
+    ``[r0:r1, c0:c1]`` (``block`` is ``((r1-r0)*s, (c1-c0)*s, 3)``), plus
+    ``len()`` of the plan first as an int. See :func:`super_resolve`."""
+    h, w = lr.shape[:2]
+    s = model_scale(model)
+    if tile is None or (h <= tile and w <= tile):
+        yield 1
+        yield 0, h, 0, w, _run(model, lr, self_ensemble)
+        return
+    tile = int(tile)
+    overlap = _resolve_overlap(model, overlap)
+    if tile - 2 * overlap < 1:
+        raise ValueError(
+            f"tile {tile} is too small: it must be larger than twice the overlap ({overlap}), "
+            f"i.e. at least {2 * overlap + 1}"
+        )
+    rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    yield len(rows) * len(cols)
+    for y0, a0, a1 in rows:
+        for x0, b0, b1 in cols:
+            y = _run(model, lr[y0 : y0 + th, x0 : x0 + tw], self_ensemble)
+            yield a0, a1, b0, b1, y[(a0 - y0) * s : (a1 - y0) * s, (b0 - x0) * s : (b1 - x0) * s]
+
+
+def _check_lr(lr):
+    lr = np.asarray(lr, dtype=np.float32)
+    if lr.ndim != 3 or lr.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {lr.shape}")
+    if lr.shape[0] < 1 or lr.shape[1] < 1:
+        raise ValueError(f"empty image of shape {lr.shape}")
+    return lr
+
+
 def super_resolve(
     model,
     lr: np.ndarray,
@@ -158,42 +236,21 @@ def super_resolve(
     ``self_ensemble`` averages the 8 flips/rotations (x8 the compute).
     ``progress(done, total)`` is called after each tile.
     """
-    lr = np.asarray(lr, dtype=np.float32)
-    if lr.ndim != 3 or lr.shape[-1] != 3:
-        raise ValueError(f"expected an (H, W, 3) image, got shape {lr.shape}")
-    h, w = lr.shape[:2]
-    if h < 1 or w < 1:
-        raise ValueError(f"empty image of shape {lr.shape}")
+    lr = _check_lr(lr)
     s = model_scale(model)
-    if tile is None or (h <= tile and w <= tile):
-        out = _run(model, lr, self_ensemble)
+    h, w = lr.shape[:2]
+    tiles = iter_tiles(model, lr, tile=tile, overlap=overlap, self_ensemble=self_ensemble)
+    total = next(tiles)
+    out = None
+    for done, (a0, a1, b0, b1, block) in enumerate(tiles, 1):
+        if total == 1:
+            out = np.asarray(block, dtype=np.float32)
+        else:
+            if out is None:
+                out = np.empty((h * s, w * s, 3), np.float32)
+            out[a0 * s : a1 * s, b0 * s : b1 * s] = block
         if progress is not None:
-            progress(1, 1)
-        return out
-    tile = int(tile)
-    if overlap is None:
-        overlap = model_receptive_radius(model)
-        if overlap is None:
-            raise ValueError("cannot tell the model's receptive field; pass overlap= explicitly")
-    overlap = int(overlap)
-    if overlap < 0:
-        raise ValueError(f"overlap must be >= 0, got {overlap}")
-    if tile - 2 * overlap < 1:
-        raise ValueError(
-            f"tile {tile} is too small: it must be larger than twice the overlap ({overlap}), "
-            f"i.e. at least {2 * overlap + 1}"
-        )
-    rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    th, tw = min(tile, h), min(tile, w)
-    out = np.empty((h * s, w * s, 3), np.float32)
-    total, done = len(rows) * len(cols), 0
-    for y0, a0, a1 in rows:
-        for x0, b0, b1 in cols:
-            y = _run(model, lr[y0 : y0 + th, x0 : x0 + tw], self_ensemble)
-            out[a0 * s : a1 * s, b0 * s : b1 * s] = y[(a0 - y0) * s : (a1 - y0) * s, (b0 - x0) * s : (b1 - x0) * s]
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            progress(done, total)
     return out
 
 
@@ -215,14 +272,16 @@ def load_model_file(path, scale: int | None = None):
         raise ModelError(f"{path}: is a directory, expected a .keras model file")
     if path.stat().st_size == 0:
         raise ModelError(f"{path}: empty model file (0 bytes)")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a valid .keras model file (not a zip archive: corrupt or truncated?)")
     from drn_tf.model import load_model
 
     try:
         model = load_model(path)
     except Exception as exc:  # noqa: BLE001 - zip/h5/json/keras errors all mean "corrupt"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
+        if len(reason) > 160:
+            reason = reason[:160].rsplit(" ", 1)[0] + " ..."
         raise ModelError(f"{path}: cannot load model ({reason})") from None
     check_scale(model, scale, str(path))
     return model
@@ -243,6 +302,7 @@ def resolve_model(model=None, preset: str | None = None, scale: int | None = Non
     """
     if model is not None:
         if isinstance(model, (str, os.PathLike)):
+            model_path = model
             key = ("file", str(Path(model).resolve()))
             st = Path(model).stat() if Path(model).is_file() else None
             key += ((st.st_mtime_ns, st.st_size) if st else (None,))
@@ -250,7 +310,9 @@ def resolve_model(model=None, preset: str | None = None, scale: int | None = Non
                 _MODEL_CACHE.clear()
                 _MODEL_CACHE[key] = load_model_file(model)
             model = _MODEL_CACHE[key]
-        check_scale(model, scale)
+            check_scale(model, scale, str(model_path))
+        else:
+            check_scale(model, scale)
         return model
     from drn_tf.model import DRN, bundled_model_path
     from drn_tf.presets import get_preset
@@ -295,7 +357,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def upscale_float(
+def upscale_array(
     image: np.ndarray,
     model,
     *,
@@ -303,46 +365,80 @@ def upscale_float(
     tile_overlap: int | None = None,
     self_ensemble: bool = False,
     progress=None,
-):
+    dtype=np.uint8,
+) -> np.ndarray:
     """Upscale an image of any channel layout with a resolved model.
 
     ``image``: ``(H, W)``, ``(H, W, 1)`` grey, ``(H, W, 2)`` grey+alpha,
-    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, float in [0, 1]. Grey is
-    replicated to RGB for the model and averaged back; alpha is upscaled with
-    MATLAB bicubic. Returns float32 in the same layout, clipped to [0, 1].
+    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8, uint16, or float in
+    [0, 1]. Grey is replicated to RGB for the model and averaged back; alpha
+    is upscaled with MATLAB bicubic (:func:`drn_tf.imresize.imresize`).
+    Returns ``dtype`` (uint8: rounded; float32: clipped to [0, 1]) in the
+    same layout. Tiles are converted as they come, so with tiling the peak
+    memory is one tile's activations plus the output array in ``dtype``.
     """
     from drn_tf.imresize import imresize
 
-    image = np.asarray(image, dtype=np.float32)
-    squeeze = image.ndim == 2
+    arr = np.asarray(image)
+    squeeze = arr.ndim == 2
     if squeeze:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an (H, W), (H, W, 1|2|3|4) image, got shape {image.shape}")
-    h, w, c = image.shape
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an (H, W) or (H, W, 1|2|3|4) image, got shape {np.asarray(image).shape}")
+    h, w, c = arr.shape
     if h < 2 or w < 2:
         raise ValueError(f"image of {w}x{h} pixels is too small (at least 2x2 needed)")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.float32)):
+        raise ValueError("dtype must be uint8 or float32")
     s = model_scale(model)
     has_alpha = c in (2, 4)
-    colour = image[..., : c - 1] if has_alpha else image
+    colour = _as_float01(arr[..., : c - 1] if has_alpha else arr)
     grey = colour.shape[-1] == 1
     rgb = np.repeat(colour, 3, axis=-1) if grey else colour
-    sr = super_resolve(model, rgb, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble, progress=progress)
+    del colour
+    out = np.empty((h * s, w * s, c), dtype)
+    tiles = iter_tiles(model, rgb, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
+    total = next(tiles)
+    for done, (a0, a1, b0, b1, block) in enumerate(tiles, 1):
+        if grey:
+            block = block.mean(axis=-1, keepdims=True)
+        block = np.clip(block, 0.0, 1.0)
+        target = out[a0 * s : a1 * s, b0 * s : b1 * s, : (c - 1 if has_alpha else c)]
+        target[...] = _to_uint8(block) if dtype == np.uint8 else block
+        del block
+        if progress is not None:
+            progress(done, total)
     del rgb
-    if grey:
-        sr = sr.mean(axis=-1, keepdims=True)
-    np.clip(sr, 0.0, 1.0, out=sr)
     if has_alpha:
-        alpha = imresize(image[..., -1].astype(np.float64), float(s), output_shape=(h * s, w * s))
-        alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)[..., None]
-        sr = np.concatenate([sr, alpha], axis=-1)
-    return sr[..., 0] if squeeze else sr
+        alpha = _as_float01(arr[..., -1]).astype(np.float64)
+        alpha = np.clip(imresize(alpha, float(s), output_shape=(h * s, w * s)), 0.0, 1.0)
+        out[..., -1] = _to_uint8(alpha) if dtype == np.uint8 else alpha
+    return out[..., 0] if squeeze else out
 
 
-def auto_tile(shape, tile) -> int | None:
-    """Resolve ``tile``: ``"auto"`` tiles (at DEFAULT_TILE) images above AUTO_TILE_PIXELS; 0/None: never."""
+def balanced_tile(shape, tile: int, overlap: int) -> int:
+    """Shrink ``tile`` so the tiles cover the image evenly (same tile count
+    per side as ``tile``, least wasted context): e.g. a 600-pixel side with
+    tile 256 and overlap 15 gives 3 tiles of 220 instead of 3 of 256."""
+    best = 2 * overlap + 1
+    for length in shape[:2]:
+        if length <= tile:
+            best = max(best, length)
+            continue
+        n = math.ceil((length - 2 * overlap) / (tile - 2 * overlap))
+        best = max(best, math.ceil((length - 2 * overlap) / n) + 2 * overlap)
+    return min(best, tile)
+
+
+def auto_tile(shape, tile, overlap: int | None = None) -> int | None:
+    """Resolve ``tile``: ``"auto"`` tiles images above AUTO_TILE_PIXELS with
+    tiles of at most DEFAULT_TILE (balanced, see :func:`balanced_tile`, when
+    ``overlap`` is known); 0/None: never tile; an int: that tile side."""
     if tile == "auto":
-        return DEFAULT_TILE if shape[0] * shape[1] > AUTO_TILE_PIXELS else None
+        if shape[0] * shape[1] <= AUTO_TILE_PIXELS:
+            return None
+        return DEFAULT_TILE if overlap is None else balanced_tile(shape, DEFAULT_TILE, overlap)
     if tile is None or int(tile) <= 0:
         return None
     return int(tile)
@@ -370,11 +466,10 @@ def upscale(
     """
     m = resolve_model(model, preset, scale)
     arr = np.asarray(image)
-    x = _as_float01(arr)
-    sr = upscale_float(
-        x, m, tile=auto_tile(x.shape, tile), tile_overlap=tile_overlap, self_ensemble=self_ensemble
+    overlap = _resolve_overlap(m, tile_overlap) if tile is not None else None
+    return upscale_array(
+        arr, m, tile=auto_tile(arr.shape, tile, overlap), tile_overlap=overlap, self_ensemble=self_ensemble
     )
-    return _to_uint8(sr)
 
 
 __all__ = [
@@ -386,5 +481,6 @@ __all__ = [
     "super_resolve",
     "tile_starts",
     "upscale",
-    "upscale_float",
+    "upscale_array",
+    "iter_tiles",
 ]

@@ -1,0 +1,394 @@
+"""``drn upscale``: super-resolve image files, folders or globs.
+
+Every input is handled on its own: a bad input prints one line
+``drn upscale: error: FILE: reason`` and the others are still processed; the
+exit status is 1 if any input failed (2 for errors in the arguments or the
+model, before any image is touched). Outputs are written atomically
+(temporary file in the target folder + rename), never over an input, and
+never over an existing file without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The whole output image is held in memory (uint8); refuse bigger outputs.
+MAX_OUTPUT_PIXELS = 500_000_000
+_GLOB_CHARS = set("*?[")
+
+
+def add_parser(sub, help_text):
+    p = sub.add_parser(
+        "upscale",
+        help=help_text,
+        description="Super-resolve images with a DRN model. INPUT may be files, folders (searched "
+        "recursively) or globs. Outputs go next to each input as NAME_x{s}.EXT unless -o is given "
+        "(a file for a single input file, else a folder). Large images are processed in tiles "
+        "(exactly the same result as whole-image inference, bounded memory).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (one input) or folder")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the model's, else 2)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="FILE", help="a trained .keras model file")
+    src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
+    p.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="LR tile side in pixels, context included (default: tile images over 512x512 "
+        "pixels with 256-pixel tiles; 0: never tile)",
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="N",
+        help="context pixels on each side of a tile (default and minimum: the model's receptive radius)",
+    )
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +PSNR)")
+    p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+
+@dataclass
+class Job:
+    src: Path
+    rel: Path  # path relative to the output folder (folder inputs keep their sub-folders)
+
+
+@dataclass
+class Plan:
+    jobs: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+
+def _looks_like_output(f: Path, scale: int | None) -> bool:
+    """NAME_x2.png next to NAME.* : an output of an earlier run."""
+    scales = (scale,) if scale else (2, 3, 4)
+    for s in scales:
+        suffix = f"_x{s}"
+        if f.stem.endswith(suffix):
+            base = f.stem[: -len(suffix)]
+            if base and any(f.parent.glob(glob.escape(base) + ".*")):
+                return True
+    return False
+
+
+def expand_inputs(inputs, scale: int | None = None) -> Plan:
+    """Files, folders and globs -> jobs (deduplicated, in order) and per-input errors."""
+    from drn_tf.data import IMAGE_EXTENSIONS
+
+    plan = Plan()
+    seen = set()
+
+    def add(f: Path, rel: Path):
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            plan.jobs.append(Job(f, rel))
+
+    def add_dir(d: Path):
+        try:
+            files = sorted(
+                f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+            )
+        except OSError as exc:
+            plan.errors.append(f"{d}: cannot list folder: {exc.strerror or exc}")
+            return
+        kept = [f for f in files if not _looks_like_output(f, scale)]
+        plan.skipped.extend(f for f in files if f not in kept)
+        if not kept:
+            plan.errors.append(f"{d}: folder contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+        for f in kept:
+            add(f, f.relative_to(d))
+
+    for text in inputs:
+        p = Path(text)
+        if p.is_dir():
+            add_dir(p)
+        elif p.exists():
+            add(p, Path(p.name))
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                plan.errors.append(f"{text}: no files match this pattern")
+            for m in matches:
+                m = Path(m)
+                if m.is_dir():
+                    add_dir(m)
+                else:
+                    add(m, Path(m.name))
+        else:
+            plan.errors.append(f"{text}: no such file or directory")
+    return plan
+
+
+def output_path(job: Job, *, scale: int, out: Path | None, out_is_file: bool, fmt: str | None) -> Path:
+    from drn_tf.imageio import FORMAT_EXTENSIONS, FORMATS
+
+    if out is not None and out_is_file:
+        return out
+    ext = job.src.suffix.lower()
+    if fmt:
+        ext = FORMAT_EXTENSIONS[fmt]
+    elif ext not in FORMATS:
+        ext = ".png"
+    name = f"{job.src.stem}_x{scale}{ext}"
+    if out is None:
+        return job.src.parent / name
+    return out / job.rel.parent / name
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress:
+    """One status line on a terminal (images and tiles); per-image lines otherwise."""
+
+    def __init__(self, total: int, quiet: bool = False, stream=None):
+        self.total = total
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) and not quiet
+        self.index = 0
+        self.name = ""
+        self._width = 0
+
+    def _draw(self, text: str):
+        if not self.tty:
+            return
+        pad = max(0, self._width - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self._width = len(text)
+
+    def start(self, index: int, name: str):
+        self.index, self.name = index, name
+        self._draw(self._line())
+
+    def _line(self, tiles: str = "") -> str:
+        n = 24
+        filled = int(n * (self.index - 1) / max(self.total, 1))
+        bar = "#" * filled + "." * (n - filled)
+        name = self.name if len(self.name) <= 40 else "..." + self.name[-37:]
+        return f"[{bar}] {self.index}/{self.total} {name}{tiles}"
+
+    def tile(self, done: int, total: int):
+        if total > 1:
+            m = 16
+            filled = int(m * done / total)
+            self._draw(self._line(f"  tiles [{'#' * filled}{'.' * (m - filled)}] {done}/{total}"))
+
+    def clear(self):
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+    def message(self, text: str, stream=None):
+        self.clear()
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+# ---------------------------------------------------------------- the work
+
+
+@dataclass
+class Options:
+    scale: int
+    out: Path | None = None
+    out_is_file: bool = False
+    fmt: str | None = None
+    tile: object = "auto"  # "auto", None or int
+    tile_overlap: int | None = None
+    self_ensemble: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+
+def _error(progress: Progress, text: str):
+    progress.message(f"drn upscale: error: {text}", sys.stderr)
+
+
+def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progress | None = None) -> tuple[int, int]:
+    """Upscale each job; returns (written, failed). ``on_image(i, job, ok)`` after each."""
+    import warnings
+
+    from drn_tf.data import ImageReadError, read_image
+    from drn_tf.imageio import ImageWriteError, format_for, save_image
+    from drn_tf.inference import auto_tile, upscale_array
+
+    progress = progress or Progress(len(jobs), opts.quiet)
+    inputs = {os.path.realpath(j.src) for j in jobs}
+    written: set = set()
+    ok = failed = 0
+    s = opts.scale
+    for i, job in enumerate(jobs, 1):
+        progress.start(i, str(job.src))
+        success = False
+        t0 = time.perf_counter()
+        try:
+            dst = output_path(job, scale=s, out=opts.out, out_is_file=opts.out_is_file, fmt=opts.fmt)
+            real = os.path.realpath(dst)
+            if real == os.path.realpath(job.src) or (dst.exists() and job.src.exists() and os.path.samefile(dst, job.src)):
+                raise _Fail(f"{job.src}: output path {dst} is the input file itself; choose another -o")
+            if real in inputs:
+                raise _Fail(f"{job.src}: output {dst} is another input of this run; refusing to overwrite it")
+            if real in written:
+                raise _Fail(f"{job.src}: output {dst} was already written by another input in this run")
+            if dst.exists() and not opts.overwrite:
+                raise _Fail(f"{job.src}: output {dst} exists (pass --overwrite to replace it)")
+            fmt = format_for(dst)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                image, alpha = read_image(job.src, mode="keep", with_alpha=True)
+            for w in caught:
+                progress.message(f"drn upscale: warning: {w.message}", sys.stderr)
+            h, w_ = image.shape[:2]
+            if h < 2 or w_ < 2:
+                raise _Fail(f"{job.src}: image of {w_}x{h} pixels is too small to upscale (at least 2x2)")
+            if h * w_ * s * s > MAX_OUTPUT_PIXELS:
+                raise _Fail(
+                    f"{job.src}: {w_}x{h} x{s} would give {w_ * s}x{h * s} = {h * w_ * s * s:,} pixels, "
+                    f"over the limit of {MAX_OUTPUT_PIXELS:,}; downscale it or split it first"
+                )
+            import numpy as np
+
+            if alpha is not None:
+                image = np.concatenate([image, alpha[..., None]], axis=-1)
+                del alpha
+            sr = upscale_array(
+                image,
+                model,
+                tile=auto_tile(image.shape, opts.tile, opts.tile_overlap),
+                tile_overlap=opts.tile_overlap,
+                self_ensemble=opts.self_ensemble,
+                progress=progress.tile,
+            )
+            del image
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _Fail(f"{job.src}: cannot create output folder {dst.parent}: {exc.strerror or exc}") from None
+            note = save_image(sr, dst, fmt=fmt, overwrite=opts.overwrite)
+            del sr
+            if note:
+                progress.message(f"drn upscale: warning: {dst}: {note}", sys.stderr)
+            written.add(real)
+            success = True
+            ok += 1
+            if not opts.quiet:
+                progress.message(f"{job.src} -> {dst} ({w_}x{h} -> {w_ * s}x{h * s}, {time.perf_counter() - t0:.1f} s)")
+        except _Fail as exc:
+            _error(progress, str(exc))
+        except (ImageReadError, ImageWriteError, FileExistsError) as exc:
+            _error(progress, str(exc))
+        except MemoryError:
+            _error(progress, f"{job.src}: out of memory; try a smaller --tile")
+        except OSError as exc:  # e.g. mkdir of the output folder
+            where = exc.filename or job.src
+            _error(progress, f"{job.src}: {where}: {exc.strerror or exc}")
+        except ValueError as exc:
+            _error(progress, f"{job.src}: {exc}")
+        if not success:
+            failed += 1
+        if on_image is not None:
+            on_image(i, job, success)
+    progress.clear()
+    return ok, failed
+
+
+class _Fail(Exception):
+    pass
+
+
+def run(args):
+    from drn_tf.cli import UserError
+    from drn_tf.imageio import FORMAT_EXTENSIONS, FORMATS, format_for
+    from drn_tf.inference import (
+        DEFAULT_TILE,
+        ModelError,
+        model_receptive_radius,
+        model_scale,
+        resolve_model,
+        start_backend_quietly,
+    )
+
+    # ---- output shape of the run, checked before loading anything
+    out = Path(args.output) if args.output else None
+    single = len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
+    out_is_file = bool(out is not None and single and not out.is_dir() and out.suffix.lower() in FORMATS
+                       and not args.output.endswith(("/", os.sep)))
+    if out_is_file and args.format and format_for(out) != format_for("x" + FORMAT_EXTENSIONS[args.format]):
+        raise UserError(f"-o {out} has a {out.suffix} extension but --format is {args.format}")
+    if args.tile is not None and args.tile < 0:
+        raise UserError(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
+    if args.tile_overlap is not None and args.tile_overlap < 0:
+        raise UserError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+
+    # ---- the model
+    start_backend_quietly()
+    try:
+        model = resolve_model(args.model, args.preset, args.scale)
+    except ModelError as exc:
+        raise UserError(str(exc)) from None
+    scale = model_scale(model)
+    radius = model_receptive_radius(model)
+    overlap = args.tile_overlap if args.tile_overlap is not None else radius
+    if radius is not None and overlap < radius:
+        raise UserError(
+            f"--tile-overlap {overlap} is below the model's receptive radius ({radius}); tiles would show seams"
+        )
+    if overlap is None:
+        overlap = 16
+    tile = "auto" if args.tile is None else (None if args.tile == 0 else args.tile)
+    tile_side = DEFAULT_TILE if tile == "auto" else tile
+    if tile_side is not None and tile_side - 2 * overlap < 1:
+        raise UserError(f"--tile {tile_side} is too small for an overlap of {overlap}: use at least {2 * overlap + 1}")
+
+    # ---- inputs and the output folder
+    plan = expand_inputs(args.inputs, scale)
+    if out is not None and not out_is_file:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UserError(f"output folder {out} is not writable")
+    elif out is not None:
+        parent = out.parent
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"cannot write {out}: {parent} is not a folder")
+    progress = Progress(len(plan.jobs), args.quiet)
+    for text in plan.errors:
+        _error(progress, text)
+    if plan.skipped and not args.quiet:
+        progress.message(f"skipped {len(plan.skipped)} file(s) that look like outputs of an earlier run (NAME_x{scale}.*)")
+    opts = Options(
+        scale=scale,
+        out=out,
+        out_is_file=out_is_file,
+        fmt=args.format,
+        tile=tile,
+        tile_overlap=overlap,
+        self_ensemble=args.self_ensemble,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )
+    ok, failed = upscale_files(plan.jobs, model, opts, progress=progress)
+    failed += len(plan.errors)
+    total = ok + failed
+    print(f"upscaled {ok} of {total} input(s) x{scale}" + (f"; {failed} failed" if failed else ""),
+          file=sys.stderr if failed else sys.stdout)
+    return 1 if failed else 0
