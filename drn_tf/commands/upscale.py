@@ -389,6 +389,8 @@ def run(args):
     ok, failed = upscale_files(plan.jobs, model, opts, progress=progress)
     failed += len(plan.errors)
     total = ok + failed
-    print(f"upscaled {ok} of {total} input(s) x{scale}" + (f"; {failed} failed" if failed else ""),
-          file=sys.stderr if failed else sys.stdout)
+    if failed:
+        print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled x{scale}", file=sys.stderr)
+    elif not args.quiet:
+        print(f"upscaled {ok} input(s) x{scale}")
     return 1 if failed else 0
