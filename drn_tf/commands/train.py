@@ -1,0 +1,124 @@
+"""``drn train``: train a DRN model from a YAML config (see :mod:`drn_tf.trainer`)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Train a DRN model with model.fit under tf.distribute. The config file
+(training/configs/*.yaml) sets everything; options below override it, and
+--set section.key=value overrides any key. Several GPUs -> MirroredStrategy;
+TF_CONFIG with several workers -> MultiWorkerMirroredStrategy (start the same
+command on every worker, with a run directory all of them can read); else one
+device. The run directory gets config.yaml (resolved), history.csv,
+tensorboard/, checkpoint/, last.keras, best.keras and model.keras.
+
+Resuming: if RUN_DIR holds a checkpoint, the same command continues from it
+(at most the epoch in progress is lost when a run is killed). --fresh starts
+over. Raise train.steps to train a finished run further."""
+
+EPILOG = """\
+examples:
+  drn train --config training/configs/drn_x2.yaml
+  drn train --config training/configs/drn_s_x2.yaml --steps 1000 --out runs/quick
+  drn train --config training/configs/drn_x3.yaml --init-from runs/drn_x2/model.keras
+  drn train --config training/configs/drn_x2.yaml --set optimizer.use_ema=true --set schedule.name=step
+  drn train --config training/configs/drn_x2.yaml --print-config
+  tensorboard --logdir runs/drn_x2/tensorboard;  drn plot runs/drn_x2
+
+config keys (section.key = default: meaning):
+"""
+
+
+def add_parser(sub, help_text):
+    from drn_tf.trainer import config_help
+
+    p = sub.add_parser(
+        "train",
+        help=help_text,
+        description=DESCRIPTION,
+        epilog=EPILOG + config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML config (default: the built-in defaults, i.e. drn_x2)")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--data", metavar="DIR",
+                   help="data root that relative data paths resolve against (default: data.root, $DRN_DATA or ../shared/data)")
+    p.add_argument("--train", nargs="+", metavar="DIR", help="HR training folders (data.train)")
+    p.add_argument("--val", nargs="*", metavar="DIR", help="validation folders (data.val); none: no validation")
+    p.add_argument("--preset", help="model.preset, e.g. drn_s_x2")
+    p.add_argument("--init-from", metavar="PATH",
+                   help="start from this .keras file, run directory, .weights.h5 or preset: matching layers by "
+                        "name and shape, the upsampler skipped unless the scale is the same (model.init_from)")
+    p.add_argument("--steps", type=int, help="train.steps")
+    p.add_argument("--epoch-steps", type=int, help="train.epoch_steps (checkpoint/validation interval)")
+    p.add_argument("--batch-size", type=int, help="train.batch_size (global)")
+    p.add_argument("--patch-size", type=int, help="data.patch_size (LR)")
+    p.add_argument("--lr", type=float, help="optimizer.learning_rate")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--mixed-precision", nargs="?", const=True, metavar="POLICY",
+                   help="mixed precision: mixed_float16 on GPU (no value), or the policy named")
+    p.add_argument("--set", action="append", default=[], metavar="SEC.KEY=VALUE",
+                   help="override any config key (YAML value), repeatable")
+    p.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"],
+                   help="distribution strategy (default: auto)")
+    p.add_argument("--cpu-replicas", type=int, default=0, metavar="N",
+                   help="split the CPU into N logical devices and use MirroredStrategy over them (testing)")
+    p.add_argument("--fresh", action="store_true", help="discard the run directory's checkpoint and start over")
+    p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
+                   help="Keras verbosity: 1 progress bar, 2 one line per epoch (auto: 1 on a terminal)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run)
+
+
+def build_config(args):
+    from drn_tf.trainer import load_config, resolve_config
+
+    over: dict = {}
+
+    def put(sec, key, value):
+        if value is not None:
+            over.setdefault(sec, {})[key] = value
+
+    put("model", "preset", args.preset)
+    put("model", "init_from", args.init_from)
+    put("data", "root", args.data)
+    put("data", "train", args.train)
+    put("data", "val", args.val)
+    put("data", "patch_size", args.patch_size)
+    put("train", "steps", args.steps)
+    put("train", "epoch_steps", args.epoch_steps)
+    put("train", "batch_size", args.batch_size)
+    put("train", "seed", args.seed)
+    put("train", "mixed_precision", args.mixed_precision)
+    put("optimizer", "learning_rate", args.lr)
+    cfg = load_config(args.config, overrides=over, sets=args.set)
+    return resolve_config(cfg)
+
+
+def run(args):
+    from pathlib import Path
+
+    from drn_tf.cli import UserError
+    from drn_tf.trainer import ConfigError, dump_config
+
+    try:
+        cfg = build_config(args)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else cfg["model"]["preset"])
+    if args.cpu_replicas < 0:
+        raise UserError("--cpu-replicas must be >= 0")
+    from drn_tf.trainer import train
+
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    try:
+        train(cfg, out, fresh=args.fresh, verbose=verbose, strategy=args.strategy, cpu_replicas=args.cpu_replicas)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    return 0

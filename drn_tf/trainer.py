@@ -1,0 +1,1145 @@
+"""The TensorFlow training driver behind ``drn train``.
+
+One YAML config (``training/configs/*.yaml``; every key and its default is in
+:data:`DEFAULTS`, overridable with ``--set section.key=value``) describes a
+run; :func:`train` runs it under ``tf.distribute`` and writes to the run
+directory::
+
+    config.yaml        the fully resolved config
+    run.json           summary: strategy, replicas, steps, wall time, patches/s, best PSNR, bicubic references
+    history.csv        one row per epoch: step, loss, lr, validation PSNR/SSIM per set, throughput
+    tensorboard/       TensorBoard logs
+    checkpoint/        state.json + ckpt-<epoch>.weights.h5 (weights and optimizer state), atomic
+    last.keras         the model after the latest epoch
+    best.keras         the model with the best validation PSNR on the first validation set
+    model.keras        the final model (EMA weights if optimizer.use_ema)
+
+The ``.keras`` files hold the bare model (no optimizer) and load with
+:func:`drn_tf.model.load_model` (``safe_mode=True``).
+
+Distribution: several GPUs -> ``MirroredStrategy``; a ``TF_CONFIG`` naming
+several workers -> ``MultiWorkerMirroredStrategy``; else the default
+strategy. The model and optimizer are built in ``strategy.scope()``, the
+global batch is split across replicas (:func:`drn_tf.tfdata.make_train_dataset`
+with the input context: each input pipeline makes only its own patches).
+One device and ``MirroredStrategy`` train with ``model.fit``. Under
+``MultiWorkerMirroredStrategy`` Keras 3's ``fit`` fails before the first step
+(keras-team/keras#20585: its symbolic build reduces the whole
+``PerReplica`` input structure with ``strategy.reduce``, and its metric
+reduction uses ``axis=0`` on scalars), so there :func:`custom_fit` runs the
+same loop itself: ``strategy.run(model.train_step)`` in a ``tf.function``,
+metrics reduced with ``axis=None``, and the same callbacks (progress bar,
+validation, CSV, TensorBoard, checkpoints) through a ``CallbackList``.
+
+Crash safety: at the end of every epoch (``train.epoch_steps`` steps) the
+weights and optimizer state go to ``checkpoint/ckpt-<epoch>.weights.h5``
+(written under a temporary name, then renamed), then ``state.json`` is
+replaced atomically to point at it, then older checkpoints are removed. A
+killed run started again with the same command loads the checkpoint named
+by ``state.json`` and continues at its step with the same data stream
+(batches are a pure function of the seed and the global step), losing at
+most the epoch in progress. The history rows after that epoch are dropped.
+
+Nothing here imports TensorFlow at module level (so ``drn train --help``
+and config handling stay fast); :func:`train` imports it.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# ------------------------------------------------------------------ config
+
+# section -> key -> (default, help). The order is the order of config.yaml.
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "model": {
+        "preset": ("drn_x2", "preset name (drn_x2 ... drn_s_x4) or family (drn, drn_s) with model.scale"),
+        "scale": (None, "upscaling factor; must match the preset (null: the preset's)"),
+        "overrides": ({}, "constructor arguments replacing the preset's, e.g. {channels: 16}"),
+        "init_from": (None, "start from this .keras / .weights.h5 / run dir / preset: layers matching by "
+                            "name and shape are copied, the upsampler is skipped"),
+    },
+    "data": {
+        "root": (None, "folder relative data paths are resolved against (null: --data, $DRN_DATA or ../shared/data)"),
+        "train": (["train/T91", "train/BSD200"], "HR training image folders"),
+        "val": (["benchmark/Set5"], "validation sets: whole images, protocol Y-PSNR/SSIM ([] for none)"),
+        "cache_dir": (None, "LR cache folder (null: $DRN_CACHE_DIR or ~/.cache/drn_tf)"),
+        "patch_size": (48, "LR patch size (HR patch = patch_size * scale)"),
+        "augment": (True, "random flips/rotations"),
+    },
+    "train": {
+        "batch_size": (16, "global batch size, split across replicas"),
+        "steps": (100000, "total optimizer steps (rounded up to whole epochs)"),
+        "epoch_steps": (1000, "steps per epoch: the checkpoint/validation/log interval"),
+        "val_every": (1, "validate every N epochs (and after the last)"),
+        "seed": (0, "seed of the weights and of the patch stream"),
+        "mixed_precision": (False, "false | true (mixed_float16 on GPU, ignored on CPU) | mixed_float16 | mixed_bfloat16"),
+        "jit_compile": ("auto", "XLA for the train step: auto (on GPU only) | true | false"),
+        "steps_per_execution": (1, "train steps per tf.function call (model.fit only)"),
+        "loop": ("auto", "auto (model.fit; own strategy.run loop under multi-worker) | fit | custom"),
+        "deterministic": (False, "tf.config.experimental.enable_op_determinism (bitwise reproducible, slower)"),
+        "keep_checkpoints": (2, "checkpoints kept in checkpoint/"),
+    },
+    "optimizer": {
+        "name": ("adam", "adam | adamw | sgd"),
+        "learning_rate": (5e-4, "peak learning rate"),
+        "beta_1": (0.9, "Adam beta_1"),
+        "beta_2": (0.999, "Adam beta_2"),
+        "epsilon": (1e-8, "Adam epsilon"),
+        "momentum": (0.9, "SGD momentum"),
+        "weight_decay": (None, "decoupled weight decay (adamw default 1e-4)"),
+        "clipnorm": (None, "clip each gradient to this norm"),
+        "use_ema": (False, "keep an exponential moving average of the weights; saved models use it"),
+        "ema_momentum": (0.999, "EMA momentum"),
+    },
+    "schedule": {
+        "name": ("cosine", "cosine (linear warm-up, cosine decay) | step (x gamma every decay_every steps) | constant"),
+        "warmup_steps": (1000, "cosine: linear warm-up steps"),
+        "final_ratio": (0.01, "cosine: final learning rate / peak"),
+        "decay_every": (50000, "step: steps between decays"),
+        "gamma": (0.5, "step: decay factor"),
+    },
+}
+
+DEFAULTS = {sec: {k: copy.deepcopy(v[0]) for k, v in keys.items()} for sec, keys in SCHEMA.items()}
+
+# Keys whose change makes an existing checkpoint unusable.
+_RESUME_KEYS = [("model", "preset"), ("model", "scale"), ("model", "overrides"), ("data", "patch_size"),
+                ("train", "batch_size"), ("train", "epoch_steps"), ("train", "seed"), ("optimizer", "name"),
+                ("optimizer", "use_ema")]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says which key and why."""
+
+
+def config_help() -> str:
+    """The config keys, defaults and meanings, for ``drn train --help``."""
+    lines = []
+    for sec, keys in SCHEMA.items():
+        lines.append(f"  {sec}:")
+        for k, (default, text) in keys.items():
+            lines.append(f"    {k} = {json.dumps(default)}: {text}")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """``"section.key=value"`` -> (section, key, value); the value is parsed as YAML."""
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.batch_size=8")
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"--set {text!r}: the key must be section.key, e.g. train.batch_size")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from None
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return parts[0], parts[1], value
+
+
+def merge(base: dict, update: dict, where: str = "config") -> dict:
+    """``base`` with ``update`` laid over it; unknown sections/keys raise :class:`ConfigError`."""
+    out = copy.deepcopy(base)
+    if not isinstance(update, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(update).__name__}")
+    for sec, keys in update.items():
+        if sec not in SCHEMA:
+            raise ConfigError(f"{where}: unknown section {sec!r}; sections: {', '.join(SCHEMA)}")
+        if keys is None:
+            continue
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{where}: section {sec!r} must be a mapping")
+        for k, v in keys.items():
+            if k not in SCHEMA[sec]:
+                raise ConfigError(f"{where}: unknown key {sec}.{k}; keys of {sec}: {', '.join(SCHEMA[sec])}")
+            out[sec][k] = copy.deepcopy(v)
+    return out
+
+
+def load_config(path=None, overrides=(), sets=()) -> dict:
+    """Defaults <- the YAML file ``path`` <- ``overrides`` (a nested dict) <- ``sets`` ("sec.key=value")."""
+    import yaml
+
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        cfg = merge(cfg, data, str(path))
+    if overrides:
+        cfg = merge(cfg, overrides, "options")
+    for text in sets:
+        sec, k, v = parse_override(text)
+        cfg = merge(cfg, {sec: {k: v}}, f"--set {text}")
+    return cfg
+
+
+def _as_int(cfg, sec, key, minimum=None):
+    v = cfg[sec][key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+        raise ConfigError(f"{sec}.{key} must be an integer, got {v!r}")
+    v = int(v)
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"{sec}.{key} must be >= {minimum}, got {v}")
+    cfg[sec][key] = v
+    return v
+
+
+def _as_float(cfg, sec, key, minimum=None, allow_none=False):
+    v = cfg[sec][key]
+    if v is None and allow_none:
+        return None
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            pass
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{sec}.{key} must be a number, got {v!r}")
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"{sec}.{key} must be >= {minimum}, got {v}")
+    cfg[sec][key] = float(v)
+    return float(v)
+
+
+def _as_list(cfg, sec, key):
+    v = cfg[sec][key]
+    if v is None:
+        v = []
+    if isinstance(v, (str, os.PathLike)):
+        v = [v]
+    if not isinstance(v, list):
+        raise ConfigError(f"{sec}.{key} must be a list of folders, got {v!r}")
+    cfg[sec][key] = [str(x) for x in v]
+    return cfg[sec][key]
+
+
+def default_data_root() -> Path:
+    """``$DRN_DATA``, else ``../shared/data`` from the working directory, else beside the checkout."""
+    env = os.environ.get("DRN_DATA")
+    if env:
+        return Path(env)
+    here = Path("../shared/data")
+    if here.is_dir():
+        return here.resolve()
+    return (Path(__file__).resolve().parent.parent.parent / "shared" / "data").resolve()
+
+
+def resolve_config(cfg: dict) -> dict:
+    """Check types and values and fill derived values; returns a new dict. Raises :class:`ConfigError`."""
+    from drn_tf.presets import PRESETS, SCALES
+
+    cfg = merge(DEFAULTS, cfg)
+    m = cfg["model"]
+    preset, scale = m["preset"], m["scale"]
+    if scale is not None:
+        scale = _as_int(cfg, "model", "scale", 1)
+    if preset in PRESETS:
+        pscale = PRESETS[preset]["config"]["scale"]
+        if scale is not None and scale != pscale:
+            raise ConfigError(f"model.scale {scale} does not match preset {preset} (x{pscale}); "
+                              f"use preset {preset.rsplit('_x', 1)[0]}_x{scale}")
+        m["scale"] = pscale
+    elif f"{preset}_x{scale}" in PRESETS:
+        m["preset"] = f"{preset}_x{scale}"
+    else:
+        families = sorted({n.rsplit("_x", 1)[0] for n in PRESETS})
+        raise ConfigError(f"model.preset {preset!r} (scale {scale}) is not a preset; presets: "
+                          f"{', '.join(sorted(PRESETS))} (or a family {', '.join(families)} with model.scale in {SCALES})")
+    if m["overrides"] is None:
+        m["overrides"] = {}
+    if not isinstance(m["overrides"], dict):
+        raise ConfigError("model.overrides must be a mapping of DRN constructor arguments")
+    if "scale" in m["overrides"]:
+        raise ConfigError("model.overrides may not change the scale; pick the preset of that scale")
+    if m["init_from"] in ("", "none", "null"):
+        m["init_from"] = None
+
+    d = cfg["data"]
+    _as_list(cfg, "data", "train")
+    _as_list(cfg, "data", "val")
+    if not d["train"]:
+        raise ConfigError("data.train names no folder")
+    _as_int(cfg, "data", "patch_size", 4)
+    d["augment"] = bool(d["augment"])
+
+    t = cfg["train"]
+    for key, lo in (("batch_size", 1), ("steps", 1), ("epoch_steps", 1), ("val_every", 1), ("seed", 0),
+                    ("steps_per_execution", 1), ("keep_checkpoints", 1)):
+        _as_int(cfg, "train", key, lo)
+    epochs = math.ceil(t["steps"] / t["epoch_steps"])
+    t["steps"] = epochs * t["epoch_steps"]
+    mp = t["mixed_precision"]
+    if mp in (None, "none", "false", "float32"):
+        mp = False
+    if mp not in (False, True, "mixed_float16", "mixed_bfloat16"):
+        raise ConfigError(f"train.mixed_precision must be false, true, mixed_float16 or mixed_bfloat16; got {mp!r}")
+    t["mixed_precision"] = mp
+    if t["jit_compile"] not in ("auto", True, False):
+        raise ConfigError(f"train.jit_compile must be auto, true or false; got {t['jit_compile']!r}")
+    if t["loop"] not in ("auto", "fit", "custom"):
+        raise ConfigError(f"train.loop must be auto, fit or custom; got {t['loop']!r}")
+    t["deterministic"] = bool(t["deterministic"])
+
+    o = cfg["optimizer"]
+    o["name"] = str(o["name"]).lower()
+    if o["name"] not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"optimizer.name must be adam, adamw or sgd; got {o['name']!r}")
+    _as_float(cfg, "optimizer", "learning_rate", 0.0)
+    for key in ("beta_1", "beta_2", "epsilon", "momentum", "ema_momentum"):
+        _as_float(cfg, "optimizer", key, 0.0)
+    _as_float(cfg, "optimizer", "weight_decay", 0.0, allow_none=True)
+    _as_float(cfg, "optimizer", "clipnorm", 0.0, allow_none=True)
+    o["use_ema"] = bool(o["use_ema"])
+
+    s = cfg["schedule"]
+    s["name"] = str(s["name"]).lower()
+    if s["name"] not in ("cosine", "step", "constant"):
+        raise ConfigError(f"schedule.name must be cosine, step or constant; got {s['name']!r}")
+    _as_int(cfg, "schedule", "warmup_steps", 0)
+    _as_int(cfg, "schedule", "decay_every", 1)
+    _as_float(cfg, "schedule", "final_ratio", 0.0)
+    _as_float(cfg, "schedule", "gamma", 0.0)
+    return cfg
+
+
+def data_paths(cfg: dict, root=None) -> tuple[list[Path], list[Path], Path]:
+    """Training and validation folders of a resolved config, relative ones under the data root."""
+    root = Path(root or cfg["data"]["root"] or default_data_root())
+
+    def res(p):
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else root / p
+
+    return [res(p) for p in cfg["data"]["train"]], [res(p) for p in cfg["data"]["val"]], root
+
+
+def dump_config(cfg: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+# ------------------------------------------------------------------ small file helpers
+
+
+def atomic_write_text(path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_state(run_dir) -> dict | None:
+    """The checkpoint state of a run directory, or None when it has no usable checkpoint."""
+    p = Path(run_dir) / "checkpoint" / "state.json"
+    try:
+        state = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if not (Path(run_dir) / "checkpoint" / state.get("weights", "")).is_file():
+        return None
+    return state
+
+
+def read_history(path) -> list[dict]:
+    """Rows of a ``history.csv`` (numbers as float, ``epoch``/``step`` as int)."""
+    rows = []
+    try:
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                out = {}
+                for k, v in row.items():
+                    try:
+                        out[k] = int(v) if k in ("epoch", "step") else float(v)
+                    except (TypeError, ValueError):
+                        out[k] = v
+                rows.append(out)
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+# ------------------------------------------------------------------ TF pieces
+
+
+def configure_cpu_replicas(n: int) -> None:
+    """Split the CPU into ``n`` logical devices (before TensorFlow initialises), for MirroredStrategy tests."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def cluster_workers() -> int:
+    """Number of tasks (chief + workers) named by ``TF_CONFIG`` (0 without it)."""
+    try:
+        spec = json.loads(os.environ.get("TF_CONFIG", "") or "{}").get("cluster", {})
+    except ValueError:
+        return 0
+    return len(spec.get("chief", [])) + len(spec.get("worker", []))
+
+
+def _list_gpus_quietly():
+    """``tf.config.list_physical_devices("GPU")`` (does not initialise the runtime, so a
+    MultiWorkerMirroredStrategy can still be made) with the CUDA probe's stderr chatter on
+    machines without a GPU silenced (``DRN_VERBOSE=1`` shows it)."""
+    import tensorflow as tf
+
+    if os.environ.get("DRN_VERBOSE"):
+        return tf.config.list_physical_devices("GPU")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        return tf.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def pick_strategy(kind: str = "auto", cpu_replicas: int = 0):
+    """auto: TF_CONFIG with several workers -> MultiWorkerMirrored; several GPUs (or
+    ``cpu_replicas`` > 1 logical CPUs) -> Mirrored; else the default strategy."""
+    import tensorflow as tf
+
+    gpus = _list_gpus_quietly()
+    if kind == "auto":
+        if cluster_workers() > 1:
+            kind = "multi-worker"
+        elif len(gpus) > 1 or cpu_replicas > 1:
+            kind = "mirrored"
+        else:
+            kind = "default"
+    if kind == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "mirrored":
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"unknown strategy {kind!r}")
+
+
+def strategy_name(strategy) -> str:
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return "default"
+
+
+def is_multi_worker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
+def is_chief(strategy) -> bool:
+    """True on the one task that writes files: the chief, or worker 0 when the cluster has no chief."""
+    if not is_multi_worker(strategy):
+        return True
+    r = strategy.cluster_resolver
+    if r.task_type == "chief":
+        return True
+    has_chief = "chief" in r.cluster_spec().as_dict()
+    return r.task_type == "worker" and int(r.task_id) == 0 and not has_chief
+
+
+def build_schedule(cfg: dict):
+    import keras
+
+    o, s, steps = cfg["optimizer"], cfg["schedule"], cfg["train"]["steps"]
+    lr = o["learning_rate"]
+    if s["name"] == "constant":
+        return lr
+    if s["name"] == "step":
+        return keras.optimizers.schedules.ExponentialDecay(lr, s["decay_every"], s["gamma"], staircase=True)
+    warm = min(s["warmup_steps"], max(0, steps - 1))
+    if warm == 0:
+        return keras.optimizers.schedules.CosineDecay(lr, steps, alpha=s["final_ratio"])
+    return keras.optimizers.schedules.CosineDecay(
+        lr * 0.01, steps - warm, alpha=s["final_ratio"], warmup_target=lr, warmup_steps=warm
+    )
+
+
+def build_optimizer(cfg: dict):
+    import keras
+
+    o = cfg["optimizer"]
+    common = dict(learning_rate=build_schedule(cfg), use_ema=o["use_ema"], ema_momentum=o["ema_momentum"])
+    if o["clipnorm"]:
+        common["clipnorm"] = o["clipnorm"]
+    if o["name"] == "adam":
+        return keras.optimizers.Adam(beta_1=o["beta_1"], beta_2=o["beta_2"], epsilon=o["epsilon"],
+                                     weight_decay=o["weight_decay"], **common)
+    if o["name"] == "adamw":
+        wd = 1e-4 if o["weight_decay"] is None else o["weight_decay"]
+        return keras.optimizers.AdamW(weight_decay=wd, beta_1=o["beta_1"], beta_2=o["beta_2"], epsilon=o["epsilon"],
+                                      **common)
+    return keras.optimizers.SGD(momentum=o["momentum"], weight_decay=o["weight_decay"], **common)
+
+
+def current_lr(optimizer) -> float:
+    return float(np.asarray(optimizer.learning_rate))
+
+
+def weight_values(model, use_ema: bool = True) -> list[np.ndarray]:
+    """``model.get_weights()``, with the optimizer's moving averages in place of the trainable
+    weights when the optimizer keeps them."""
+    values = [np.asarray(v.numpy()) for v in model.weights]
+    opt = getattr(model, "optimizer", None)
+    inner = getattr(opt, "inner_optimizer", opt)
+    averages = getattr(inner, "_model_variables_moving_average", None) if use_ema else None
+    if not (getattr(inner, "use_ema", False) and averages):
+        return values
+    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    for j, v in enumerate(model.weights):
+        i = index.get(id(v))
+        if i is not None and averages[i] is not None:
+            values[j] = np.asarray(averages[i].numpy())
+    return values
+
+
+def plain_clone(model, dtype_policy: str | None = "float32"):
+    """A fresh copy of a DRN model's architecture (weights not copied) under ``dtype_policy``
+    (None: the current global policy). Call it outside any ``strategy.scope()``, so the copy
+    is a plain, undistributed model."""
+    import keras
+
+    saved = keras.config.dtype_policy()
+    try:
+        if dtype_policy is not None:
+            keras.config.set_dtype_policy(dtype_policy)
+        return model.__class__.from_config(model.get_config())
+    finally:
+        keras.config.set_dtype_policy(saved)
+
+
+def save_model_file(model, path, values=None, clone=None) -> None:
+    """Write ``model`` (or its architecture with ``values``) as a bare float32 ``.keras`` file, atomically.
+
+    ``clone``: a :func:`plain_clone` of ``model`` to reuse (else one is made)."""
+    from drn_tf.train import atomic_save_model
+
+    clone = clone if clone is not None else plain_clone(model)
+    clone.set_weights(weight_values(model) if values is None else values)
+    atomic_save_model(clone, path)
+
+
+def init_from(model, source) -> dict:
+    """Copy into ``model`` the layers of ``source`` that match by name and weight shapes.
+
+    The upsampler is copied only from a model of the same scale (from another
+    scale its shapes differ anyway). ``source``: a ``.keras`` file, a run
+    directory (its ``model.keras``, else ``best.keras``/``last.keras``), a
+    ``.weights.h5`` file of a DRN with the same layer names, or a preset name
+    with bundled weights. Returns ``{"source", "loaded", "skipped"}`` (layer
+    names). Call outside ``strategy.scope()``; the assignment reaches every replica.
+    """
+    import warnings
+
+    from drn_tf.model import bundled_model_path, load_model
+    from drn_tf.presets import PRESETS
+
+    src_path = Path(str(source)).expanduser()
+    if src_path.is_dir():
+        for name in ("model.keras", "best.keras", "last.keras"):
+            if (src_path / name).is_file():
+                src_path = src_path / name
+                break
+        else:
+            raise FileNotFoundError(f"{source}: run directory holds no model.keras, best.keras or last.keras")
+    if not src_path.is_file() and str(source) in PRESETS:
+        bundled = bundled_model_path(str(source))
+        if bundled is None:
+            raise FileNotFoundError(f"preset {source} has no bundled weights to start from")
+        src_path = bundled
+    if not src_path.is_file():
+        raise FileNotFoundError(f"{source}: no such model file, run directory or preset with bundled weights")
+    src_scale = None
+    if src_path.name.endswith(".weights.h5"):
+        # Load into a copy of ``model`` whose weights are NaN first: what is finite afterwards was in the file.
+        source_model = plain_clone(model)
+        source_model.set_weights([np.full(w.shape, np.nan, w.dtype) for w in source_model.get_weights()])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            source_model.load_weights(src_path, skip_mismatch=True)
+    else:
+        source_model = load_model(src_path)
+        src_scale = getattr(source_model, "scale", None)
+    loaded, skipped = [], []
+    src_layers = {layer.name: layer for layer in source_model.layers}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        src = src_layers.get(layer.name)
+        sw = src.get_weights() if src is not None else None
+        ok = (
+            sw is not None
+            and [tuple(w.shape) for w in sw] == [tuple(w.shape) for w in layer.weights]
+            and all(np.isfinite(w).all() for w in sw)
+            and not (layer.name == "upsampler" and src_scale is not None and src_scale != getattr(model, "scale", None))
+        )
+        if ok:
+            layer.set_weights(sw)
+            loaded.append(layer.name)
+        else:
+            skipped.append(layer.name)
+    return {"source": str(src_path), "loaded": loaded, "skipped": skipped}
+
+
+# ------------------------------------------------------------------ validation data
+
+
+@dataclass
+class ValSet:
+    name: str
+    lrs: list
+    hrs: list
+    grey: list = field(default_factory=list)  # True where the image is single-channel
+    bicubic_psnr: float = float("nan")
+    bicubic_ssim: float = float("nan")
+
+
+def load_val_set(folder, scale: int) -> ValSet:
+    """Benchmark images by the protocol: HR modcropped; LR by MATLAB bicubic; grey images stay grey."""
+    from drn_tf.data import list_images, read_image
+    from drn_tf.imresize import bicubic_degrade, bicubic_upscale, modcrop
+    from drn_tf.metrics import psnr_y, ssim_y
+
+    folder = Path(folder)
+    files = list_images(folder)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images")
+    vs = ValSet(folder.name, [], [])
+    psnrs, ssims = [], []
+    for f in files:
+        hr = modcrop(read_image(f, mode="keep"), scale)
+        lr = bicubic_degrade(hr, scale)
+        vs.lrs.append(lr)
+        vs.hrs.append(hr)
+        vs.grey.append(hr.shape[-1] == 1)
+        bic = bicubic_upscale(lr, scale)
+        psnrs.append(psnr_y(bic, hr, scale))
+        ssims.append(ssim_y(bic, hr, scale))
+    vs.bicubic_psnr, vs.bicubic_ssim = float(np.mean(psnrs)), float(np.mean(ssims))
+    return vs
+
+
+# ------------------------------------------------------------------ callbacks
+
+
+def make_callbacks_module():
+    """Callback classes (defined lazily so this module imports without Keras)."""
+    import keras
+    import tensorflow as tf
+
+    from drn_tf.metrics import psnr_y, ssim_y, to_uint8
+
+    class StepStats(keras.callbacks.Callback):
+        """Adds ``step``, ``lr``, ``patches_per_s`` (training only) and ``wall_s`` (whole run) to the epoch logs."""
+
+        def __init__(self, batch_size, epoch_steps, wall_offset=0.0):
+            super().__init__()
+            self.batch_size, self.epoch_steps, self.wall_offset = batch_size, epoch_steps, wall_offset
+            self.t_start = self.t_epoch = None
+            self.train_seconds = 0.0
+            self.steps_done = 0
+
+        def on_train_begin(self, logs=None):
+            self.t_start = time.monotonic()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t_epoch = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy())  # waits for the last step
+            dt = time.monotonic() - self.t_epoch
+            self.train_seconds += dt
+            self.steps_done += self.epoch_steps
+            if logs is not None:
+                logs["step"] = step
+                logs["lr"] = current_lr(self.model.optimizer)
+                logs["patches_per_s"] = self.epoch_steps * self.batch_size / max(dt, 1e-9)
+                logs["wall_s"] = self.wall_offset + time.monotonic() - self.t_start
+
+    class Validation(keras.callbacks.Callback):
+        """Protocol Y-PSNR/SSIM of whole validation images every ``every`` epochs (and after the last).
+
+        Runs a plain (undistributed) copy of the model holding the current weights
+        (the EMA weights when the optimizer keeps them). Logs ``val_<set>_psnr`` /
+        ``val_<set>_ssim`` per set and ``val_psnr`` / ``val_ssim`` of the first set;
+        NaN on epochs without validation so the CSV keeps fixed columns.
+        """
+
+        def __init__(self, sets: list[ValSet], scale, every, last_epoch, clone):
+            super().__init__()
+            self.sets, self.scale, self.every, self.last_epoch = sets, int(scale), int(every), int(last_epoch)
+            self.clone = clone  # a plain_clone of the model, made outside the strategy scope
+            self.fn = tf.function(lambda x: clone(x, training=False), reduce_retracing=True,
+                                  input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
+            self.seconds = 0.0
+
+        def keys(self):
+            keys = ["val_psnr", "val_ssim"] if self.sets else []
+            for s in self.sets:
+                keys += [f"val_{s.name}_psnr", f"val_{s.name}_ssim"]
+            return keys
+
+        def _predict(self, lr):
+            x = lr.astype(np.float32)[None] / 255.0
+            if x.shape[-1] == 1:
+                x = np.repeat(x, 3, axis=-1)
+            y = self.fn(tf.constant(x)).numpy()[0]
+            if lr.shape[-1] == 1:
+                y = y.mean(axis=-1, keepdims=True)
+            return to_uint8(y)
+
+        def evaluate(self):
+            self.clone.set_weights(weight_values(self.model))
+            out = {}
+            for s in self.sets:
+                ps, ss = [], []
+                for lr, hr in zip(s.lrs, s.hrs):
+                    sr = self._predict(lr)
+                    ps.append(psnr_y(sr, hr, self.scale))
+                    ss.append(ssim_y(sr, hr, self.scale))
+                out[s.name] = (float(np.mean(ps)), float(np.mean(ss)))
+            return out
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is None or not self.sets:
+                return
+            for k in self.keys():
+                logs[k] = float("nan")
+            if (epoch + 1) % self.every and epoch + 1 != self.last_epoch and not self.model.stop_training:
+                return
+            t = time.monotonic()
+            res = self.evaluate()
+            self.seconds += time.monotonic() - t
+            for i, s in enumerate(self.sets):
+                p, q = res[s.name]
+                logs[f"val_{s.name}_psnr"], logs[f"val_{s.name}_ssim"] = p, q
+                if i == 0:
+                    logs["val_psnr"], logs["val_ssim"] = p, q
+            text = ", ".join(f"{n} {p:.2f} dB / {q:.4f} (bicubic {s.bicubic_psnr:.2f})"
+                             for s, (n, (p, q)) in zip(self.sets, res.items()))
+            print(f"\n[validation] epoch {epoch + 1}: {text}", flush=True)
+
+    class HistoryCSV(keras.callbacks.Callback):
+        """One row per epoch with fixed columns (``epoch`` counts completed epochs, from 1)."""
+
+        def __init__(self, path, keys):
+            super().__init__()
+            self.path, self.keys = Path(path), ["epoch"] + list(keys)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            row = {"epoch": epoch + 1}
+            for k in self.keys[1:]:
+                v = logs.get(k, float("nan"))
+                try:
+                    v = float(np.asarray(v))
+                    row[k] = int(v) if k == "step" else (f"{v:.6g}" if k != "lr" else f"{v:.6e}")
+                except (TypeError, ValueError):
+                    row[k] = v
+            with open(self.path, "a", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=self.keys, extrasaction="ignore")
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    class Checkpoint(keras.callbacks.Callback):
+        """End of every epoch: best.keras (validation improved), last.keras, then the resumable
+        checkpoint (weights + optimizer state) and ``state.json``, each written atomically."""
+
+        def __init__(self, run_dir, clone, keep=2, best=-float("inf"), best_epoch=None, wall_offset=0.0, extra=None):
+            super().__init__()
+            self.clone = clone  # a float32 plain_clone of the model, made outside the strategy scope
+            self.run_dir = Path(run_dir)
+            self.dir = self.run_dir / "checkpoint"
+            self.keep, self.best, self.best_epoch = keep, best, best_epoch
+            self.wall_offset = wall_offset
+            self.extra = extra or {}
+            self.seconds = 0.0
+            self.t_start = None
+
+        def on_train_begin(self, logs=None):
+            self.t_start = time.monotonic()
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+        def on_epoch_end(self, epoch, logs=None):
+            t = time.monotonic()
+            logs = logs or {}
+            values = weight_values(self.model)
+            psnr = logs.get("val_psnr")
+            if psnr is not None and np.isfinite(psnr) and psnr > self.best:
+                self.best, self.best_epoch = float(psnr), epoch + 1
+                save_model_file(self.model, self.run_dir / "best.keras", values, self.clone)
+            save_model_file(self.model, self.run_dir / "last.keras", values, self.clone)
+            name = f"ckpt-{epoch + 1:06d}.weights.h5"
+            tmp = self.dir / f".tmp{os.getpid()}-{name}"
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.dir / name)
+            state = {
+                "epoch": epoch + 1,
+                "step": int(self.model.optimizer.iterations.numpy()),
+                "weights": name,
+                "best_val_psnr": None if self.best == -float("inf") else self.best,
+                "best_epoch": self.best_epoch,
+                "wall_s": round(self.wall_offset + time.monotonic() - self.t_start, 2),
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **self.extra,
+            }
+            atomic_write_text(self.dir / "state.json", json.dumps(state, indent=2))
+            ckpts = sorted(self.dir.glob("ckpt-*.weights.h5"))
+            for old in ckpts[: -self.keep]:
+                if old.name != name:
+                    old.unlink(missing_ok=True)
+            for stray in self.dir.glob(".tmp*"):
+                if stray != tmp:
+                    try:
+                        if time.time() - stray.stat().st_mtime > 60:
+                            stray.unlink()
+                    except OSError:
+                        pass
+            self.seconds += time.monotonic() - t
+
+    return StepStats, Validation, HistoryCSV, Checkpoint
+
+
+# ------------------------------------------------------------------ the loop under multi-worker
+
+
+def custom_fit(model, strategy, dataset, *, epochs, initial_epoch, steps_per_epoch, callbacks, verbose):
+    """``model.fit`` for a distributed dataset, written as a ``strategy.run`` loop.
+
+    Same train step (``model.train_step``: loss, loss scaling, optimizer, EMA),
+    same callbacks (including the progress bar and a History), same end
+    (``optimizer.finalize_variable_values``). Works under every strategy;
+    used where ``fit`` does not (``MultiWorkerMirroredStrategy``).
+    """
+    import keras
+    import tensorflow as tf
+
+    cbs = keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs,
+        steps=steps_per_epoch, model=model,
+    )
+
+    @tf.function(reduce_retracing=True)
+    def train_fn(iterator):
+        outputs = strategy.run(model.train_step, args=(next(iterator),))
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in outputs.items()}
+
+    iterator = iter(dataset)
+    model.stop_training = False
+    cbs.on_train_begin()
+    logs = {}
+    epoch_logs = None
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        cbs.on_epoch_begin(epoch)
+        for step in range(steps_per_epoch):
+            cbs.on_train_batch_begin(step)
+            logs = train_fn(iterator)
+            cbs.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        epoch_logs = {k: float(v) for k, v in logs.items()}
+        cbs.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    model.optimizer.finalize_variable_values(model.trainable_weights)
+    cbs.on_train_end(logs=epoch_logs)
+    return model.history
+
+
+# ------------------------------------------------------------------ the driver
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: object
+    strategy: object
+    history: list
+    summary: dict
+    resumed_from: dict | None
+
+
+def _log(msg, quiet=False):
+    if not quiet:
+        print(msg, flush=True)
+
+
+def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", strategy="auto",
+          cpu_replicas=0, quiet=False) -> TrainResult:
+    """Run (or resume) the training run of the config ``cfg`` in ``run_dir``.
+
+    ``cfg`` as from :func:`load_config` (resolved here). ``strategy``: auto |
+    default | mirrored | multi-worker, or a ``tf.distribute.Strategy``.
+    ``cpu_replicas``: split the CPU into that many logical devices first
+    (MirroredStrategy on one CPU; must run before TensorFlow initialises).
+    ``fresh``: discard an existing checkpoint of ``run_dir``. Raises
+    :class:`ConfigError` for unusable configs/run directories and
+    ``FileNotFoundError`` for missing data.
+    """
+    t_begin = time.monotonic()
+    cfg = resolve_config(cfg)
+    run_dir = Path(run_dir)
+    train_dirs, val_dirs, root = data_paths(cfg, data_root)
+    cfg["data"]["root"] = str(root)
+    for p in train_dirs + val_dirs:
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such data folder (data root {root}; set --data or data.root)")
+
+    import keras
+    import tensorflow as tf
+
+    if cpu_replicas and cpu_replicas > 1:
+        configure_cpu_replicas(cpu_replicas)
+    # The strategy first: MultiWorkerMirroredStrategy must exist before the runtime initialises.
+    if isinstance(strategy, str):
+        strategy = pick_strategy(strategy, cpu_replicas)
+    t = cfg["train"]
+    if t["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    gpus = _list_gpus_quietly()
+    mp = t["mixed_precision"]
+    if mp is True:
+        mp = "mixed_float16" if gpus else False
+        if not gpus:
+            _log("[train] --mixed-precision: no GPU, training in float32", quiet)
+    keras.config.set_dtype_policy(mp or "float32")
+    chief = is_chief(strategy)
+    multi = is_multi_worker(strategy)
+    replicas = strategy.num_replicas_in_sync
+    batch = t["batch_size"]
+    if batch % replicas:
+        raise ConfigError(f"train.batch_size {batch} is not a multiple of the {replicas} replicas")
+    loop = t["loop"]
+    if loop == "auto":
+        loop = "custom" if multi else "fit"
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    if not chief:
+        verbose = 0
+
+    # ---- run directory, resume
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoint"
+    if fresh and chief:
+        import shutil
+
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        for name in ("history.csv", "run.json", "last.keras", "best.keras", "model.keras"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    state = None if fresh else read_state(run_dir)
+    if state is not None:
+        saved_cfg_path = run_dir / "config.yaml"
+        if saved_cfg_path.is_file():
+            import yaml
+
+            saved = yaml.safe_load(saved_cfg_path.read_text()) or {}
+            diffs = [f"{s}.{k}: {saved.get(s, {}).get(k)!r} -> {cfg[s][k]!r}" for s, k in _RESUME_KEYS
+                     if saved.get(s, {}).get(k) != cfg[s][k]]
+            if diffs:
+                raise ConfigError(f"{run_dir} holds a checkpoint of a different run ({'; '.join(diffs)}); "
+                                  f"use another --out, or --fresh to start over there")
+    epochs = t["steps"] // t["epoch_steps"]
+    start_epoch = int(state["epoch"]) if state else 0
+    if chief:
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    if start_epoch >= epochs:
+        _log(f"[train] {run_dir}: already trained {state['step']} steps of {t['steps']} (model.keras); nothing to do"
+             " (raise train.steps to continue)", quiet)
+        from drn_tf.model import load_model
+
+        path = run_dir / "model.keras"
+        model = load_model(path) if path.is_file() else None
+        summary = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+        return TrainResult(run_dir, model, strategy, read_history(run_dir / "history.csv"), summary, state)
+
+    # ---- data
+    from drn_tf.data import load_pairs
+    from drn_tf.tfdata import make_train_dataset
+
+    scale, patch = cfg["model"]["scale"], cfg["data"]["patch_size"]
+    t0 = time.monotonic()
+    lrs, hrs, names = load_pairs(train_dirs, scale, cache_dir=cfg["data"]["cache_dir"], min_lr_size=patch)
+    val_sets = [load_val_set(p, scale) for p in val_dirs]
+    _log(f"[data] {len(lrs)} training images ({', '.join(str(p) for p in train_dirs)}), "
+         f"validation: {', '.join(f'{v.name} ({len(v.lrs)} images, bicubic {v.bicubic_psnr:.2f} dB)' for v in val_sets) or 'none'}"
+         f"; {time.monotonic() - t0:.1f} s", quiet)
+    # replicas fed by this worker's input pipeline
+    local_replicas = len(strategy.extended.worker_devices) if multi else replicas
+    start_step = start_epoch * t["epoch_steps"]
+
+    def dataset_fn(ctx):
+        return make_train_dataset(
+            None, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"], seed=t["seed"],
+            augment=cfg["data"]["augment"], start_step=start_step * local_replicas, input_context=ctx,
+            pairs=(lrs, hrs),
+        )
+
+    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+
+    # ---- model and optimizer
+    from drn_tf.model import DRN
+
+    keras.utils.set_random_seed(t["seed"])
+    jit = t["jit_compile"]
+    if jit == "auto":
+        jit = bool(gpus)
+    with strategy.scope():
+        model = DRN.from_preset(cfg["model"]["preset"], load_weights=False, **cfg["model"]["overrides"])
+        from drn_tf.train import l1_loss
+
+        model.compile(optimizer=build_optimizer(cfg), loss=l1_loss(), jit_compile=jit,
+                      steps_per_execution=t["steps_per_execution"] if loop == "fit" else 1)
+        model.optimizer.build(model.trainable_variables)
+    resumed = None
+    best, best_epoch, wall_offset = -float("inf"), None, 0.0
+    if state is not None:
+        model.load_weights(ckpt_dir / state["weights"])
+        got = int(model.optimizer.iterations.numpy())
+        if got != start_epoch * t["epoch_steps"]:
+            raise ConfigError(f"{ckpt_dir / state['weights']}: optimizer step {got} does not match epoch "
+                              f"{start_epoch} x {t['epoch_steps']} steps")
+        resumed = dict(state)
+        best = state.get("best_val_psnr") or -float("inf")
+        best_epoch = state.get("best_epoch")
+        wall_offset = float(state.get("wall_s", 0.0))
+        _log(f"[train] resuming {run_dir} from epoch {start_epoch} (step {got}) of {epochs}", quiet)
+    elif cfg["model"]["init_from"]:
+        try:
+            rep = init_from(model, cfg["model"]["init_from"])
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"model.init_from: {exc}") from None
+        _log(f"[train] initialised {len(rep['loaded'])} layers from {rep['source']} "
+             f"(skipped: {', '.join(rep['skipped']) or 'none'})", quiet)
+        if not rep["loaded"]:
+            raise ConfigError(f"model.init_from {rep['source']}: no layer matches this model")
+    if chief and state is None:
+        (run_dir / "history.csv").unlink(missing_ok=True)
+
+    # ---- callbacks
+    StepStats, Validation, HistoryCSV, Checkpoint = make_callbacks_module()
+    stats = StepStats(batch, t["epoch_steps"], wall_offset)
+    save_clone = plain_clone(model)  # float32, outside the scope: writes the .keras files
+    eval_clone = plain_clone(model, dtype_policy=None) if val_sets and chief else save_clone
+    val_cb = Validation(val_sets if chief else [], scale, t["val_every"], epochs, eval_clone)
+    callbacks = [stats, val_cb]
+    ckpt_cb = None
+    if chief:
+        hist_path = run_dir / "history.csv"
+        if state is not None:
+            rows = [r for r in read_history(hist_path) if isinstance(r.get("epoch"), int) and r["epoch"] <= start_epoch]
+            keys = ["epoch", "step", "loss", "lr", *val_cb.keys(), "patches_per_s", "wall_s"]
+            with open(hist_path.with_name(".history.tmp"), "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+                w.writeheader()
+                for r in rows:
+                    w.writerow(r)
+            os.replace(hist_path.with_name(".history.tmp"), hist_path)
+        extra = {"strategy": strategy_name(strategy), "replicas": replicas}
+        ckpt_cb = Checkpoint(run_dir, save_clone, t["keep_checkpoints"], best, best_epoch, wall_offset, extra)
+        callbacks += [
+            HistoryCSV(hist_path, ["step", "loss", "lr", *val_cb.keys(), "patches_per_s", "wall_s"]),
+            ckpt_cb,
+            keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False),
+        ]
+    callbacks.append(keras.callbacks.TerminateOnNaN())
+
+    _log(f"[train] {cfg['model']['preset']} x{scale}, {model.count_params():,d} parameters; "
+         f"{strategy_name(strategy)} with {replicas} replica(s){' (chief)' if multi and chief else ''}, "
+         f"loop: {'model.fit' if loop == 'fit' else 'strategy.run'}; batch {batch} "
+         f"({batch // replicas} per replica), patch {patch}; steps {start_step}..{t['steps']} "
+         f"in epochs of {t['epoch_steps']}; policy {keras.config.dtype_policy().name}; run dir {run_dir}", quiet)
+
+    t_fit = time.monotonic()
+    if loop == "fit":
+        history = model.fit(dataset, epochs=epochs, initial_epoch=start_epoch, steps_per_epoch=t["epoch_steps"],
+                            callbacks=callbacks, verbose=verbose, shuffle=False)
+    else:
+        history = custom_fit(model, strategy, dataset, epochs=epochs, initial_epoch=start_epoch,
+                             steps_per_epoch=t["epoch_steps"], callbacks=callbacks, verbose=verbose)
+    fit_s = time.monotonic() - t_fit
+    steps_now = int(model.optimizer.iterations.numpy())
+    session_steps = steps_now - start_step
+    train_s = stats.train_seconds  # epoch time up to the end of its last step: no validation, no saving
+    summary = {
+        "preset": cfg["model"]["preset"],
+        "scale": scale,
+        "params": int(model.count_params()),
+        "strategy": strategy_name(strategy),
+        "replicas": replicas,
+        "loop": "model.fit" if loop == "fit" else "strategy.run",
+        "dtype_policy": keras.config.dtype_policy().name,
+        "steps": steps_now,
+        "patches_seen": steps_now * batch,
+        "session_steps": session_steps,
+        "session_fit_s": round(fit_s, 1),
+        "session_train_s": round(train_s, 1),
+        "session_validation_s": round(val_cb.seconds, 1),
+        "session_checkpoint_s": round(ckpt_cb.seconds, 1) if ckpt_cb else None,
+        "patches_per_s": round(session_steps * batch / max(train_s, 1e-9), 2) if session_steps else None,
+        "wall_s": round(wall_offset + (time.monotonic() - t_begin), 1),
+        "resumed_from": resumed,
+        "best_val_psnr": None if ckpt_cb is None or ckpt_cb.best == -float("inf") else ckpt_cb.best,
+        "best_epoch": None if ckpt_cb is None else ckpt_cb.best_epoch,
+        "val_sets": {v.name: {"images": len(v.lrs), "bicubic_psnr": v.bicubic_psnr, "bicubic_ssim": v.bicubic_ssim}
+                     for v in val_sets},
+        "final": {k: (float(v[-1]) if len(v) else None) for k, v in history.history.items()},
+        "host": platform.node(),
+        "device": (f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores) {platform.processor() or platform.machine()}"),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    if chief:
+        # the loop ended by finalize_variable_values: EMA weights are now the model's
+        save_model_file(model, run_dir / "model.keras", weight_values(model, use_ema=False), save_clone)
+        atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2, default=str))
+        _log(f"[done] {steps_now} steps; this session {session_steps} steps in {fit_s:.0f} s "
+             f"({summary['patches_per_s']} patches/s training); best val PSNR {summary['best_val_psnr']}; "
+             f"model: {run_dir / 'model.keras'}", quiet)
+    return TrainResult(run_dir, model, strategy, read_history(run_dir / "history.csv") if chief else [],
+                       summary, resumed)

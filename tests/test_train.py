@@ -1,0 +1,192 @@
+"""``drn_tf.trainer`` in this process (one device): outputs of a run, the strategy.run loop
+against model.fit, --init-from, EMA weights. Tiny models, Set5 as training data."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from drn_tf import trainer  # noqa: E402
+from drn_tf.model import DRN, load_model  # noqa: E402
+from drn_tf.trainer import load_config, read_history, read_state, train  # noqa: E402
+
+TINY_OVERRIDES = {"channels": 16, "num_groups": 1, "num_blocks": 2}
+
+
+def tiny_config(data_dir, cache_dir, **sections):
+    cfg = {
+        "model": {"preset": "drn_s_x2", "overrides": dict(TINY_OVERRIDES)},
+        "data": {"root": str(data_dir), "train": ["benchmark/Set5"], "val": [], "patch_size": 16,
+                 "cache_dir": str(cache_dir)},
+        "train": {"batch_size": 4, "steps": 10, "epoch_steps": 5, "seed": 1},
+        "optimizer": {"learning_rate": 2e-3},
+        "schedule": {"name": "constant"},
+    }
+    for sec, keys in sections.items():
+        cfg[sec].update(keys)
+    return load_config(overrides=cfg)
+
+
+@pytest.fixture(scope="module")
+def fit_run(data_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    cfg = tiny_config(data_dir, base / "cache", data={"val": ["benchmark/Set5"]})
+    res = train(cfg, base / "run", verbose=0, quiet=True)
+    return cfg, res
+
+
+def test_run_directory_holds_config_history_checkpoint_and_models(fit_run):
+    cfg, res = fit_run
+    run = res.run_dir
+    assert res.summary["strategy"] == "default" and res.summary["loop"] == "model.fit"
+    assert res.summary["steps"] == 10 and res.summary["patches_seen"] == 40
+    assert res.summary["patches_per_s"] > 0
+    saved = trainer.resolve_config(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    assert saved["model"] == trainer.resolve_config(cfg)["model"]
+
+    rows = read_history(run / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [5, 10]
+    assert all(np.isfinite(r["val_Set5_psnr"]) and r["val_psnr"] == r["val_Set5_psnr"] for r in rows)
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert abs(res.summary["val_sets"]["Set5"]["bicubic_psnr"] - 33.66) < 0.05
+
+    state = read_state(run)
+    assert state["epoch"] == 2 and state["step"] == 10
+    assert (run / "checkpoint" / state["weights"]).is_file()
+    assert list((run / "tensorboard").rglob("events.out.tfevents*"))
+
+    # model.keras: the trained weights, loadable with safe_mode=True, float32
+    final = load_model(run / "model.keras")
+    for a, b in zip(final.get_weights(), res.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert final.dtype_policy.name == "float32"
+    last = load_model(run / "last.keras")
+    for a, b in zip(last.get_weights(), res.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_best_model_has_the_best_logged_psnr(fit_run, set5):
+    """best.keras re-evaluated with the shared protocol code gives the best PSNR of the history."""
+    from drn_tf.data import load_pairs
+    from drn_tf.train import evaluate_pairs
+
+    _, res = fit_run
+    rows = read_history(res.run_dir / "history.csv")
+    best_logged = max(r["val_Set5_psnr"] for r in rows)
+    lrs, hrs, _ = load_pairs([set5], 2, cache_dir=False)
+    psnr, _ = evaluate_pairs(load_model(res.run_dir / "best.keras"), lrs, hrs, 2)
+    assert psnr == pytest.approx(best_logged, abs=1e-3)
+    assert res.summary["best_val_psnr"] == pytest.approx(best_logged)
+
+
+def test_finished_run_is_not_trained_again(fit_run):
+    cfg, res = fit_run
+    again = train(cfg, res.run_dir, verbose=0, quiet=True)
+    assert again.resumed_from["step"] == 10
+    assert len(read_history(res.run_dir / "history.csv")) == 2
+    for a, b in zip(again.model.get_weights(), res.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_a_different_model(fit_run):
+    cfg, res = fit_run
+    other = copy.deepcopy(cfg)
+    other["model"]["overrides"]["channels"] = 8
+    with pytest.raises(trainer.ConfigError, match="different run"):
+        train(other, res.run_dir, verbose=0, quiet=True)
+
+
+def test_strategy_run_loop_matches_model_fit(fit_run, data_dir, tmp_path):
+    """The loop used under MultiWorkerMirroredStrategy gives model.fit's result on one device."""
+    cfg, res = fit_run
+    custom = copy.deepcopy(cfg)
+    custom["train"]["loop"] = "custom"
+    custom["data"]["val"] = []
+    out = train(custom, tmp_path / "custom", verbose=0, quiet=True)
+    assert out.summary["loop"] == "strategy.run"
+    fit_rows = read_history(res.run_dir / "history.csv")
+    rows = read_history(tmp_path / "custom" / "history.csv")
+    assert [r["step"] for r in rows] == [5, 10]
+    np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in fit_rows], rtol=1e-4)
+    for a, b in zip(out.model.get_weights(), res.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_init_from_copies_matching_layers_but_not_the_upsampler(fit_run, tmp_path):
+    _, res = fit_run
+    src = load_model(res.run_dir / "model.keras")
+    keras.utils.set_random_seed(5)
+    x3 = DRN.from_preset("drn_s_x3", load_weights=False, **TINY_OVERRIDES)
+    before = {layer.name: layer.get_weights() for layer in x3.layers}
+    report = trainer.init_from(x3, res.run_dir)  # a run directory: its model.keras
+    assert report["skipped"] == ["upsampler"]
+    assert set(report["loaded"]) == {"lfe", "rdg_0", "body_end"}
+    for name in report["loaded"]:
+        for a, b in zip(x3.get_layer(name).get_weights(), src.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(x3.get_layer("upsampler").get_weights(), before["upsampler"]):
+        np.testing.assert_array_equal(a, b)
+
+    # a .weights.h5 file: only what the file holds is copied
+    h5 = tmp_path / "x2.weights.h5"
+    src.save_weights(h5)
+    x3b = DRN.from_preset("drn_s_x3", load_weights=False, **TINY_OVERRIDES)
+    report = trainer.init_from(x3b, h5)
+    assert report["skipped"] == ["upsampler"] and "rdg_0" in report["loaded"]
+    np.testing.assert_array_equal(x3b.get_layer("lfe").get_weights()[0], src.get_layer("lfe").get_weights()[0])
+
+    # same scale: the upsampler comes too
+    x2 = DRN.from_preset("drn_s_x2", load_weights=False, **TINY_OVERRIDES)
+    assert "upsampler" in trainer.init_from(x2, res.run_dir / "model.keras")["loaded"]
+    with pytest.raises(FileNotFoundError):
+        trainer.init_from(x2, tmp_path / "missing.keras")
+
+
+def test_init_from_in_a_run(fit_run, data_dir, tmp_path):
+    cfg, res = fit_run
+    x3 = copy.deepcopy(cfg)
+    x3["model"].update(preset="drn_s_x3", init_from=str(res.run_dir / "model.keras"))
+    x3["data"]["val"] = []
+    x3["train"]["steps"] = 1
+    x3["train"]["epoch_steps"] = 1
+    out = train(x3, tmp_path / "x3", verbose=0, quiet=True)
+    assert out.model.scale == 3 and out.summary["steps"] == 1
+    # one Adam step from the x2 weights: the copied layers moved little, far less than their size
+    src = load_model(res.run_dir / "model.keras").get_layer("rdg_0").get_weights()[0]
+    got = out.model.get_layer("rdg_0").get_weights()[0]
+    assert np.abs(got - src).max() < 0.01 < np.abs(src).max()
+
+
+def test_weight_values_are_the_ema_when_the_optimizer_keeps_one():
+    keras.utils.set_random_seed(0)
+    model = DRN.from_preset("drn_s_x2", load_weights=False, **TINY_OVERRIDES)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=0.5), loss="mae")
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 8, 8, 3), dtype=np.float32)
+    y = rng.random((2, 16, 16, 3), dtype=np.float32)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    raw = model.get_weights()
+    ema = trainer.weight_values(model)
+    averages = {id(v): a.numpy() for v, a in zip(model.trainable_variables,
+                                                 model.optimizer._model_variables_moving_average)}
+    differs = 0
+    for v, r, e in zip(model.weights, raw, ema):
+        if id(v) in averages:
+            np.testing.assert_array_equal(e, averages[id(v)])
+            differs += not np.array_equal(e, r)
+        else:
+            np.testing.assert_array_equal(e, r)
+    assert differs > 0
+    assert all(np.array_equal(a, b) for a, b in zip(trainer.weight_values(model, use_ema=False), raw))
+
+
+def test_summary_is_json(fit_run):
+    _, res = fit_run
+    data = json.loads((res.run_dir / "run.json").read_text())
+    assert data["steps"] == 10 and data["replicas"] == 1 and "tensorflow" in data

@@ -1,0 +1,118 @@
+"""Config handling of ``drn train`` (no training): defaults, YAML, overrides, checks, --help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drn_tf.trainer import DEFAULTS, ConfigError, dump_config, load_config, parse_override, resolve_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "training" / "configs").glob("*.yaml"))
+
+
+def test_shipped_configs_resolve():
+    names = {p.stem for p in CONFIGS}
+    assert {"drn_x2", "drn_x3", "drn_x4"} <= names
+    for p in CONFIGS:
+        cfg = resolve_config(load_config(p))
+        preset = cfg["model"]["preset"]
+        assert preset.endswith(f"_x{cfg['model']['scale']}"), p
+        assert preset == p.stem, p
+        assert cfg["train"]["steps"] % cfg["train"]["epoch_steps"] == 0
+
+
+def test_overrides_layer_in_order(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: {preset: drn_s_x3}\ntrain: {batch_size: 32, steps: 2500, epoch_steps: 1000}\n")
+    cfg = resolve_config(load_config(f, overrides={"train": {"batch_size": 8}},
+                                     sets=["train.batch_size=4", "optimizer.use_ema=true", "data.val=[]"]))
+    assert cfg["train"]["batch_size"] == 4  # --set beats explicit options beats the file
+    assert cfg["optimizer"]["use_ema"] is True
+    assert cfg["data"]["val"] == []
+    assert cfg["model"]["scale"] == 3
+    assert cfg["train"]["steps"] == 3000  # rounded up to whole epochs
+    # untouched keys keep their defaults
+    assert cfg["optimizer"]["beta_2"] == DEFAULTS["optimizer"]["beta_2"]
+    # the dump is the same config again
+    assert resolve_config(yaml.safe_load(dump_config(cfg))) == cfg
+
+
+def test_family_plus_scale_names_the_preset():
+    cfg = resolve_config(load_config(overrides={"model": {"preset": "drn_s", "scale": 4}}))
+    assert cfg["model"]["preset"] == "drn_s_x4"
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["train.batchsize=8"], "unknown key train.batchsize"),
+        (["trian.batch_size=8"], "unknown section"),
+        (["train.batch_size=0"], "train.batch_size must be >= 1"),
+        (["train.batch_size=eight"], "must be an integer"),
+        (["model.preset=drn_x2", "model.scale=3"], "does not match preset"),
+        (["model.preset=vdsr"], "is not a preset"),
+        (["optimizer.name=adagrad"], "optimizer.name"),
+        (["schedule.name=linear"], "schedule.name"),
+        (["train.mixed_precision=float64"], "mixed_precision"),
+        (["model.overrides={scale: 3}"], "may not change the scale"),
+        (["data.train=[]"], "data.train"),
+    ],
+)
+def test_bad_configs_are_named(sets, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(load_config(sets=sets))
+
+
+def test_parse_override_forms():
+    assert parse_override("optimizer.learning_rate=1e-3") == ("optimizer", "learning_rate", 1e-3)
+    assert parse_override("data.val=[benchmark/Set5, benchmark/Set14]")[2] == ["benchmark/Set5", "benchmark/Set14"]
+    assert parse_override("model.init_from=") == ("model", "init_from", None)
+    for bad in ("train.steps", "steps=3", "a.b.c=1"):
+        with pytest.raises(ConfigError):
+            parse_override(bad)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def _drn(capsys, *args):
+    """``drn train ARGS`` in this process: (exit status, stdout, stderr)."""
+    from drn_tf.cli import main
+
+    try:
+        rc = main(["train", *args])
+    except SystemExit as exc:  # --help
+        rc = exc.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_help_explains_config_keys_and_print_config(capsys):
+    rc, out, _ = _drn(capsys, "--help")
+    assert rc == 0
+    for text in ("--set", "--init-from", "--mixed-precision", "batch_size = 16", "MultiWorkerMirroredStrategy",
+                 "Resuming"):
+        assert text in out, text
+    rc, out, err = _drn(capsys, "--config", str(ROOT / "training/configs/drn_x3.yaml"), "--batch-size", "8",
+                        "--set", "train.steps=5", "--set", "train.epoch_steps=2", "--print-config")
+    assert rc == 0, err
+    cfg = yaml.safe_load(out)
+    assert cfg["model"]["preset"] == "drn_x3" and cfg["train"]["batch_size"] == 8 and cfg["train"]["steps"] == 6
+
+
+def test_cli_reports_user_errors_in_one_line(capsys, tmp_path):
+    rc, _, err = _drn(capsys, "--set", "train.batch_size=-1", "--print-config")
+    assert rc == 2
+    assert err.strip() == "drn train: error: train.batch_size must be >= 1, got -1"
+    rc, _, err = _drn(capsys, "--data", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert rc == 2 and "no such data folder" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,19 @@
+"""Train DRN with TensorFlow: the same as ``drn train`` (see ``drn train --help``).
+
+    python training/train.py --config training/configs/drn_x2.yaml [--out RUN_DIR] [--set sec.key=value ...]
+
+The driver is :mod:`drn_tf.trainer`; ``training/train_gpu.py`` is the
+backend-agnostic (JAX) time-budgeted variant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from drn_tf.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))
