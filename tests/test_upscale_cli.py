@@ -371,4 +371,5 @@ def test_folder_of_200_images_flat_memory(tmp_path, model_files):
     written, failed = upscale_files(plan.jobs, model, opts, on_image=on_image, progress=Progress(200, quiet=True))
     assert (written, failed) == (200, 0)
     assert len(list((tmp_path / "out").glob("*_x2.png"))) == 200
+    print("RSS MiB after image 20 / 200:", rss)
     assert rss[200] <= rss[20] * 1.10, rss
