@@ -124,6 +124,8 @@ def test_single_file_output_and_format(tmp_path, capsys, m2):
     assert rc == 0 and Image.open(tmp_path / "result.jpg").format == "JPEG"
     rc, _, err = drn(capsys, src, "-o", tmp_path / "r.png", "--format", "jpg", "--model", m2)
     assert rc == 2 and "--format" in err
+    rc, _, err = drn(capsys, src, src, "-o", tmp_path / "many.png", "--model", m2)
+    assert rc == 2 and "give a folder" in err and not (tmp_path / "many.png").exists()
     # --format jpg drops alpha with a warning
     save(tmp_path / "t.png", np.dstack([rgb(), rgb()[..., 0]]))
     rc, _, err = drn(capsys, tmp_path / "t.png", "--format", "jpg", "--model", m2)
@@ -333,6 +335,28 @@ def test_bad_inputs_in_a_real_process(tmp_path, m2):
     assert all(l.startswith("drn upscale: ") for l in lines), proc.stderr
     assert sum(": error: " in l for l in lines) == 3
     assert (tmp_path / "good_x2.png").is_file()
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+
+    from drn_tf.commands.upscale import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    p = Progress(3, stream=stream)
+    p.start(2, "photo.png")
+    p.tile(5, 20)
+    text = stream.getvalue()
+    assert "2/3 photo.png" in text and "tiles" in text and "5/20" in text and text.startswith("\r")
+    p.clear()
+    assert stream.getvalue().endswith("\r")
+    quiet = Tty()
+    Progress(3, quiet=True, stream=quiet).tile(1, 2)
+    assert quiet.getvalue() == ""
 
 
 # ---------------------------------------------------------------- memory

@@ -42,7 +42,7 @@ def add_parser(sub, help_text):
         type=int,
         metavar="N",
         help="LR tile side in pixels, context included (default: tile images over 512x512 "
-        "pixels with 256-pixel tiles; 0: never tile)",
+        "pixels, with tiles of at most 256 pixels; 0: never tile)",
     )
     p.add_argument(
         "--tile-overlap",
@@ -330,6 +330,8 @@ def run(args):
     single = len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
     out_is_file = bool(out is not None and single and not out.is_dir() and out.suffix.lower() in FORMATS
                        and not args.output.endswith(("/", os.sep)))
+    if out is not None and not out_is_file and not out.is_dir() and out.suffix.lower() in FORMATS:
+        raise UserError(f"-o {out} names a file, but the inputs are not one image file; give a folder for -o")
     if out_is_file and args.format and format_for(out) != format_for("x" + FORMAT_EXTENSIONS[args.format]):
         raise UserError(f"-o {out} has a {out.suffix} extension but --format is {args.format}")
     if args.tile is not None and args.tile < 0:
