@@ -478,6 +478,19 @@ def is_chief(strategy) -> bool:
     return r.task_type == "worker" and int(r.task_id) == 0 and not has_chief
 
 
+def check_workers_agree(strategy, start_epoch: int) -> None:
+    """Every worker must resume from the same epoch (the run directory must be shared);
+    raises :class:`ConfigError` on all workers otherwise, instead of a collective hang later."""
+    import tensorflow as tf
+
+    value = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([float(start_epoch)], tf.float32))
+    seen = np.asarray(strategy.gather(value, axis=0))
+    if seen.min() != seen.max():
+        raise ConfigError(f"the workers found different checkpoints to resume from (epochs {sorted({int(x) for x in seen.tolist()})}); "
+                          "all workers need the same run directory (a shared file system)")
+
+
 def build_schedule(cfg: dict):
     import keras
 
@@ -986,6 +999,8 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
                                   f"use another --out, or --fresh to start over there")
     epochs = t["steps"] // t["epoch_steps"]
     start_epoch = int(state["epoch"]) if state else 0
+    if multi:
+        check_workers_agree(strategy, start_epoch)
     if chief:
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     if start_epoch >= epochs:
@@ -1005,7 +1020,7 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
     scale, patch = cfg["model"]["scale"], cfg["data"]["patch_size"]
     t0 = time.monotonic()
     lrs, hrs, names = load_pairs(train_dirs, scale, cache_dir=cfg["data"]["cache_dir"], min_lr_size=patch)
-    val_sets = [load_val_set(p, scale) for p in val_dirs]
+    val_sets = [load_val_set(p, scale) for p in val_dirs] if chief else []  # only the chief validates
     _log(f"[data] {len(lrs)} training images ({', '.join(str(p) for p in train_dirs)}), "
          f"validation: {', '.join(f'{v.name} ({len(v.lrs)} images, bicubic {v.bicubic_psnr:.2f} dB)' for v in val_sets) or 'none'}"
          f"; {time.monotonic() - t0:.1f} s", quiet)

@@ -78,7 +78,9 @@ def psnr_keys(rows) -> list[str]:
     return keys or (["val_psnr"] if "val_psnr" in rows[0] else [])
 
 
-def draw(runs, out, x_key="step", title=None, dpi=110) -> Path:
+def draw(runs, out, x_key="step", title=None, dpi=110, keep_open=False):
+    """Write the figure of ``runs`` (from :func:`load_run`) to the PNG ``out``; returns its path
+    (and the matplotlib figure, left open, with ``keep_open=True``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,8 +134,10 @@ def draw(runs, out, x_key="step", title=None, dpi=110) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp.png")
     fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
     tmp.replace(out)
+    if keep_open:
+        return out, fig
+    plt.close(fig)
     return out
 
 
