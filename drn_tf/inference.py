@@ -470,7 +470,7 @@ def upscale(
     """
     m = resolve_model(model, preset, scale)
     arr = np.asarray(image)
-    overlap = _resolve_overlap(m, tile_overlap) if tile is not None else None
+    overlap = tile_overlap if tile_overlap is not None else model_receptive_radius(m)
     return upscale_array(
         arr, m, tile=auto_tile(arr.shape, tile, overlap), tile_overlap=overlap, self_ensemble=self_ensemble
     )
