@@ -9,7 +9,7 @@ directory::
     run.json           summary: strategy, replicas, steps, wall time, patches/s, best PSNR, bicubic references
     history.csv        one row per epoch: step, loss, lr, validation PSNR/SSIM per set, throughput
     tensorboard/       TensorBoard logs
-    checkpoint/        state.json + ckpt-<epoch>.weights.h5 (weights and optimizer state), atomic
+    checkpoint/        state.json + ckpt-<epoch>.weights.h5 (weights and optimizer state) + best-<epoch>.keras
     last.keras         the model after the latest epoch
     best.keras         the model with the best validation PSNR on the first validation set
     model.keras        the final model (EMA weights if optimizer.use_ema)
@@ -32,13 +32,16 @@ metrics reduced with ``axis=None``, and the same callbacks (progress bar,
 validation, CSV, TensorBoard, checkpoints) through a ``CallbackList``.
 
 Crash safety: at the end of every epoch (``train.epoch_steps`` steps) the
-weights and optimizer state go to ``checkpoint/ckpt-<epoch>.weights.h5``
-(written under a temporary name, then renamed), then ``state.json`` is
-replaced atomically to point at it, then older checkpoints are removed. A
-killed run started again with the same command loads the checkpoint named
-by ``state.json`` and continues at its step with the same data stream
-(batches are a pure function of the seed and the global step), losing at
-most the epoch in progress. The history rows after that epoch are dropped.
+weights and optimizer state go to ``checkpoint/ckpt-<epoch>.weights.h5`` (and
+an improved model to ``checkpoint/best-<epoch>.keras``), each written under a
+temporary name and renamed; then ``state.json`` is replaced atomically to
+point at them (the commit point); then ``best.keras`` is copied from the
+committed best file and older files are removed. A killed run started again
+with the same command loads the checkpoint named by ``state.json`` and
+continues at its step with the same data stream (batches are a pure function
+of the seed and the global step), losing at most the epoch in progress; the
+history rows after that epoch are dropped and ``best.keras`` is restored from
+the committed best.
 
 Nothing here imports TensorFlow at module level (so ``drn train --help``
 and config handling stay fast); :func:`train` imports it.
@@ -354,6 +357,16 @@ def atomic_write_text(path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def publish(src, dst) -> None:
+    """Copy ``src`` to ``dst`` atomically (temporary copy, then rename)."""
+    import shutil
+
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def read_state(run_dir) -> dict | None:
@@ -799,15 +812,20 @@ def make_callbacks_module():
                 os.fsync(fh.fileno())
 
     class Checkpoint(keras.callbacks.Callback):
-        """End of every epoch: best.keras (validation improved), last.keras, then the resumable
-        checkpoint (weights + optimizer state) and ``state.json``, each written atomically."""
+        """End of every epoch, each file written atomically (temporary name, then rename):
+        ``last.keras``; ``checkpoint/best-<epoch>.keras`` if validation improved; the resumable
+        ``checkpoint/ckpt-<epoch>.weights.h5`` (weights + optimizer state); then ``state.json``
+        naming both (the commit point); then ``best.keras`` is published from the committed
+        best file and older files are removed. A kill at any point leaves a consistent state."""
 
-        def __init__(self, run_dir, clone, keep=2, best=-float("inf"), best_epoch=None, wall_offset=0.0, extra=None):
+        def __init__(self, run_dir, clone, keep=2, best=-float("inf"), best_epoch=None, wall_offset=0.0, extra=None,
+                     best_file=None):
             super().__init__()
             self.clone = clone  # a float32 plain_clone of the model, made outside the strategy scope
             self.run_dir = Path(run_dir)
             self.dir = self.run_dir / "checkpoint"
             self.keep, self.best, self.best_epoch = keep, best, best_epoch
+            self.best_file = best_file
             self.wall_offset = wall_offset
             self.extra = extra or {}
             self.seconds = 0.0
@@ -822,9 +840,11 @@ def make_callbacks_module():
             logs = logs or {}
             values = weight_values(self.model)
             psnr = logs.get("val_psnr")
-            if psnr is not None and np.isfinite(psnr) and psnr > self.best:
+            improved = psnr is not None and np.isfinite(psnr) and psnr > self.best
+            if improved:
                 self.best, self.best_epoch = float(psnr), epoch + 1
-                save_model_file(self.model, self.run_dir / "best.keras", values, self.clone)
+                self.best_file = f"best-{epoch + 1:06d}.keras"
+                save_model_file(self.model, self.dir / self.best_file, values, self.clone)
             save_model_file(self.model, self.run_dir / "last.keras", values, self.clone)
             name = f"ckpt-{epoch + 1:06d}.weights.h5"
             tmp = self.dir / f".tmp{os.getpid()}-{name}"
@@ -836,14 +856,20 @@ def make_callbacks_module():
                 "weights": name,
                 "best_val_psnr": None if self.best == -float("inf") else self.best,
                 "best_epoch": self.best_epoch,
+                "best_file": self.best_file,
                 "wall_s": round(self.wall_offset + time.monotonic() - self.t_start, 2),
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 **self.extra,
             }
             atomic_write_text(self.dir / "state.json", json.dumps(state, indent=2))
+            if improved:
+                publish(self.dir / self.best_file, self.run_dir / "best.keras")
             ckpts = sorted(self.dir.glob("ckpt-*.weights.h5"))
             for old in ckpts[: -self.keep]:
                 if old.name != name:
+                    old.unlink(missing_ok=True)
+            for old in self.dir.glob("best-*.keras"):
+                if old.name != self.best_file:
                     old.unlink(missing_ok=True)
             for stray in self.dir.glob(".tmp*"):
                 if stray != tmp:
@@ -934,6 +960,17 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
     :class:`ConfigError` for unusable configs/run directories and
     ``FileNotFoundError`` for missing data.
     """
+    import keras
+
+    saved_policy = keras.config.dtype_policy()
+    try:
+        return _train(cfg, run_dir, data_root=data_root, fresh=fresh, verbose=verbose, strategy=strategy,
+                      cpu_replicas=cpu_replicas, quiet=quiet)
+    finally:
+        keras.config.set_dtype_policy(saved_policy)  # the global policy as it was (a mixed-precision run sets it)
+
+
+def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, quiet) -> TrainResult:
     t_begin = time.monotonic()
     cfg = resolve_config(cfg)
     run_dir = Path(run_dir)
@@ -1096,7 +1133,13 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
                     w.writerow(r)
             os.replace(hist_path.with_name(".history.tmp"), hist_path)
         extra = {"strategy": strategy_name(strategy), "replicas": replicas}
-        ckpt_cb = Checkpoint(run_dir, save_clone, t["keep_checkpoints"], best, best_epoch, wall_offset, extra)
+        best_file = state.get("best_file") if state else None
+        if best_file and (ckpt_dir / best_file).is_file():
+            publish(ckpt_dir / best_file, run_dir / "best.keras")  # the best of the committed epochs
+        else:
+            best_file = None
+        ckpt_cb = Checkpoint(run_dir, save_clone, t["keep_checkpoints"], best, best_epoch, wall_offset, extra,
+                             best_file)
         callbacks += [
             HistoryCSV(hist_path, ["step", "loss", "lr", *val_cb.keys(), "patches_per_s", "wall_s"]),
             ckpt_cb,

@@ -190,3 +190,16 @@ def test_summary_is_json(fit_run):
     _, res = fit_run
     data = json.loads((res.run_dir / "run.json").read_text())
     assert data["steps"] == 10 and data["replicas"] == 1 and "tensorflow" in data
+
+
+def test_mixed_precision_run_saves_a_float32_model(data_dir, tmp_path):
+    cfg = tiny_config(data_dir, tmp_path / "cache", train={"steps": 2, "epoch_steps": 2,
+                                                           "mixed_precision": "mixed_bfloat16"})
+    res = train(cfg, tmp_path / "run", verbose=0, quiet=True)
+    assert res.summary["dtype_policy"] == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    saved = load_model(tmp_path / "run" / "model.keras")
+    assert saved.dtype_policy.name == "float32"
+    assert all(w.dtype == np.float32 for w in saved.get_weights())
+    for a, b in zip(saved.get_weights(), res.model.get_weights()):
+        np.testing.assert_array_equal(a, b)

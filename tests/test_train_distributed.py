@@ -50,10 +50,10 @@ with open(result + ".json", "w") as fh:
 """
 
 
-def write_config(path, data_dir, cache_dir, **train):
+def write_config(path, data_dir, cache_dir, val=(), **train):
     cfg = {
         "model": {"preset": "drn_s_x2", "overrides": {"channels": 16, "num_groups": 1, "num_blocks": 2}},
-        "data": {"root": str(data_dir), "train": ["benchmark/Set5"], "val": [], "patch_size": 16,
+        "data": {"root": str(data_dir), "train": ["benchmark/Set5"], "val": list(val), "patch_size": 16,
                  "cache_dir": str(cache_dir)},
         "train": {"batch_size": 4, "steps": 20, "epoch_steps": 5, "seed": 1, **train},
         "optimizer": {"learning_rate": 2e-3},
@@ -181,7 +181,8 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(data_dir, tmp_path):
     from drn_tf.model import load_model
     from drn_tf.trainer import read_history, read_state
 
-    cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", steps=40, deterministic=True)
+    cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=40,
+                       deterministic=True)
 
     def command(out):
         return [sys.executable, "-c", DRN, "train", "--config", str(cfg), "--out", str(out), "--verbose", "2"]
@@ -219,7 +220,11 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(data_dir, tmp_path):
     assert [r["epoch"] for r in rows] == list(range(1, 9)) and [r["step"] for r in rows] == list(range(5, 45, 5))
     ref_rows = read_history(tmp_path / "ref" / "history.csv")
     np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in ref_rows], rtol=1e-6)
-    a = load_model(victim / "model.keras").get_weights()
-    b = load_model(tmp_path / "ref" / "model.keras").get_weights()
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal([r["val_psnr"] for r in rows], [r["val_psnr"] for r in ref_rows])
+    for name in ("model.keras", "best.keras"):  # best.keras: the best of the committed epochs
+        a = load_model(victim / name).get_weights()
+        b = load_model(tmp_path / "ref" / name).get_weights()
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert read_state(victim)["best_epoch"] == read_state(tmp_path / "ref")["best_epoch"]
+    assert [p.name for p in (victim / "checkpoint").glob("best-*.keras")] == [read_state(victim)["best_file"]]
