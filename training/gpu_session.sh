@@ -8,7 +8,7 @@
 #   .gpu/data/val    Set5
 # Usage (on the GPU machine): MINUTES=7.5 bash training/gpu_session.sh
 set -u
-MINUTES=${MINUTES:-7.5}
+MINUTES=${MINUTES:-7}
 OUT=${OUT:-runs/gpu}
 PRESETS=${PRESETS:-"drn_x2 drn_x3 drn_x4 drn_s_x2 drn_s_x3 drn_s_x4"}
 mkdir -p "$OUT"
@@ -16,7 +16,9 @@ BATCH=${BATCH:-32}; PATCH=${PATCH:-48}; EPOCH_STEPS=${EPOCH_STEPS:-250}
 if [ -z "${SKIP_PIP:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
 fi
-export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+# code: the tested snapshot in .gpu/code if present (the working tree may be mid-edit), else the tree
+CODE=$PWD; [ -d .gpu/code/drn_tf ] && CODE=$PWD/.gpu/code
+export PYTHONPATH=/tmp/site:$CODE KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
@@ -24,7 +26,7 @@ RUN=/tmp/drnrun; mkdir -p $RUN/logs
 pids=()
 for p in $PRESETS; do
   case $p in drn_s_*) lr=1e-3;; *) lr=6e-4;; esac
-  timeout "$(python3 -c "print(int($MINUTES * 60 + 100))")" python3 training/train_gpu.py --preset "$p" --train .gpu/data/train --val .gpu/data/val/Set5 \
+  timeout "$(python3 -c "print(int($MINUTES * 60 + 80))")" python3 "$CODE/training/train_gpu.py" --preset "$p" --train .gpu/data/train --val .gpu/data/val/Set5 \
     --minutes "$MINUTES" --batch $BATCH --patch $PATCH --lr $lr --epoch-steps $EPOCH_STEPS --val-every 2 \
     --mixed-bfloat16 --cache /tmp/drncache --out $RUN >"$RUN/logs/$p.log" 2>&1 &
   pids+=($!)

@@ -1,0 +1,201 @@
+"""The DRN model: shapes, parameter counts by hand, serialization, training,
+the JAX backend, and full convolutionality (what tiling relies on)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import keras
+
+import drn_tf
+from drn_tf import DRN
+from drn_tf.analysis import count_macs, count_params
+from drn_tf.presets import PRESETS, get_preset
+
+
+def hand_param_count(scale, channels, growth, num_blocks, num_groups, upsampler="single", image_channels=3, **_):
+    """Parameters from the layer shapes, written out independently of drn_tf.analysis.
+
+    conv k x k, cin -> cout: k*k*cin*cout weights + cout biases.
+    """
+
+    def conv(k, cin, cout):
+        return k * k * cin * cout + cout
+
+    c, g, k = channels, growth, num_blocks
+    total = conv(3, image_channels, c)  # LFE
+    group = sum(conv(3, c + i * g, c + (i + 1) * g) for i in range(k))  # RDB i: width c+ig -> c+(i+1)g
+    group += conv(1, c + k * g, c)  # F_p compression
+    total += num_groups * group
+    total += conv(3, c, c)  # body end
+    if upsampler == "single" or scale in (2, 3):
+        total += conv(3, c, image_channels * scale * scale)
+    else:  # progressive x2 stages, then conv to RGB
+        stages = int(np.log2(scale))
+        total += stages * conv(3, c, 4 * c) + conv(3, c, image_channels)
+    return total
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_count_matches_hand_formula(name):
+    config = get_preset(name)["config"]
+    model = DRN.from_preset(name, load_weights=False)
+    assert model.count_params() == hand_param_count(**config)
+    assert count_params(config) == model.count_params()
+    base = name.rsplit("_x", 1)[0]
+    if base == "drn" and config["scale"] == 2:
+        assert 1_000_000 <= model.count_params() <= 1_200_000
+    if base == "drn_s":
+        assert 250_000 <= model.count_params() <= 400_000
+
+
+def test_progressive_upsampler_parameter_count():
+    config = dict(get_preset("drn_s_x4")["config"], upsampler="progressive")
+    model = DRN(**config)
+    assert model.count_params() == hand_param_count(**config)
+    assert model.predict_on_batch(np.zeros((1, 5, 6, 3), "float32")).shape == (1, 20, 24, 3)
+
+
+def test_macs_equal_weights_per_pixel_for_single_upsampler():
+    config = get_preset("drn_x2")["config"]
+    model = DRN.from_preset("drn_x2", load_weights=False)
+    n_bias = sum(int(np.prod(w.shape)) for w in model.weights if "bias" in w.path)
+    # every conv runs at LR resolution: MACs per LR pixel = number of kernel weights
+    assert count_macs(config, 10, 7) == (model.count_params() - n_bias) * 70
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_output_shape_on_odd_sizes(scale):
+    model = DRN.from_preset(f"drn_s_x{scale}", load_weights=False)
+    x = np.random.default_rng(0).random((2, 17, 23, 3)).astype("float32")
+    y = np.asarray(model.predict_on_batch(x))
+    assert y.shape == (2, 17 * scale, 23 * scale, 3)
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+    assert model.input_shape == (None, None, None, 3)
+
+
+def test_model_learns_identity_of_mean_at_init():
+    """MeanShift around the body: with zero upsampler weights the output is the mean colour."""
+    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    for w in model.get_layer("upsampler").weights:
+        w.assign(np.zeros(w.shape, "float32"))
+    y = np.asarray(model.predict_on_batch(np.random.default_rng(0).random((1, 5, 5, 3)).astype("float32")))
+    np.testing.assert_allclose(y, np.broadcast_to(np.array(model.mean, "float32"), y.shape), atol=1e-7)
+
+
+def test_keras_save_load_safe_mode_identical(tmp_path):
+    model = DRN.from_preset("drn_s_x3", load_weights=False)
+    x = np.random.default_rng(1).random((1, 11, 9, 3)).astype("float32")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded, DRN)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(np.asarray(loaded.predict_on_batch(x)), np.asarray(model.predict_on_batch(x)))
+    again = drn_tf.load_model(path)
+    np.testing.assert_array_equal(np.asarray(again.predict_on_batch(x)), np.asarray(model.predict_on_batch(x)))
+
+
+def test_model_config_round_trip():
+    model = DRN(scale=3, channels=16, growth=8, num_blocks=2, num_groups=2, activation="relu", global_skip=False)
+    clone = DRN.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.count_params() == model.count_params()
+    assert "global_skip" not in [layer.name for layer in clone.layers]
+
+
+def test_one_fit_step_reduces_l1():
+    keras.utils.set_random_seed(0)
+    model = DRN(scale=2, channels=16, growth=8, num_blocks=2, num_groups=1)
+    rng = np.random.default_rng(0)
+    hr = rng.random((4, 16, 16, 3)).astype("float32")
+    lr = hr.reshape(4, 8, 2, 8, 2, 3).mean(axis=(2, 4))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mae")
+    before = model.evaluate(lr, hr, verbose=0)
+    model.fit(lr, hr, epochs=1, batch_size=4, verbose=0)
+    after = model.evaluate(lr, hr, verbose=0)
+    assert after < before
+
+
+def test_from_preset_unknown_name_lists_choices():
+    with pytest.raises(ValueError, match="drn_x2"):
+        DRN.from_preset("drn_x5")
+
+
+def test_from_preset_loads_bundled_file(tmp_path):
+    """A file assets_dir/<preset>.keras is what from_preset returns (weights included)."""
+    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model.save(tmp_path / "drn_s_x2.keras")
+    loaded = DRN.from_preset("drn_s_x2", assets_dir=tmp_path)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    fresh = DRN.from_preset("drn_s_x2", assets_dir=tmp_path, load_weights=False)
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_fully_convolutional_crop_equivariance(scale):
+    """Output of a crop == crop of the output, away from the crop's edges by the receptive radius."""
+    model = DRN.from_preset(f"drn_s_x{scale}", load_weights=False)
+    r = model.receptive_radius
+    rng = np.random.default_rng(scale)
+    x = rng.random((1, 64, 57, 3)).astype("float32")
+    full = np.asarray(model.predict_on_batch(x))[0]
+    top, left, h, w = 9, 13, 2 * r + 11, 2 * r + 9
+    crop = np.asarray(model.predict_on_batch(x[:, top : top + h, left : left + w]))[0]
+    inner_full = full[(top + r) * scale : (top + h - r) * scale, (left + r) * scale : (left + w - r) * scale]
+    inner_crop = crop[r * scale : (h - r) * scale, r * scale : (w - r) * scale]
+    assert inner_crop.size > 0
+    np.testing.assert_allclose(inner_crop, inner_full, atol=1e-4, rtol=0)
+
+
+JAX_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    from drn_tf import DRN
+    weights_path, x_path = sys.argv[1], sys.argv[2]
+    model = DRN.from_preset("drn_s_x3", load_weights=False)
+    model.load_weights(weights_path)
+    x = np.load(x_path)
+    y = np.asarray(model.predict_on_batch(x))
+    model.compile(optimizer="adam", loss="mae")
+    before = model.evaluate(x, y * 0.5, verbose=0)
+    model.fit(x, y * 0.5, epochs=3, verbose=0)
+    after = model.evaluate(x, y * 0.5, verbose=0)
+    np.save(x_path + ".out.npy", y)
+    print(json.dumps({"shape": list(y.shape), "before": float(before), "after": float(after)}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_jax_backend_runs_and_matches_tensorflow(tmp_path):
+    pytest.importorskip("jax", reason="jax is not installed (pip install 'jax[cpu]')")
+    model = DRN.from_preset("drn_s_x3", load_weights=False)
+    x = np.random.default_rng(5).random((1, 13, 10, 3)).astype("float32")
+    weights = tmp_path / "w.weights.h5"
+    model.save_weights(weights)
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "jax_check.py"
+    script.write_text(JAX_SCRIPT)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(weights), str(tmp_path / "x.npy")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["shape"] == [1, 39, 30, 3]
+    assert result["after"] < result["before"]
+    y_jax = np.load(tmp_path / "x.npy.out.npy")
+    np.testing.assert_allclose(y_jax, np.asarray(model.predict_on_batch(x)), atol=1e-5)
