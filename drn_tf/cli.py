@@ -31,14 +31,22 @@ class UserError(Exception):
     """An error in what the user asked for: printed as one line, exit status 2."""
 
 
-def import_backend_quietly():
-    """Import Keras (and TensorFlow) with TensorFlow's start-up chatter on
-    stderr silenced (C++ logs that ``TF_CPP_MIN_LOG_LEVEL`` does not reach).
-    Python exceptions still propagate. Set ``DRN_VERBOSE=1`` to see them."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("DRN_VERBOSE") or "keras" in sys.modules:
-        import keras  # noqa: F401
+_BACKEND_STARTED = False
 
+
+def import_backend_quietly():
+    """Import Keras (and TensorFlow) and create the first tensor with the
+    C-level start-up chatter on stderr silenced (oneDNN notices, ``failed
+    call to cuInit`` on machines without a GPU: logs that
+    ``TF_CPP_MIN_LOG_LEVEL`` does not reach), so commands keep their one-line
+    error contract. Python exceptions still propagate. ``DRN_VERBOSE=1``
+    shows everything."""
+    global _BACKEND_STARTED
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _BACKEND_STARTED:
+        return
+    _BACKEND_STARTED = True
+    if os.environ.get("DRN_VERBOSE"):
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -46,10 +54,11 @@ def import_backend_quietly():
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
-        import keras  # noqa: F401
+        import keras
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow  # noqa: F401
+        keras.ops.zeros((1,))
     finally:
         os.dup2(saved, 2)
         os.close(saved)

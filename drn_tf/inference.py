@@ -45,27 +45,11 @@ class ModelError(ValueError):
 
 
 def start_backend_quietly() -> None:
-    """Create the first tensor with C-level stderr silenced: TensorFlow's
-    device initialisation prints lines such as ``failed call to cuInit`` on
-    machines without a GPU, which would break the one-line error contract of
-    the commands. ``DRN_VERBOSE=1`` shows them."""
-    import sys
+    """Start Keras with TensorFlow's C-level start-up chatter silenced
+    (see :func:`drn_tf.cli.import_backend_quietly`)."""
+    from drn_tf.cli import import_backend_quietly
 
-    import keras
-
-    if os.environ.get("DRN_VERBOSE"):
-        keras.ops.zeros((1,))
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        keras.ops.zeros((1,))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    import_backend_quietly()
 
 
 # ---------------------------------------------------------------- model facts
