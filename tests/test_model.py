@@ -163,23 +163,28 @@ JAX_SCRIPT = textwrap.dedent(
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
     from drn_tf import DRN
-    weights_path, x_path = sys.argv[1], sys.argv[2]
+    from drn_tf.train import atomic_save_weights
+    start_weights, x_path, out_weights = sys.argv[1], sys.argv[2], sys.argv[3]
     model = DRN.from_preset("drn_s_x3", load_weights=False)
-    model.load_weights(weights_path)
+    model.load_weights(start_weights)
     x = np.load(x_path)
-    y = np.asarray(model.predict_on_batch(x))
+    y_start = np.asarray(model.predict_on_batch(x))
+    target = np.clip(y_start * 0.5 + 0.2, 0, 1)
     model.compile(optimizer="adam", loss="mae")
-    before = model.evaluate(x, y * 0.5, verbose=0)
-    model.fit(x, y * 0.5, epochs=3, verbose=0)
-    after = model.evaluate(x, y * 0.5, verbose=0)
-    np.save(x_path + ".out.npy", y)
-    print(json.dumps({"shape": list(y.shape), "before": float(before), "after": float(after)}))
+    before = model.evaluate(x, target, verbose=0)
+    model.fit(x, target, epochs=3, verbose=0)
+    after = model.evaluate(x, target, verbose=0)
+    np.save(x_path + ".start.npy", y_start)
+    np.save(x_path + ".trained.npy", np.asarray(model.predict_on_batch(x)))
+    atomic_save_weights(model, out_weights)
+    print(json.dumps({"shape": list(y_start.shape), "before": float(before), "after": float(after)}))
     """
 )
 
 
 @pytest.mark.slow
-def test_jax_backend_runs_and_matches_tensorflow(tmp_path):
+def test_jax_backend_trains_and_weights_round_trip_to_tensorflow(tmp_path):
+    """TF weights -> JAX gives the same outputs; JAX trains; JAX-trained weights -> TF gives JAX's outputs."""
     pytest.importorskip("jax", reason="jax is not installed (pip install 'jax[cpu]')")
     model = DRN.from_preset("drn_s_x3", load_weights=False)
     x = np.random.default_rng(5).random((1, 13, 10, 3)).astype("float32")
@@ -189,13 +194,19 @@ def test_jax_backend_runs_and_matches_tensorflow(tmp_path):
     script = tmp_path / "jax_check.py"
     script.write_text(JAX_SCRIPT)
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    trained = tmp_path / "jax_trained.weights.h5"
     proc = subprocess.run(
-        [sys.executable, str(script), str(weights), str(tmp_path / "x.npy")],
+        [sys.executable, str(script), str(weights), str(tmp_path / "x.npy"), str(trained)],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["shape"] == [1, 39, 30, 3]
     assert result["after"] < result["before"]
-    y_jax = np.load(tmp_path / "x.npy.out.npy")
-    np.testing.assert_allclose(y_jax, np.asarray(model.predict_on_batch(x)), atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy.start.npy"), np.asarray(model.predict_on_batch(x)), atol=1e-5)
+    tf_model = DRN.from_preset("drn_s_x3", load_weights=False)
+    tf_model.load_weights(trained)
+    y_tf = np.asarray(tf_model.predict_on_batch(x))
+    y_jax = np.load(tmp_path / "x.npy.trained.npy")
+    assert np.abs(y_jax - np.load(tmp_path / "x.npy.start.npy")).max() > 1e-3  # training changed the model
+    np.testing.assert_allclose(y_tf, y_jax, atol=1e-5)
