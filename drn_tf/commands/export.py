@@ -147,6 +147,9 @@ def run_tflite(args):
     size = parse_size(args.input_size)
     if args.calibration and args.quantize != "int8":
         print("drn export: warning: --calibration is only used with --quantize int8", file=sys.stderr)
+    if args.gpu_friendly and not size:
+        print("drn export: warning: --gpu-friendly without --input-size: the GPU delegate needs static shapes; "
+              "a dynamic-size model computes the transposed convolution's output shape at run time", file=sys.stderr)
     model, description = _load(args)
     flat = convert_tflite(
         model,
