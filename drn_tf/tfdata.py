@@ -46,6 +46,44 @@ from drn_tf.imresize import contributions
 
 AUTOTUNE = tf.data.AUTOTUNE
 _FOREVER = 2**62
+_EXIT_HOOK = False
+
+
+def _release_iterators_at_exit() -> None:
+    """Free live ``tf.data`` iterators before the interpreter starts finalising.
+
+    An iterator over a pipeline that calls Python (``numpy_function``,
+    ``from_generator``) and is still alive at exit (a module-level ``it =
+    iter(ds)``, or one held in a reference cycle) makes the process hang in
+    ``Py_FinalizeEx``: its prefetch thread waits for a Python call that a
+    finalising interpreter never runs (measured with TF 2.21: 3 of 6 runs of
+    a 12-line script hung; 0 of 6 with this handler). Releasing them from an ``atexit``
+    handler, while Python still runs other threads, ends the process
+    normally. Registered once, the first time this module builds a dataset.
+    """
+    import gc
+
+    try:
+        from tensorflow.python.data.ops import iterator_ops
+    except Exception:  # pragma: no cover - private module moved: nothing to do
+        return
+    gc.collect()  # iterators in reference cycles
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, iterator_ops.OwnedIterator) and getattr(obj, "_iterator_resource", None) is not None:
+                obj._iterator_resource = None
+        except Exception:  # noqa: BLE001 - never fail at exit
+            pass
+    gc.collect()
+
+
+def _register_exit_hook() -> None:
+    global _EXIT_HOOK
+    if not _EXIT_HOOK:
+        import atexit
+
+        atexit.register(_release_iterators_at_exit)
+        _EXIT_HOOK = True
 
 
 def dataset_from_sampler(
@@ -73,6 +111,7 @@ def dataset_from_sampler(
     n, k = int(num_shards), int(shard_index)
     if n < 1 or not 0 <= k < n:
         raise ValueError(f"need 0 <= shard_index < num_shards, got {k} of {n}")
+    _register_exit_hook()
     spe = sampler.steps_per_epoch
     p, s, b = sampler.patch_size, sampler.scale, sampler.batch_size
     first = int(start_step) * n + k
@@ -168,6 +207,8 @@ def make_val_dataset(paths, scale: int, *, cache_dir=None, on_error: str = "skip
     else:
         lrs, hrs = pairs
     lrs, hrs = list(lrs), list(hrs)
+
+    _register_exit_hook()
 
     def gen():
         for lr, hr in zip(lrs, hrs):
