@@ -6,8 +6,6 @@ arguments, resolves the model and prints/saves the results.
 
 from __future__ import annotations
 
-import argparse
-
 
 def add_parser(sub, help_text):
     p = sub.add_parser(
@@ -19,7 +17,6 @@ def add_parser(sub, help_text):
         epilog="Single-channel images (Set14 bridge.png) are evaluated on their one channel: the model "
         "sees the grey replicated to RGB and its output is averaged back to one channel. "
         "Example: drn evaluate --data ../shared/data/benchmark/Set5 --scale 2 --method bicubic",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", nargs="+", required=True, metavar="DIR",
                    help="benchmark folder(s) (or image files) of HR images, one set each")
