@@ -1,7 +1,8 @@
 """The ``drn`` command: one entry point, one module per subcommand.
 
 Each subcommand lives in ``drn_tf/commands/<name>.py`` and exposes
-``add_parser(subparsers)`` (registering its arguments and ``func``) and is
+``add_parser(subparsers)`` (registering its arguments and ``func``; a module
+may set ``NEEDS_BACKEND = False`` when it never touches Keras) and is
 imported only when ``drn`` runs, so ``import drn_tf`` stays light. User
 errors (:class:`UserError`) print one line ``drn <cmd>: error: ...`` and exit
 with status 2, never a traceback.
@@ -46,22 +47,14 @@ def import_backend_quietly():
     if _BACKEND_STARTED:
         return
     _BACKEND_STARTED = True
-    if os.environ.get("DRN_VERBOSE"):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+    from drn_tf.utils import quiet_stderr
+
+    with quiet_stderr():
         import keras
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow  # noqa: F401
         keras.ops.zeros((1,))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +93,9 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    import_backend_quietly()
+    module = sys.modules.get(getattr(args.func, "__module__", ""), None)
+    if getattr(module, "NEEDS_BACKEND", True):
+        import_backend_quietly()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

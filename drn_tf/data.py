@@ -308,19 +308,6 @@ class PatchSampler(_PyDataset):
             out.append(PatchSpec(int(i), top, left, t))
         return out
 
-    def batch(self, index: int, epoch: int | None = None):
-        p, s = self.patch_size, self.scale
-        lr_b = np.empty((self.batch_size, p, p, 3), np.float32)
-        hr_b = np.empty((self.batch_size, p * s, p * s, 3), np.float32)
-        for b, spec in enumerate(self.specs(index, epoch)):
-            lr = self.lrs[spec.index][spec.top : spec.top + p, spec.left : spec.left + p]
-            hr = self.hrs[spec.index][spec.top * s : (spec.top + p) * s, spec.left * s : (spec.left + p) * s]
-            lr_b[b] = dihedral(lr, spec.transform)
-            hr_b[b] = dihedral(hr, spec.transform)
-        lr_b *= 1.0 / 255.0
-        hr_b *= 1.0 / 255.0
-        return lr_b, hr_b
-
     def batch_uint8(self, index: int, epoch: int | None = None):
         """The same patches as :meth:`batch`, as uint8 (``batch() == batch_uint8() / 255``)."""
         p, s = self.patch_size, self.scale
@@ -332,6 +319,11 @@ class PatchSampler(_PyDataset):
             lr_b[b] = dihedral(lr, spec.transform)
             hr_b[b] = dihedral(hr, spec.transform)
         return lr_b, hr_b
+
+    def batch(self, index: int, epoch: int | None = None):
+        """Batch ``index`` of ``epoch`` as float32 in ``[0, 1]``: ``batch_uint8() / 255``."""
+        lr_b, hr_b = self.batch_uint8(index, epoch)
+        return lr_b.astype(np.float32) * np.float32(1.0 / 255.0), hr_b.astype(np.float32) * np.float32(1.0 / 255.0)
 
     def __getitem__(self, index):
         return self.batch(index)

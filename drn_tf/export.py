@@ -51,6 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
+from drn_tf.utils import parse_size as _parse_size
+from drn_tf.utils import quiet_stderr
+
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 SERVING_INPUT = "images"
 SERVING_OUTPUT = "sr_images"
@@ -85,27 +88,23 @@ def _tf():
 
 
 def model_scale(model) -> int:
-    scale = getattr(model, "scale", None)
-    if scale is None:
-        up = [layer for layer in model.layers if layer.__class__.__name__ == "Upsampler"]
-        if not up:
-            raise ExportError("cannot tell the model's scale (no DRN Upsampler layer)")
-        scale = up[0].scale
-    return int(scale)
+    from drn_tf.inference import ModelError
+    from drn_tf.inference import model_scale as _scale
+
+    try:
+        return _scale(model)
+    except ModelError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def model_radius(model) -> int:
     """Receptive radius in LR pixels (the tile overlap that makes tiling exact)."""
-    radius = getattr(model, "receptive_radius", None)
-    if radius is not None:
-        return int(radius)
-    from drn_tf.analysis import model_config
-    from drn_tf.layers import upsampler_stages
-    from drn_tf.model import receptive_radius
+    from drn_tf.inference import model_receptive_radius
 
-    config = model_config(model)
-    stages = len(upsampler_stages(config["scale"], config.get("upsampler", "single")))
-    return receptive_radius(config["num_groups"], config["num_blocks"], stages)
+    radius = model_receptive_radius(model)
+    if radius is None:
+        raise ExportError("cannot tell the model's receptive radius (not a DRN model)")
+    return radius
 
 
 def load_export_model(model_path=None, preset: str | None = None):
@@ -243,15 +242,7 @@ def export_saved_model(model, base_dir, version: int | None = None, overwrite: b
 
 def parse_size(text) -> tuple[int, int] | None:
     """``"HxW"`` -> ``(H, W)``; None passes through."""
-    if text is None or isinstance(text, tuple):
-        return text
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ExportError(f"size must look like HxW, e.g. 256x256; got {text!r}") from None
-    if h < 1 or w < 1:
-        raise ExportError(f"size must be positive, got {text!r}")
-    return h, w
+    return _parse_size(text, error=ExportError)
 
 
 def _float_saved_model(model, path, input_size=None) -> None:
@@ -562,7 +553,7 @@ def convert_saved_model(saved_dir, quantize: str = "float32", samples=None) -> b
     elif quantize != "float32":
         raise ExportError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             flat = converter.convert()
     except Exception as exc:  # ConverterError, and anything the MLIR passes raise
         text = str(exc)
@@ -579,27 +570,6 @@ def convert_saved_model(saved_dir, quantize: str = "float32", samples=None) -> b
         raise ExportError(f"TFLite conversion failed: {(lines or [type(exc).__name__])[0]}") from None
     check_builtin_only(flat)
     return flat
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence the converter's C++ chatter on fd 2 unless ``DRN_VERBOSE`` is set."""
-    if os.environ.get("DRN_VERBOSE"):
-        yield
-        return
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def write_atomic(path, data: bytes) -> Path:
@@ -643,7 +613,7 @@ class TFLiteUpscaler:
 
         data = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else bytes(model)
         self.metadata = tflite_metadata(data)
-        with _quiet_stderr():
+        with quiet_stderr():
             self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count())
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

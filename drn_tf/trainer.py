@@ -425,18 +425,10 @@ def _list_gpus_quietly():
     machines without a GPU silenced (``DRN_VERBOSE=1`` shows it)."""
     import tensorflow as tf
 
-    if os.environ.get("DRN_VERBOSE"):
+    from drn_tf.utils import quiet_stderr
+
+    with quiet_stderr():
         return tf.config.list_physical_devices("GPU")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        return tf.config.list_physical_devices("GPU")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def pick_strategy(kind: str = "auto", cpu_replicas: int = 0):

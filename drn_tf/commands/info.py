@@ -21,14 +21,9 @@ def add_parser(sub, help_text):
 
 def parse_size(text: str) -> tuple[int, int]:
     from drn_tf.cli import UserError
+    from drn_tf.utils import parse_size as _parse
 
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size must look like HxW, e.g. 256x256; got {text!r}") from None
-    if h < 1 or w < 1:
-        raise UserError(f"--size must be positive, got {text!r}")
-    return h, w
+    return _parse(text, error=UserError)
 
 
 def run(args):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+# curves from CSV files: no Keras/TensorFlow start-up needed
+NEEDS_BACKEND = False
+
 
 def add_parser(sub, help_text):
     p = sub.add_parser(
