@@ -112,6 +112,10 @@ def run(args):
         result = B.run_benchmark(args.preset, args.model, variants, settings, progress=say)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    import shlex
+
+    argv = sys.argv[1:] if sys.argv[1:2] == ["benchmark"] else None
+    result["command"] = "drn " + " ".join(shlex.quote(a) for a in argv) if argv else "drn benchmark"
     text = B.to_markdown(result, B.explain(result))
     print(text, end="")
     if args.json:
