@@ -615,8 +615,6 @@ def run_benchmark(
 ) -> dict:
     """Measure everything; returns the JSON-able result dict (see :func:`to_markdown`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
     from drn_tf.analysis import count_macs, count_params, model_config
 
     settings = settings or Settings()
@@ -1000,7 +998,7 @@ def explain(result: dict) -> dict:
 
     g = goals["int8_speedup"]
     i8 = result.get("int8_peak") or {}
-    int8, keras = _row(result, "tflite-int8"), None
+    int8 = _row(result, "tflite-int8")
     if g["measured"] is not None and int8:
         body = f" The int8 model runs at {int8['gflops']:.0f} GOP/s (fastest run {int8['gflops_best']:.0f})."
         if i8.get("gops"):
