@@ -57,12 +57,14 @@ INFERENCE_VARIANTS = (
 )
 DIAGNOSTIC_VARIANTS = ("keras-graph-concat", "tflite-int8-convs")
 TRAIN_VARIANTS = ("train-graph", "train-xla", "train-pipeline")
+TRAIN_DIAGNOSTICS = ("train-graph-concat",)
 # table order: each diagnostic beside what it explains
 ALL_VARIANTS = (
     "keras-eager", "keras-graph", "keras-graph-concat", "keras-xla", "saved_model", "tflite-float32",
     "tflite-float16", "tflite-dynamic", "tflite-int8", "tflite-int8-convs",
-) + TRAIN_VARIANTS
-assert set(ALL_VARIANTS) == set(INFERENCE_VARIANTS + DIAGNOSTIC_VARIANTS + TRAIN_VARIANTS)
+    "train-graph", "train-graph-concat", "train-xla", "train-pipeline",
+)
+assert set(ALL_VARIANTS) == set(INFERENCE_VARIANTS + DIAGNOSTIC_VARIANTS + TRAIN_VARIANTS + TRAIN_DIAGNOSTICS)
 
 DESCRIPTIONS = {
     "keras-eager": "Keras fp32, eager (op by op)",
@@ -78,6 +80,8 @@ DESCRIPTIONS = {
     "tflite-int8-convs": "diagnostic: the model's 18 convolutions alone (same shapes, no activations/adds/pads), "
     "TFLite full int8",
     "train-graph": "training step, Adam + L1, tf.function graph",
+    "train-graph-concat": "diagnostic: train-graph with the residual distilling block in its first form "
+    "(slice, add, concat)",
     "train-xla": "training step, Adam + L1, jit_compile=True (XLA)",
     "train-pipeline": "training step, graph, batches from the tf.data pipeline (drn_tf.tfdata, prefetch)",
 }
@@ -578,7 +582,8 @@ def _training_timers(model_config: dict, variants, settings: Settings, rows: dic
                 timers[name] = lambda net=net, batches=batches: net.train_on_batch(*next(batches))
                 row.note = f"batch {b} x {p}x{p} LR patches of {train_data_dir().name}"
             else:
-                net.train_on_batch(x, y)  # trace / compile now
+                with concat_residual() if name == "train-graph-concat" else contextlib.nullcontext():
+                    net.train_on_batch(x, y)  # trace / compile now (the concat form: traced with it)
                 timers[name] = lambda net=net: net.train_on_batch(x, y)
                 row.note = f"batch {b} x {p}x{p} LR patches in memory"
         except Exception as exc:  # noqa: BLE001
@@ -601,7 +606,7 @@ def _fill(row: Row, samples: list[float], flops: float) -> None:
 
 
 def _kind(name: str) -> str:
-    if name in TRAIN_VARIANTS:
+    if name in TRAIN_VARIANTS + TRAIN_DIAGNOSTICS:
         return "training"
     return "diagnostic" if name in DIAGNOSTIC_VARIANTS else "inference"
 
@@ -664,7 +669,7 @@ def run_benchmark(
                 say("profiling keras-graph ...")
                 profiles["inference"] = summarise_profile(profile_ops(timers["keras-graph"]), flops_inf)
             del timers
-        trn = [v for v in variants if v in TRAIN_VARIANTS]
+        trn = [v for v in variants if v in TRAIN_VARIANTS + TRAIN_DIAGNOSTICS]
         if trn:
             say(f"training, batch {settings.train_batch} x {settings.train_patch}x{settings.train_patch}: preparing")
             timers = _training_timers(config, trn, settings, rows, say)
@@ -1049,6 +1054,13 @@ def explain(result: dict) -> dict:
     if g["measured"] is not None:
         body = f" Profile of one graph-mode step: {_profile_text(prof.get('training'), peak)}."
         tg, tx, tp = _row(result, "train-graph"), _row(result, "train-xla"), _row(result, "train-pipeline")
+        tc = _row(result, "train-graph-concat")
+        if tg and tc:
+            body += (
+                f" The `y + pad(x)` form of the residual distilling block against its first form (slices, add, "
+                f"concat; `train-graph-concat`): {_vs(tg, tc)} - the gradients of the slices and the concat "
+                "(StridedSliceGrad, Slice) are what it saves."
+            )
         if tg and tx:
             body += f" XLA against graph mode: {_vs(tx, tg)}" + (
                 "; XLA is faster here." if tx["latency_ms"] < tg["latency_ms"] else
