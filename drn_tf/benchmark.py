@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -237,24 +236,13 @@ def matmul_fns(n: int) -> dict:
 
 
 @contextlib.contextmanager
-def quiet_stderr():
-    """Silence C++ chatter on fd 2 (converter, delegates) unless ``DRN_VERBOSE`` is set."""
-    if os.environ.get("DRN_VERBOSE"):
+def _quiet():
+    """C++ chatter on fd 2 (converter, delegates; :func:`drn_tf.utils.quiet_stderr`) and Python warnings off."""
+    from drn_tf.utils import quiet_stderr
+
+    with quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def int8_matmul_fn(n: int, threads: int | None = None):
@@ -277,7 +265,7 @@ def int8_matmul_fn(n: int, threads: int | None = None):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with quiet_stderr():
+    with _quiet():
         flat = converter.convert()
         interpreter = Interpreter(model_content=flat, num_threads=threads or cpu_count())
     interpreter.allocate_tensors()
@@ -500,7 +488,7 @@ def _inference_timers(model, variants, size, settings: Settings, rows: dict, wor
                 except ImportError as exc:
                     raise RuntimeError(f"drn_tf.export has no TFLite conversion ({exc})") from None
                 quantize = name.split("-")[1]
-                with quiet_stderr():
+                with _quiet():
                     if name == "tflite-int8-convs":
                         calib = [rng.random((32, 32, 3), dtype=np.float32) for _ in range(2)]
                         flat = convert_tflite(conv_chain_model(model), "int8", calibration=calib, workdir=workdir)
