@@ -904,21 +904,15 @@ def to_markdown(result: dict, explanations: dict | None = None) -> str:
 
 
 def write_json(result: dict, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    from drn_tf.utils import write_atomic
+
+    return write_atomic(path, json.dumps(result, indent=2, default=str) + "\n")
 
 
 def write_text(text: str, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    from drn_tf.utils import write_atomic
+
+    return write_atomic(path, text)
 
 
 def _row(result: dict, name: str) -> dict | None:

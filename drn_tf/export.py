@@ -53,6 +53,7 @@ import numpy as np
 
 from drn_tf.utils import parse_size as _parse_size
 from drn_tf.utils import quiet_stderr
+from drn_tf.utils import write_atomic  # noqa: F401  (re-exported for the export command)
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 SERVING_INPUT = "images"
@@ -570,15 +571,6 @@ def convert_saved_model(saved_dir, quantize: str = "float32", samples=None) -> b
         raise ExportError(f"TFLite conversion failed: {(lines or [type(exc).__name__])[0]}") from None
     check_builtin_only(flat)
     return flat
-
-
-def write_atomic(path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
 
 
 # ---------------------------------------------------------------- running TFLite

@@ -350,13 +350,9 @@ def dump_config(cfg: dict) -> str:
 
 
 def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    from drn_tf.utils import write_atomic
+
+    write_atomic(path, text)
 
 
 def publish(src, dst) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -44,3 +45,19 @@ def parse_size(text, error=ValueError) -> tuple[int, int] | None:
     if h < 1 or w < 1:
         raise error(f"size must be positive, got {text!r}")
     return h, w
+
+
+def write_atomic(path, data: bytes | str) -> Path:
+    """Write ``data`` (bytes or text) to ``path`` through a temporary file in
+    the same folder (flushed to disk) and a rename: readers, and a process
+    killed at any moment, never see a partial file. Creates the parent
+    folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w" if isinstance(data, str) else "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path

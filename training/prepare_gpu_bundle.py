@@ -1,0 +1,87 @@
+"""Prepare the ignored folder ``.gpu/`` that ``training/gpu_session.sh`` needs on a
+GPU machine with JAX and no TensorFlow, no internet, Python 3.12, and a 64 MiB cap
+on what travels with the working tree.
+
+    python training/prepare_gpu_bundle.py [--data ../shared/data] [--out .gpu]
+
+Makes:
+  .gpu/whl/         keras, namex, optree, pillow wheels for CPython 3.12 (pip download)
+  .gpu/data/train/  T91 + BSD200 as lossless WebP (about 42 MB instead of 62 MB of PNG;
+                    every file is checked to decode to the same pixels)
+  .gpu/data/val/    Set5 (PNG)
+  .gpu/code/        a snapshot of drn_tf/ and training/ from git HEAD, so the run uses
+                    committed code even while the working tree is being edited
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "pillow==13.0.0"]
+PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+
+
+def download_wheels(dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+           "--python-version", "3.12", "--implementation", "cp", "-d", str(dest)]
+    for p in PLATFORMS:
+        cmd += ["--platform", p]
+    subprocess.run(cmd + WHEELS, check=True)
+
+
+def convert_images(src: Path, dest: Path) -> int:
+    import numpy as np
+    from PIL import Image
+
+    total = 0
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if not f.is_file():
+            continue
+        out = dest / (f.stem + ".webp")
+        with Image.open(f) as im:
+            rgb = im.convert("RGB")
+        if not out.exists():
+            rgb.save(out, lossless=True, quality=100, method=2)
+        with Image.open(out) as back:
+            if not np.array_equal(np.asarray(back.convert("RGB")), np.asarray(rgb)):
+                raise SystemExit(f"{out}: WebP does not decode to the same pixels as {f}")
+        total += out.stat().st_size
+    return total
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--out", default=str(ROOT / ".gpu"))
+    p.add_argument("--skip-wheels", action="store_true")
+    args = p.parse_args(argv)
+    data, out = Path(args.data), Path(args.out)
+    if not args.skip_wheels:
+        download_wheels(out / "whl")
+    size = 0
+    for name in ("T91", "BSD200"):
+        size += convert_images(data / "train" / name, out / "data" / "train" / name)
+    val = out / "data" / "val" / "Set5"
+    if val.exists():
+        shutil.rmtree(val)
+    shutil.copytree(data / "benchmark" / "Set5", val)
+    code = out / "code"
+    if code.exists():
+        shutil.rmtree(code)
+    code.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "HEAD", "drn_tf", "training"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "x", "-C", str(code)], input=archive, check=True)
+    print(f"{out}: training images {size / 1e6:.1f} MB as WebP; code snapshot of HEAD in {code}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
