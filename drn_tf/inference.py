@@ -44,14 +44,6 @@ class ModelError(ValueError):
 # ---------------------------------------------------------------- backend start-up
 
 
-def start_backend_quietly() -> None:
-    """Start Keras with TensorFlow's C-level start-up chatter silenced
-    (see :func:`drn_tf.cli.import_backend_quietly`)."""
-    from drn_tf.cli import import_backend_quietly
-
-    import_backend_quietly()
-
-
 # ---------------------------------------------------------------- model facts
 
 

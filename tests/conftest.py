@@ -33,3 +33,16 @@ def set14(data_dir) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory) -> dict:
+    """Freshly initialised (untrained) ``drn_s`` models saved as ``.keras``, by scale."""
+    from drn_tf.model import DRN
+
+    d = tmp_path_factory.mktemp("fresh_models")
+    paths = {}
+    for s in (2, 3, 4):
+        paths[s] = d / f"drn_s_x{s}.keras"
+        DRN.from_preset(f"drn_s_x{s}", load_weights=False).save(paths[s])
+    return paths

@@ -19,18 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_X2 = ROOT / "assets" / "drn_x2.keras"
 
 
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory):
-    from drn_tf.model import DRN
-
-    d = tmp_path_factory.mktemp("demo_models")
-    paths = {}
-    for s in (2, 3):
-        paths[s] = d / f"fresh_x{s}.keras"
-        DRN.from_preset(f"drn_s_x{s}", load_weights=False).save(paths[s])
-    return paths
-
-
 def _psnrs(stdout):
     return [float(v) for v in re.findall(r"PSNR\s+([0-9.]+) dB", stdout)]
 

@@ -19,18 +19,6 @@ from PIL import Image
 from drn_tf.cli import main
 
 
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory):
-    from drn_tf.model import DRN
-
-    d = tmp_path_factory.mktemp("models")
-    paths = {}
-    for s in (2, 4):
-        paths[s] = d / f"drn_s_x{s}.keras"
-        DRN.from_preset(f"drn_s_x{s}", load_weights=False).save(paths[s])
-    return paths
-
-
 @pytest.fixture
 def m2(model_files):
     return str(model_files[2])

@@ -100,7 +100,7 @@ def run(args):
     from drn_tf.imageio import ImageWriteError, save_image
     from drn_tf.imresize import bicubic_degrade, bicubic_upscale, modcrop
     from drn_tf.inference import ModelError, auto_tile, model_receptive_radius, model_scale, resolve_model
-    from drn_tf.inference import start_backend_quietly, upscale_array
+    from drn_tf.inference import upscale_array
     from drn_tf.metrics import psnr_y, ssim_y
 
     image_path = Path(args.image) if args.image else SAMPLE
@@ -108,7 +108,6 @@ def run(args):
         hr = read_image(image_path, mode="rgb")
     except ImageReadError as exc:
         raise UserError(str(exc)) from None
-    start_backend_quietly()
     try:
         model = resolve_model(args.model, args.preset, args.scale)
     except ModelError as exc:

@@ -322,7 +322,6 @@ def run(args):
         model_receptive_radius,
         model_scale,
         resolve_model,
-        start_backend_quietly,
     )
 
     # ---- output shape of the run, checked before loading anything
@@ -339,8 +338,7 @@ def run(args):
     if args.tile_overlap is not None and args.tile_overlap < 0:
         raise UserError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
 
-    # ---- the model
-    start_backend_quietly()
+    # ---- the model (the backend was started quietly by drn_tf.cli.main)
     try:
         model = resolve_model(args.model, args.preset, args.scale)
     except ModelError as exc:
