@@ -329,7 +329,17 @@ class PatchSampler(_PyDataset):
         return self.batch(index)
 
 
-def validation_pairs(paths, scale: int, cache_dir=None):
-    """Whole-image (LR, HR) uint8 pairs of benchmark folders, keeping grey images grey-as-RGB."""
-    lrs, hrs, names = load_pairs(paths, scale, cache_dir=cache_dir)
+def validation_pairs(paths, scale: int):
+    """Whole-image (LR, HR, names) uint8 of benchmark folders, by the evaluation protocol:
+    grey images stay single-channel (``(H, W, 1)``), as :func:`drn_tf.evaluation.load_pair` reads them."""
+    from drn_tf.evaluation import load_pair
+
+    lrs, hrs, names = [], [], []
+    for f in list_images(paths):
+        lr, hr = load_pair(f, scale)
+        lrs.append(lr)
+        hrs.append(hr)
+        names.append(str(f))
+    if not lrs:
+        raise FileNotFoundError(f"no images found under {', '.join(map(str, paths))}")
     return lrs, hrs, names

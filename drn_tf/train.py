@@ -17,8 +17,6 @@ import numpy as np
 
 import keras
 
-from drn_tf.metrics import psnr_y, ssim_y, to_uint8
-
 
 def l1_loss():
     """The paper's loss: mean absolute error."""
@@ -64,13 +62,16 @@ def predict_image(model: keras.Model, lr_uint8: np.ndarray) -> np.ndarray:
 
 
 def evaluate_pairs(model: keras.Model, lrs, hrs, scale: int) -> tuple[float, float]:
-    """Protocol Y-PSNR and Y-SSIM of ``model`` averaged over (LR, HR) uint8 pairs."""
-    psnrs, ssims = [], []
-    for lr, hr in zip(lrs, hrs):
-        sr = to_uint8(predict_image(model, lr))
-        psnrs.append(psnr_y(sr, hr, scale))
-        ssims.append(ssim_y(sr, hr, scale))
-    return float(np.mean(psnrs)), float(np.mean(ssims))
+    """Protocol Y-PSNR and Y-SSIM of ``model`` averaged over (LR, HR) uint8 pairs.
+
+    Grey ``(H, W, 1)`` pairs (from :func:`drn_tf.data.validation_pairs`) are
+    handled as ``drn evaluate`` does: the model sees the grey as RGB and its
+    output is averaged back to one channel.
+    """
+    from drn_tf.evaluation import evaluate_pair, upscale_model
+
+    results = [evaluate_pair(upscale_model(model, lr), hr, scale) for lr, hr in zip(lrs, hrs)]
+    return float(np.mean([r[0] for r in results])), float(np.mean([r[1] for r in results]))
 
 
 class TimeBudget(keras.callbacks.Callback):

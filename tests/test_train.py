@@ -203,3 +203,23 @@ def test_mixed_precision_run_saves_a_float32_model(data_dir, tmp_path):
     assert all(w.dtype == np.float32 for w in saved.get_weights())
     for a, b in zip(saved.get_weights(), res.model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_training_validation_matches_drn_evaluate_on_grey_and_rgb(tmp_path, set14):
+    """train.evaluate_pairs on data.validation_pairs == drn_tf.evaluation (grey kept single-channel)."""
+    from PIL import Image
+
+    from drn_tf import DRN
+    from drn_tf.data import validation_pairs
+    from drn_tf.evaluation import evaluate_folder
+    from drn_tf.train import evaluate_pairs
+
+    Image.open(set14 / "bridge.png").crop((0, 0, 40, 36)).save(tmp_path / "grey.png")
+    Image.open(set14 / "baboon.png").convert("RGB").crop((0, 0, 38, 40)).save(tmp_path / "rgb.png")
+    lrs, hrs, names = validation_pairs([tmp_path], 2)
+    assert sorted(h.shape[-1] for h in hrs) == [1, 3]
+    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    psnr, ssim = evaluate_pairs(model, lrs, hrs, 2)
+    ref = evaluate_folder(tmp_path, 2, model)
+    assert psnr == pytest.approx(ref.psnr, abs=1e-9)
+    assert ssim == pytest.approx(ref.ssim, abs=1e-9)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -48,10 +47,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import keras
-    import numpy as np
 
     from drn_tf import DRN
-    from drn_tf.data import PatchSampler, load_pairs
+    from drn_tf.data import PatchSampler, load_pairs, validation_pairs
     from drn_tf.presets import get_preset
     from drn_tf.train import ProtocolValidation, TimeBudget, atomic_save_weights, l1_loss
 
@@ -63,7 +61,7 @@ def main(argv=None):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     scale = get_preset(args.preset)["config"]["scale"]
     lrs, hrs, _ = load_pairs(args.train, scale, cache_dir=args.cache, min_lr_size=args.patch)
-    vlrs, vhrs, _ = load_pairs(args.val, scale, cache_dir=args.cache)
+    vlrs, vhrs, _ = validation_pairs(args.val, scale)
     print(f"[data] {len(lrs)} training, {len(vlrs)} validation images, {time.monotonic() - t0:.1f}s", flush=True)
     sampler = PatchSampler(
         lrs, hrs, scale, patch_size=args.patch, batch_size=args.batch, steps_per_epoch=args.epoch_steps, seed=args.seed
