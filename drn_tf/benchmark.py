@@ -56,12 +56,12 @@ INFERENCE_VARIANTS = (
 )
 DIAGNOSTIC_VARIANTS = ("keras-graph-concat", "tflite-int8-convs")
 TRAIN_VARIANTS = ("train-graph", "train-xla", "train-pipeline")
-TRAIN_DIAGNOSTICS = ("train-graph-concat",)
+TRAIN_DIAGNOSTICS = ("train-graph-concat", "train-bf16")
 # table order: each diagnostic beside what it explains
 ALL_VARIANTS = (
     "keras-eager", "keras-graph", "keras-graph-concat", "keras-xla", "saved_model", "tflite-float32",
     "tflite-float16", "tflite-dynamic", "tflite-int8", "tflite-int8-convs",
-    "train-graph", "train-graph-concat", "train-xla", "train-pipeline",
+    "train-graph", "train-graph-concat", "train-bf16", "train-xla", "train-pipeline",
 )
 assert set(ALL_VARIANTS) == set(INFERENCE_VARIANTS + DIAGNOSTIC_VARIANTS + TRAIN_VARIANTS + TRAIN_DIAGNOSTICS)
 
@@ -81,6 +81,8 @@ DESCRIPTIONS = {
     "train-graph": "training step, Adam + L1, tf.function graph",
     "train-graph-concat": "diagnostic: train-graph with the residual distilling block in its first form "
     "(slice, add, concat)",
+    "train-bf16": "diagnostic: train-graph under the mixed_bfloat16 policy (`drn train --mixed-precision "
+    "mixed_bfloat16`); bf16 math, so not counted against the fp32 peak",
     "train-xla": "training step, Adam + L1, jit_compile=True (XLA)",
     "train-pipeline": "training step, graph, batches from the tf.data pipeline (drn_tf.tfdata, prefetch)",
 }
@@ -562,7 +564,13 @@ def _training_timers(model_config: dict, variants, settings: Settings, rows: dic
         try:
             keras.utils.set_random_seed(0)
             config = {k: v for k, v in model_config.items() if k not in ("name", "trainable")}
-            net = DRN(**config)
+            policy = keras.mixed_precision.dtype_policy()
+            try:
+                if name == "train-bf16":
+                    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+                net = DRN(**config)
+            finally:
+                keras.mixed_precision.set_dtype_policy(policy)
             net.compile(optimizer=keras.optimizers.Adam(1e-4), loss=l1_loss(), jit_compile=name == "train-xla")
             if name == "train-pipeline":
                 batches = iter(_train_dataset(s, p, b))
@@ -1042,6 +1050,13 @@ def explain(result: dict) -> dict:
                 f" The `y + pad(x)` form of the residual distilling block against its first form (slices, add, "
                 f"concat; `train-graph-concat`): {_vs(tg, tc)} - the gradients of the slices and the concat "
                 "(StridedSliceGrad, Slice) are what it saves."
+            )
+        tb = _row(result, "train-bf16")
+        if tg and tb:
+            body += (
+                f" The mixed_bfloat16 policy against float32 (`train-bf16`, not counted in the goal): {_vs(tb, tg)}"
+                + (" - on a CPU with bf16 instructions `drn train --mixed-precision mixed_bfloat16` is the faster "
+                   "way to train here." if tb["latency_ms"] < tg["latency_ms"] else " - slower on this CPU.")
             )
         if tg and tx:
             body += f" XLA against graph mode: {_vs(tx, tg)}" + (

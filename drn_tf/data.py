@@ -178,13 +178,15 @@ def load_pairs(
     """
     if on_error not in ("skip", "raise"):
         raise ValueError("on_error must be 'skip' or 'raise'")
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     files = list_images(paths)
     if not files:
         raise FileNotFoundError(f"no images found under {', '.join(map(str, paths))}")
     cache = None if cache_dir is False else Path(cache_dir or default_cache_dir())
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    lrs, hrs, names = [], [], []
+    lrs, hrs, names, too_small = [], [], [], []
     iterator = files
     if progress:
         from keras.utils import Progbar
@@ -201,7 +203,7 @@ def load_pairs(
             continue
         hr = modcrop(hr, scale)
         if min(hr.shape[:2]) // scale < min_lr_size:
-            warnings.warn(f"skipping {f}: too small for x{scale} patches", stacklevel=2)
+            too_small.append(f"{Path(f).name} ({hr.shape[1]}x{hr.shape[0]})")
             continue
         lr = None
         if cache is not None:
@@ -225,8 +227,15 @@ def load_pairs(
         names.append(str(f))
         if progress:
             bar.update(i + 1)
+    if too_small:
+        shown = ", ".join(too_small[:8]) + (f" and {len(too_small) - 8} more" if len(too_small) > 8 else "")
+        warnings.warn(
+            f"skipping {len(too_small)} of {len(files)} images too small for x{scale} LR patches of "
+            f"{min_lr_size} (HR side < {min_lr_size * scale}): {shown}",
+            stacklevel=2,
+        )
     if not lrs:
-        raise FileNotFoundError(f"no readable images under {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no usable images under {', '.join(map(str, paths))}")
     return lrs, hrs, names
 
 

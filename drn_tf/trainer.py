@@ -87,7 +87,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "epoch_steps": (1000, "steps per epoch: the checkpoint/validation/log interval"),
         "val_every": (1, "validate every N epochs (and after the last)"),
         "seed": (0, "seed of the weights and of the patch stream"),
-        "mixed_precision": (False, "false | true (mixed_float16 on GPU, ignored on CPU) | mixed_float16 | mixed_bfloat16"),
+        "mixed_precision": (False, "false | true (mixed_float16 on GPU, ignored on CPU) | mixed_float16 | "
+                            "mixed_bfloat16 (also on CPUs with AVX512-BF16/AMX: faster there, see "
+                            "drn benchmark --variants train-graph,train-bf16)"),
         "jit_compile": ("auto", "XLA for the train step: auto (on GPU only) | true | false"),
         "steps_per_execution": (1, "train steps per tf.function call (model.fit only)"),
         "loop": ("auto", "auto (model.fit; own strategy.run loop under multi-worker) | fit | custom"),

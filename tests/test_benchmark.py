@@ -35,7 +35,9 @@ def test_parse_variants_groups_and_errors():
     from drn_tf.commands.benchmark import parse_variants
 
     assert parse_variants(None) == B.ALL_VARIANTS
-    assert parse_variants("train") == ("train-graph", "train-graph-concat", "train-xla", "train-pipeline")
+    assert parse_variants("train") == (
+        "train-graph", "train-graph-concat", "train-bf16", "train-xla", "train-pipeline"
+    )
     assert parse_variants("tflite-int8,keras") == (
         "keras-eager", "keras-graph", "keras-graph-concat", "keras-xla", "tflite-int8"
     )
@@ -129,6 +131,7 @@ def test_markdown_and_notes_report_every_goal_and_unavailable_variants():
         "train-xla": _row("train-xla", 2.4, 241.8e9),
         # a diagnostic, never a goal's figure even when faster
         "train-graph-concat": _row("train-graph-concat", 1.0, 241.8e9),
+        "train-bf16": _row("train-bf16", 0.5, 241.8e9),
     }
     missing = B.Row("tflite-float16", B.DESCRIPTIONS["tflite-float16"], "inference", available=False,
                     reason="RuntimeError: drn_tf.export has no TFLite conversion")
@@ -147,6 +150,7 @@ def test_markdown_and_notes_report_every_goal_and_unavailable_variants():
     assert "stays in graph mode" in notes["Keras fp32 inference"]
     assert "90% of the op time" in notes["Keras fp32 inference"]
     assert "`train-graph-concat`): -50.0% throughput on the medians" in notes["Training"]
+    assert "(`train-bf16`, not counted in the goal): +300.0% throughput" in notes["Training"]
     assert {g["goal"]: g["variant"] for g in result["goals"]}["train_pct_peak"] == "train-graph"
     text = B.to_markdown(result, notes)
     for r in rows.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +110,23 @@ def test_sampler_determinism(coord_pairs):
     assert {locate(h)[3] for h in noaug.batch_uint8(0)[1]} == {0}
 
 
+@pytest.mark.parametrize("workers", [0, 3])
+def test_sampler_in_keras_gives_the_same_batches_with_worker_threads(coord_pairs, workers):
+    # training/train_gpu.py --workers: keras cuts batches in threads ahead of the step; order and epochs must hold
+    import keras
+
+    lrs, hrs = _pairs(coord_pairs, 2)
+    kw = {"workers": workers, "use_multiprocessing": False} if workers else {}
+    sampler = PatchSampler(lrs, hrs, 2, patch_size=12, batch_size=4, steps_per_epoch=6, seed=3, **kw)
+    inp = keras.Input((12, 12, 3))
+    identity = keras.Model(inp, keras.layers.Identity()(inp))
+    for epoch in range(2):  # predict ends with on_epoch_end: the second call sees epoch 1
+        seen = identity.predict(sampler, verbose=0)
+        expected = np.concatenate([sampler.batch(i, epoch)[0] for i in range(6)])
+        np.testing.assert_array_equal(seen, expected)
+    assert sampler.epoch == 2
+
+
 def test_tfdata_pairs_are_aligned_and_equal_the_sampler(coord_pairs):
     s, p = 2, 12
     lrs, hrs = _pairs(coord_pairs, s)
@@ -192,6 +210,22 @@ def test_unreadable_files_are_skipped_by_name_or_refused(tmp_path, coord_pairs):
         check_batch(np.rint(lr_b * 255).astype(np.uint8), np.rint(hr_b * 255).astype(np.uint8),
                     [bicubic_degrade(modcrop(h, 2), 2) for h in coord_pairs], [modcrop(h, 2) for h in coord_pairs],
                     2, 12)
+
+
+def test_images_too_small_for_the_patch_are_skipped_in_one_warning(tmp_path, rng):
+    for i, side in enumerate((40, 18, 16, 30)):
+        Image.fromarray(rng.integers(0, 256, (side, side + 3, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lrs, _, names = load_pairs(tmp_path, 2, cache_dir=False, min_lr_size=10)
+    assert sorted(Path(n).name for n in names) == ["im0.png", "im3.png"]
+    assert [lr.shape[:2] for lr in lrs] == [(20, 21), (15, 16)] or [lr.shape[:2] for lr in lrs] == [(15, 16), (20, 21)]
+    (warning,) = [str(w.message) for w in caught]
+    assert "2 of 4" in warning and "im1.png (20x18)" in warning and "im2.png (18x16)" in warning
+    with pytest.raises(FileNotFoundError, match="no usable images"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_pairs(tmp_path, 2, cache_dir=False, min_lr_size=21)
 
 
 def test_image_modes_convert_to_rgb_the_same_way(tmp_path, rng):

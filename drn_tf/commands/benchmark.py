@@ -35,8 +35,8 @@ def add_parser(sub, help_text):
         "--variants",
         metavar="LIST",
         help="comma-separated subset of: keras-eager, keras-graph, keras-xla, saved_model, tflite-float32, "
-        "tflite-float16, tflite-dynamic, tflite-int8, keras-graph-concat, tflite-int8-convs, train-graph-concat "
-        "(diagnostics), train-graph, train-xla, train-pipeline (default: all); 'keras', 'tflite' and 'train' select their group",
+        "tflite-float16, tflite-dynamic, tflite-int8, keras-graph-concat, tflite-int8-convs, train-graph-concat, "
+        "train-bf16 (diagnostics), train-graph, train-xla, train-pipeline (default: all); 'keras', 'tflite' and 'train' select their group",
     )
     p.add_argument("--runs", type=int, metavar="N", help="timed runs per variant (default 5; --quick 3)")
     p.add_argument("--warmup", type=int, metavar="N", help="warm-up runs per variant (default 2; --quick 1)")
