@@ -332,12 +332,15 @@ def resolve_config(cfg: dict) -> dict:
 
 
 def data_paths(cfg: dict, root=None) -> tuple[list[Path], list[Path], Path]:
-    """Training and validation folders of a resolved config, relative ones under the data root."""
+    """Training and validation folders of a resolved config: relative ones under the data root, or, when
+    they are not there but exist relative to the working directory (``--val ../my/set``), that folder."""
     root = Path(root or cfg["data"]["root"] or default_data_root())
 
     def res(p):
         p = Path(p).expanduser()
-        return p if p.is_absolute() else root / p
+        if p.is_absolute():
+            return p
+        return root / p if (root / p).exists() or not p.is_dir() else p.resolve()
 
     return [res(p) for p in cfg["data"]["train"]], [res(p) for p in cfg["data"]["val"]], root
 

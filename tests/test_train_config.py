@@ -116,3 +116,16 @@ def test_cli_reports_user_errors_in_one_line(capsys, tmp_path):
     rc, _, err = _drn(capsys, "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert rc == 2 and "no such data folder" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_data_folders_resolve_under_the_root_then_the_working_directory(tmp_path, monkeypatch):
+    from drn_tf.trainer import data_paths, resolve_config
+
+    (tmp_path / "root" / "train" / "A").mkdir(parents=True)
+    (tmp_path / "cwd" / "mine" / "val").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd")
+    cfg = resolve_config({"data": {"train": ["train/A"], "val": ["mine/val", "benchmark/Set5"]}})
+    train, val, root = data_paths(cfg, tmp_path / "root")
+    assert root == tmp_path / "root" and train == [tmp_path / "root" / "train" / "A"]
+    # found relative to the working directory; a folder that is nowhere stays under the root (the error names it)
+    assert val == [tmp_path / "cwd" / "mine" / "val", tmp_path / "root" / "benchmark" / "Set5"]

@@ -44,8 +44,10 @@ def add_parser(sub, help_text):
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--data", metavar="DIR",
                    help="data root that relative data paths resolve against (default: data.root, $DRN_DATA or ../shared/data)")
-    p.add_argument("--train", nargs="+", metavar="DIR", help="HR training folders (data.train)")
-    p.add_argument("--val", nargs="*", metavar="DIR", help="validation folders (data.val); none: no validation")
+    p.add_argument("--train", nargs="+", metavar="DIR", help="HR training folders (data.train); relative ones are looked up "
+                   "under the data root, then in the working directory")
+    p.add_argument("--val", nargs="*", metavar="DIR", help="validation folders (data.val), looked up like --train; "
+                   "none: no validation")
     p.add_argument("--preset", help="model.preset, e.g. drn_s_x2")
     p.add_argument("--init-from", metavar="PATH",
                    help="start from this .keras file, run directory, .weights.h5 or preset: matching layers by "
