@@ -19,6 +19,8 @@ _LAZY = {
     "preset_names": "drn_tf.presets",
     "upscale": "drn_tf.inference",
     "layers": None,
+    "metrics": None,
+    "tfdata": None,
 }
 
 __all__ = sorted(_LAZY)

@@ -106,6 +106,28 @@ def _y_channel_ops(x, scale_crop):
     return x
 
 
+def _protocol_y_pair(y_true, y_pred, border):
+    """Y of HR and SR as :mod:`drn_tf.evaluation` takes them. An RGB HR: luma of both. A single-channel
+    (grey) HR: used as it is, and an RGB SR averaged to one channel first (the model saw the grey
+    replicated to RGB). The HR's channel count may be unknown until run time (a ``tf.data`` set that
+    mixes grey and colour images): then both forms are computed and the right one picked."""
+    y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+    c_true, c_pred = y_true.shape[-1], y_pred.shape[-1]
+    if c_true is not None and (c_true != 1 or c_pred == 1):
+        return _y_channel_ops(y_true, border), _y_channel_ops(y_pred, border)
+    pred_grey = _y_channel_ops(ops.mean(y_pred, axis=-1, keepdims=True), border)
+    if c_true == 1:
+        return _y_channel_ops(y_true, border), pred_grey
+    grey = ops.equal(ops.shape(y_true)[-1], 1)
+    t255 = ops.floor(ops.clip(y_true, 0.0, 1.0) * 255.0 + 0.5)
+    w = ops.convert_to_tensor(_Y_WEIGHTS.astype("float32"))
+    t_luma = ops.floor(16.0 + ops.sum(t255 * w, axis=-1, keepdims=True) + 0.5)  # (1 channel: discarded)
+    t_y = ops.where(grey, t255[..., :1], t_luma)
+    if border > 0:
+        t_y = t_y[:, border:-border, border:-border, :]
+    return t_y, ops.where(grey, pred_grey, _y_channel_ops(y_pred, border))
+
+
 def _ssim_ops(a, b):
     """Per-image SSIM of (N, H, W, 1) float32 tensors with values in [0, 255]."""
     g = gaussian_window().astype("float32")
@@ -138,7 +160,7 @@ class _PerImageMean(keras.metrics.Metric):
         raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self.per_image(_y_channel_ops(y_true, self.border), _y_channel_ops(y_pred, self.border))
+        values = self.per_image(*_protocol_y_pair(y_true, y_pred, self.border))
         self.total.assign(self.total + ops.sum(values))
         self.count.assign(self.count + ops.cast(ops.shape(values)[0], "float32"))
 

@@ -195,19 +195,23 @@ def make_train_dataset(
     return (ds, sampler) if return_sampler else ds
 
 
-def make_val_dataset(paths, scale: int, *, cache_dir=None, on_error: str = "skip", pairs=None) -> tf.data.Dataset:
+def make_val_dataset(paths, scale: int, *, pairs=None) -> tf.data.Dataset:
     """Whole benchmark images of ``paths``, one per element, for ``model.evaluate``.
 
-    Yields ``(lr (1, h, w, 3), hr (1, h*s, w*s, 3))`` float32 in [0, 1]; LR by
-    the protocol's bicubic from the modcropped HR. Use with the
-    :class:`drn_tf.metrics.YPSNR`/``YSSIM`` metrics (``border=scale``). Grey
-    images come replicated to RGB, so their Keras-metric Y is the luma of
-    the replicated grey (on Set14 this differs from the protocol's
-    single-channel numbers of :mod:`drn_tf.evaluation` by about +0.1 dB on
-    the set mean for bicubic). ``.cardinality()`` is the number of images.
+    Yields ``(lr (1, h, w, 3), hr (1, h*s, w*s, c))`` float32 in [0, 1]; LR by
+    the protocol's bicubic from the modcropped HR. Files are read as
+    :func:`drn_tf.evaluation.load_pair` reads them: a grey file gives a
+    1-channel HR (``c = 1``) and its LR replicated to RGB for the model. With
+    the :class:`drn_tf.metrics.YPSNR`/``YSSIM`` metrics (``border=scale``)
+    ``model.evaluate`` then gives the numbers of ``drn evaluate``: grey images
+    on their one channel (the model's output averaged to it), as the protocol
+    says. ``pairs``: ``(lrs, hrs)`` uint8 instead of ``paths`` (an LR with one
+    channel is replicated). ``.cardinality()`` is the number of images.
     """
     if pairs is None:
-        lrs, hrs, _ = load_pairs(paths, scale, cache_dir=cache_dir, on_error=on_error)
+        from drn_tf.data import validation_pairs
+
+        lrs, hrs, _ = validation_pairs(paths, scale)
     else:
         lrs, hrs = pairs
     lrs, hrs = list(lrs), list(hrs)
@@ -216,9 +220,13 @@ def make_val_dataset(paths, scale: int, *, cache_dir=None, on_error: str = "skip
 
     def gen():
         for lr, hr in zip(lrs, hrs):
+            lr = lr if lr.ndim == 3 else lr[..., None]
+            hr = hr if hr.ndim == 3 else hr[..., None]
+            if lr.shape[-1] == 1:
+                lr = np.repeat(lr, 3, axis=-1)
             yield lr[None].astype(np.float32) / 255.0, hr[None].astype(np.float32) / 255.0
 
-    spec = (tf.TensorSpec((1, None, None, 3), tf.float32), tf.TensorSpec((1, None, None, 3), tf.float32))
+    spec = (tf.TensorSpec((1, None, None, 3), tf.float32), tf.TensorSpec((1, None, None, None), tf.float32))
     ds = tf.data.Dataset.from_generator(gen, output_signature=spec)
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(lrs)))
     options = tf.data.Options()

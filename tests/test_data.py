@@ -255,13 +255,33 @@ def test_image_modes_convert_to_rgb_the_same_way(tmp_path, rng):
 
 
 def test_val_dataset(tmp_path, set5):
-    ds = make_val_dataset(set5, 3, cache_dir=tmp_path)
+    ds = make_val_dataset(set5, 3)
     assert int(ds.cardinality()) == 5
     lrs, hrs, _ = load_pairs(set5, 3, cache_dir=tmp_path)
     for (lr, hr), lr0, hr0 in zip(ds.as_numpy_iterator(), lrs, hrs):
         assert lr.shape == (1,) + lr0.shape and hr.shape == (1,) + hr0.shape
         np.testing.assert_allclose(lr[0] * 255, lr0, atol=1e-3)
         np.testing.assert_allclose(hr[0] * 255, hr0, atol=1e-3)
+
+
+def test_model_evaluate_on_the_val_dataset_gives_the_protocol_numbers_grey_included(set14):
+    # Set14 has a grey image (bridge): model.evaluate with the Keras metrics must equal drn evaluate
+    import keras
+
+    from drn_tf.evaluation import evaluate_folder
+    from drn_tf.metrics import YPSNR, YSSIM
+    from drn_tf.model import DRN
+
+    keras.utils.set_random_seed(0)
+    model = DRN.from_preset("drn_s_x3", load_weights=False)  # untrained: any deterministic model will do
+    ds = make_val_dataset(set14, 3)
+    shapes = [hr.shape[-1] for _, hr in ds.as_numpy_iterator()]
+    assert 1 in shapes and 3 in shapes  # the set mixes grey and colour
+    model.compile(loss="mae", metrics=[YPSNR(border=3), YSSIM(border=3)])
+    got = model.evaluate(ds, verbose=0, return_dict=True)
+    want = evaluate_folder(set14, 3, model, progress=False)
+    assert got["psnr_y"] == pytest.approx(want.psnr, abs=2e-3)
+    assert got["ssim_y"] == pytest.approx(want.ssim, abs=2e-5)
 
 
 @pytest.mark.parametrize("s", [2, 4])
