@@ -881,14 +881,9 @@ def build_report(
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from drn_tf.utils import cpu_model
+
+    cpu = cpu_model()
     try:
         load = ", load average {:.1f} when the report finished".format(os.getloadavg()[0])
     except OSError:

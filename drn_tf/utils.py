@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -61,3 +62,33 @@ def write_atomic(path, data: bytes | str) -> Path:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "avx_vnni")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`CPU_FLAGS` (the ones that matter for oneDNN/XNNPACK speed) this CPU has."""
+    have = set((_cpuinfo_field("flags") or "").split())
+    return [f for f in CPU_FLAGS if f in have]
+
+
+def cpu_has_bf16(flags=None) -> bool:
+    """Native bf16 arithmetic (AVX512-BF16 or AMX-BF16): where mixed_bfloat16 makes training faster."""
+    flags = cpu_flags() if flags is None else flags
+    return "avx512_bf16" in flags or "amx_bf16" in flags

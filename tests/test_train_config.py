@@ -129,3 +129,16 @@ def test_data_folders_resolve_under_the_root_then_the_working_directory(tmp_path
     assert root == tmp_path / "root" and train == [tmp_path / "root" / "train" / "A"]
     # found relative to the working directory; a folder that is nowhere stays under the root (the error names it)
     assert val == [tmp_path / "cwd" / "mine" / "val", tmp_path / "root" / "benchmark" / "Set5"]
+
+
+def test_mixed_precision_true_picks_the_fast_policy_for_the_hardware():
+    from drn_tf.trainer import mixed_precision_policy
+
+    assert mixed_precision_policy(False, True) == ("float32", None)
+    assert mixed_precision_policy("mixed_bfloat16", False) == ("mixed_bfloat16", None)  # named: as given
+    assert mixed_precision_policy(True, True) == ("mixed_float16", None)
+    policy, why = mixed_precision_policy(True, False, cpu_flags=["avx2", "avx512f", "avx512_bf16"])
+    assert policy == "mixed_bfloat16" and "bf16 instructions" in why
+    assert mixed_precision_policy(True, False, cpu_flags=["amx_bf16"])[0] == "mixed_bfloat16"
+    policy, why = mixed_precision_policy(True, False, cpu_flags=["avx2", "fma"])
+    assert policy == "float32" and "no bf16" in why

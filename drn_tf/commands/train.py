@@ -59,7 +59,8 @@ def add_parser(sub, help_text):
     p.add_argument("--lr", type=float, help="optimizer.learning_rate")
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--mixed-precision", nargs="?", const=True, metavar="POLICY",
-                   help="mixed precision: mixed_float16 on GPU (no value), or the policy named")
+                   help="mixed precision, no value: the fast one here (mixed_float16 on GPU, "
+                   "mixed_bfloat16 on a CPU with AVX512-BF16/AMX, else float32); or the policy named")
     p.add_argument("--set", action="append", default=[], metavar="SEC.KEY=VALUE",
                    help="override any config key (YAML value), repeatable")
     p.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi-worker"],
