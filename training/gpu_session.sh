@@ -3,7 +3,7 @@
 # one GPU for a fixed wall-clock budget and packs the results under $OUT.
 #
 # Expects, in the ignored folder .gpu/ (made by training/prepare_gpu_bundle.py):
-#   .gpu/whl/        keras, namex, optree, pillow wheels for cp312
+#   .gpu/whl/        keras, namex, optree wheels for cp312 (pillow, numpy, h5py: the image's own)
 #   .gpu/data/train  T91 + BSD200 as lossless WebP (same pixels as the PNGs)
 #   .gpu/data/val    Set5
 # Usage (on the GPU machine): MINUTES=7.5 bash training/gpu_session.sh
@@ -27,6 +27,7 @@ CODE=$PWD; [ -d .gpu/code/drn_tf ] && CODE=$PWD/.gpu/code
 export PYTHONPATH=/tmp/site:$CODE KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "from PIL import features; assert features.check('webp'), 'this pillow cannot read WebP'" || exit 1
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
 RUN=/tmp/drnrun; mkdir -p $RUN/logs
 pids=()

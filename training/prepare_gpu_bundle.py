@@ -5,7 +5,8 @@ on what travels with the working tree.
     python training/prepare_gpu_bundle.py [--data ../shared/data] [--out .gpu]
 
 Makes:
-  .gpu/whl/         keras, namex, optree, pillow wheels for CPython 3.12 (pip download)
+  .gpu/whl/         keras, namex, optree wheels for CPython 3.12 (pip download; the GPU image has
+                    numpy, h5py and pillow, and a pillow wheel would cost 7 MB of the 64 MiB)
   .gpu/data/train/  T91 + BSD200 as lossless WebP (about 42 MB instead of 62 MB of PNG;
                     every file is checked to decode to the same pixels)
   .gpu/data/val/    Set5 (PNG)
@@ -22,7 +23,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "pillow==13.0.0"]
+WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0"]
+LIMIT = 64 * 2**20  # what may travel to the device machine: tracked files + .gpu/
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 
 
@@ -80,6 +82,25 @@ def main(argv=None) -> int:
                              capture_output=True).stdout
     subprocess.run(["tar", "x", "-C", str(code)], input=archive, check=True)
     print(f"{out}: training images {size / 1e6:.1f} MB as WebP; code snapshot of HEAD in {code}")
+    return check_size(out)
+
+
+def tree_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def check_size(gpu_dir: Path) -> int:
+    """The device machine takes at most 64 MiB of working tree: tracked files plus the carried .gpu/."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    tracked = sum((ROOT / f).stat().st_size for f in files.decode().split("\0") if f and (ROOT / f).is_file())
+    carried = tree_bytes(gpu_dir)
+    total = tracked + carried
+    print(f"travels: {tracked / 2**20:.1f} MiB tracked + {carried / 2**20:.1f} MiB {gpu_dir.name}/ = "
+          f"{total / 2**20:.1f} MiB of {LIMIT / 2**20:.0f} MiB")
+    if total > LIMIT:
+        print(f"over the limit by {(total - LIMIT) / 2**20:.1f} MiB: remove files from {gpu_dir}/whl "
+              "(e.g. a wheel the GPU image already has) or untrack large assets", file=sys.stderr)
+        return 1
     return 0
 
 
