@@ -40,7 +40,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", required=True)
     p.add_argument("-o", "--out", required=True, help="output .keras file")
-    p.add_argument("weights", nargs="+", help=".weights.h5 files of the preset (averaged if several)")
+    p.add_argument("weights", nargs="+", help=".weights.h5 or .keras files of the preset (averaged if several)")
     args = p.parse_args(argv)
     bundle(args.preset, args.weights, args.out)
     print(f"wrote {args.out}")
