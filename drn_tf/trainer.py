@@ -966,7 +966,7 @@ def mixed_precision_policy(setting, have_gpu: bool, cpu_flags=None) -> tuple[str
     """The dtype policy for ``train.mixed_precision`` and, for ``true``, why that one.
 
     ``true`` means "the fast one here": mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native
-    bf16 (AVX512-BF16/AMX: 1.8x the float32 training speed on the 2-core AMD EPYC of the README), and
+    bf16 (AVX512-BF16/AMX: 1.9x the float32 training speed on the 2-core AMD EPYC of the README), and
     float32 on other CPUs (bf16 without hardware support is emulated and slower). A policy name is
     used as given."""
     if setting is False or setting is None:
