@@ -94,16 +94,27 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
 # ---------------------------------------------------------------- Keras metrics
 
 
+def _to_255_ops(x):
+    """Float [0, 1] -> clipped, rounded uint8 values (float32)."""
+    return ops.floor(ops.clip(ops.cast(x, "float32"), 0.0, 1.0) * 255.0 + 0.5)
+
+
+def _luma_ops(x255):
+    """Rounded MATLAB ``rgb2ycbcr`` luma of uint8-valued RGB (float32, one channel)."""
+    w = ops.convert_to_tensor(_Y_WEIGHTS.astype("float32"))
+    return ops.floor(16.0 + ops.sum(x255 * w, axis=-1, keepdims=True) + 0.5)
+
+
+def _shave_ops(x, border):
+    return x[:, border:-border, border:-border, :] if border > 0 else x
+
+
 def _y_channel_ops(x, scale_crop):
     """Float RGB [0, 1] batch -> rounded uint8-valued Y (float32) with the border dropped."""
-    x = ops.cast(x, "float32")
-    x = ops.floor(ops.clip(x, 0.0, 1.0) * 255.0 + 0.5)
+    x = _to_255_ops(x)
     if x.shape[-1] == 3:
-        w = ops.convert_to_tensor(_Y_WEIGHTS.astype("float32"))
-        x = ops.floor(16.0 + ops.sum(x * w, axis=-1, keepdims=True) + 0.5)
-    if scale_crop > 0:
-        x = x[:, scale_crop:-scale_crop, scale_crop:-scale_crop, :]
-    return x
+        x = _luma_ops(x)
+    return _shave_ops(x, scale_crop)
 
 
 def _protocol_y_pair(y_true, y_pred, border):
@@ -119,13 +130,9 @@ def _protocol_y_pair(y_true, y_pred, border):
     if c_true == 1:
         return _y_channel_ops(y_true, border), pred_grey
     grey = ops.equal(ops.shape(y_true)[-1], 1)
-    t255 = ops.floor(ops.clip(y_true, 0.0, 1.0) * 255.0 + 0.5)
-    w = ops.convert_to_tensor(_Y_WEIGHTS.astype("float32"))
-    t_luma = ops.floor(16.0 + ops.sum(t255 * w, axis=-1, keepdims=True) + 0.5)  # (1 channel: discarded)
-    t_y = ops.where(grey, t255[..., :1], t_luma)
-    if border > 0:
-        t_y = t_y[:, border:-border, border:-border, :]
-    return t_y, ops.where(grey, pred_grey, _y_channel_ops(y_pred, border))
+    t255 = _to_255_ops(y_true)
+    t_y = ops.where(grey, t255[..., :1], _luma_ops(t255))  # (the luma of 1 channel is computed, then discarded)
+    return _shave_ops(t_y, border), ops.where(grey, pred_grey, _y_channel_ops(y_pred, border))
 
 
 def _ssim_ops(a, b):

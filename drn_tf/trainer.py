@@ -969,7 +969,7 @@ def mixed_precision_policy(setting, have_gpu: bool, cpu_flags=None) -> tuple[str
     bf16 (AVX512-BF16/AMX: 1.9x the float32 training speed on the 2-core AMD EPYC of the README), and
     float32 on other CPUs (bf16 without hardware support is emulated and slower). A policy name is
     used as given."""
-    if setting is False or setting is None:
+    if not setting:
         return "float32", None
     if setting is not True:
         return str(setting), None
