@@ -8,10 +8,11 @@
 #   .gpu/data/val    Set5
 # Usage (on the GPU machine): MINUTES=7.5 bash training/gpu_session.sh
 # Knobs (environment): PRESETS, MINUTES, BATCH, PATCH, EPOCH_STEPS, WORKERS (patch-cutting threads per
-# process; 0 = in the main thread, which starved the GPU in the first sessions), INIT=assets (continue from
-# the bundled assets/<preset>.keras instead of from scratch), LR_DRN / LR_S (peak learning rates).
-# Continuing the bundled drn models at a larger batch, e.g.:
-#   PRESETS="drn_x2 drn_x3 drn_x4" MINUTES=9 BATCH=64 WORKERS=4 INIT=assets LR_DRN=4e-4 bash training/gpu_session.sh
+# process; 0 = in the main thread, between steps), INIT=assets (continue from the bundled
+# assets/<preset>.keras instead of from scratch), LR_DRN / LR_S (peak learning rates).
+# The GPU's throughput is shared by the processes (python training/gpu_throughput.py), so one preset per
+# session, continuing the bundled model at a larger batch:
+#   PRESETS=drn_x2 MINUTES=9 BATCH=64 WORKERS=6 INIT=assets LR_DRN=4e-4 bash training/gpu_session.sh
 set -u
 MINUTES=${MINUTES:-7}
 OUT=${OUT:-runs/gpu}

@@ -46,7 +46,7 @@ def main(argv=None):
         type=int,
         default=0,
         help="threads cutting patches ahead of the train step (keras PyDataset workers; 0: in the main thread, "
-        "which is what limits a fast GPU: at batch 32 the numpy sampler takes about as long as a drn step on an H100)",
+        "between steps, where a lone process on a fast GPU waits for it)",
     )
     p.add_argument("--init", help="weights to start from: .weights.h5 or .keras (mismatching layers skipped)")
     p.add_argument("--cache", default=None, help="LR cache folder")
