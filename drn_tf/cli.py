@@ -1,18 +1,29 @@
 """The ``drn`` command: one entry point, one module per subcommand.
 
-Each subcommand lives in ``drn_tf/commands/<name>.py`` and exposes
-``add_parser(subparsers)`` (registering its arguments and ``func``; a module
-may set ``NEEDS_BACKEND = False`` when it never touches Keras) and is
-imported only when ``drn`` runs, so ``import drn_tf`` stays light. User
-errors (:class:`UserError`) print one line ``drn <cmd>: error: ...`` and exit
-with status 2, never a traceback.
+Each subcommand lives in ``drn_tf/commands/<name>.py``, is listed in
+:data:`COMMANDS` and exposes ``add_parser(subparsers, help_text)``
+(registering its arguments and ``func``). A module may set
+``NEEDS_BACKEND = False`` when it never touches Keras, or when it starts the
+backend itself (:func:`import_backend_quietly`) after checking its arguments
+and output paths, so that mistakes are reported in a fraction of a second.
+Only the module of the command being run is imported, so ``import drn_tf``
+and ``drn --help`` stay light.
+
+Exits: user errors (:class:`UserError`) print one line ``drn <cmd>: error:
+...`` and exit 2, never a traceback; Ctrl-C (even while TensorFlow imports)
+exits 130 with one line; SIGTERM, for commands run under
+:func:`cleanup_on_sigterm`, removes their temporary files and exits 143; a
+closed stdout (``drn ... | head``) stops the command quietly with 141, as
+SIGPIPE does for other unix tools.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 
 # name -> one-line help; order is the order in ``drn --help``
@@ -25,6 +36,7 @@ COMMANDS = {
     "export": "export to SavedModel (TF Serving) or TFLite (Android), with a quality/latency report",
     "benchmark": "latency, throughput and achieved GFLOP/s against this machine's measured peak",
     "info": "architecture summary, parameter count and multiply-adds of a preset",
+    "beam": "batch upscaling on Apache Beam (RunInference; DirectRunner, Dataflow, Flink, Spark)",
 }
 
 
@@ -32,7 +44,71 @@ class UserError(Exception):
     """An error in what the user asked for: printed as one line, exit status 2."""
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM under :func:`cleanup_on_sigterm`:
+    ``finally`` blocks and ``except BaseException`` cleanups (temporary files)
+    run, then :func:`main` exits 143 (128 + SIGTERM)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def cleanup_on_sigterm():
+    """Turn SIGTERM (``kill``, ``timeout``) into :class:`Terminated` for the block."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 _BACKEND_STARTED = False
+
+
+def _keras_backend_name() -> str:
+    """The backend Keras will pick, without importing it (env, then keras.json)."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    import json
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as fh:
+            return str(json.load(fh).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def _optional_imports_of_keras() -> tuple[str, ...]:
+    """Packages that Keras/TensorFlow import at start-up only if installed, for
+    features the commands do not use: matplotlib (Keras's plotting helpers;
+    ~0.3 s) and, on the TensorFlow backend, JAX (TFLite's JAX converter; ~0.4 s).
+    Commands that plot import matplotlib themselves, later."""
+    names = ["matplotlib"]
+    if _keras_backend_name() == "tensorflow":
+        names.append("jax")
+    return tuple(n for n in names if n not in sys.modules)
+
+
+@contextlib.contextmanager
+def _unimportable(*names):
+    """Make ``import NAME`` raise ImportError inside the block (what the
+    importers above do when the package is not installed); afterwards the
+    packages import normally again."""
+    for name in names:
+        sys.modules[name] = None
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def import_backend_quietly():
@@ -49,7 +125,7 @@ def import_backend_quietly():
     _BACKEND_STARTED = True
     from drn_tf.utils import quiet_stderr
 
-    with quiet_stderr():
+    with quiet_stderr(), _unimportable(*_optional_imports_of_keras()):
         import keras
 
         if keras.backend.backend() == "tensorflow":
@@ -57,7 +133,16 @@ def import_backend_quietly():
         keras.ops.zeros((1,))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv) -> str | None:
+    """The subcommand ``argv`` asks for (its first word), if it is one."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    return words[0] if words and words[0] in COMMANDS else None
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The ``drn`` parser. With ``argv`` naming a command, only that command's
+    module is imported (the others get a placeholder with their help line)."""
+    wanted = _command_in(argv) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="drn",
         description="DRN super-resolution (Sun et al. 2019) for TensorFlow / Keras 3.",
@@ -68,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drn-tf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
+        if wanted is not None and name != wanted:
+            sub.add_parser(name, help=help_text)
+            continue
         try:
             module = importlib.import_module(f"drn_tf.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -88,22 +176,44 @@ def _not_implemented(name):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
-    module = sys.modules.get(getattr(args.func, "__module__", ""), None)
-    if getattr(module, "NEEDS_BACKEND", True):
-        import_backend_quietly()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = _command_in(argv)
+    prefix = f"drn {name}" if name else "drn"
     try:
-        return int(args.func(args) or 0)
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        module = sys.modules.get(getattr(args.func, "__module__", ""), None)
+        if getattr(module, "NEEDS_BACKEND", True):
+            import_backend_quietly()
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return rc
     except UserError as exc:
-        print(f"drn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"drn {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prefix}: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        # the reader of stdout went away (``drn ... | head``): stop quietly
+        _discard_stdout()
+        return 141
+
+
+def _discard_stdout():
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

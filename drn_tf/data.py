@@ -17,7 +17,7 @@ wraps the same sampler in ``tf.data`` with prefetching.
 from __future__ import annotations
 
 import hashlib
-import logging
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -25,11 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from drn_tf.imageio import IMAGE_EXTENSIONS  # noqa: F401  (re-exported; the list lives with the formats)
 from drn_tf.imresize import bicubic_degrade, modcrop
 
-log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 # Refuse images above this many pixels before decoding (decompression bombs).
 MAX_PIXELS = 200_000_000
 
@@ -60,6 +58,8 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory")
+    if not path.is_file():  # never opened: reading a FIFO would block
+        raise ImageReadError(f"{path}: not a regular file (a FIFO, socket or device)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
@@ -69,6 +69,12 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
                 raise ImageReadError(
                     f"{path}: {w}x{h} pixels is over the limit of {max_pixels} (possible decompression bomb); refused"
                 )
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(f"{path}: {im.format} with {frames} frames/pages; only the first is used", stacklevel=2)
+            raw = [t.args[0] if isinstance(t.args, tuple) else t.args for t in (im.tile or [])[:1]]
+            if im.mode in ("RGB", "RGBA") and raw and ";16" in str(raw[0]):
+                warnings.warn(f"{path}: 16-bit-per-channel {im.mode} image converted to 8 bits", stacklevel=2)
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             im.load()
             im = ImageOps.exif_transpose(im)
@@ -173,8 +179,9 @@ def load_pairs(
 
     LR images are cached in ``cache_dir`` (``None``: :func:`default_cache_dir`;
     ``False``: no cache). Unreadable files are reported by name and skipped
-    (``on_error="skip"``) or raise (``on_error="raise"``). Images whose LR
-    would be smaller than ``min_lr_size`` are skipped with a warning.
+    (``on_error="skip"``) or raise (``on_error="raise"``), each in one warning. Images whose LR
+    would be smaller than ``min_lr_size`` are skipped, all named in one warning that says they are
+    too small. An LR cache that cannot be written (a full disk) is warned about once and not used.
     """
     if on_error not in ("skip", "raise"):
         raise ValueError("on_error must be 'skip' or 'raise'")
@@ -186,7 +193,7 @@ def load_pairs(
     cache = None if cache_dir is False else Path(cache_dir or default_cache_dir())
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    lrs, hrs, names, too_small = [], [], [], []
+    lrs, hrs, names, too_small, unreadable = [], [], [], [], 0
     iterator = files
     if progress:
         from keras.utils import Progbar
@@ -198,13 +205,13 @@ def load_pairs(
         except ImageReadError as exc:
             if on_error == "raise":
                 raise
-            log.warning("skipping %s", exc)
             warnings.warn(f"skipping unreadable image: {exc}", stacklevel=2)
+            unreadable += 1
             continue
-        hr = modcrop(hr, scale)
         if min(hr.shape[:2]) // scale < min_lr_size:
             too_small.append(f"{Path(f).name} ({hr.shape[1]}x{hr.shape[0]})")
             continue
+        hr = modcrop(hr, scale)
         lr = None
         if cache is not None:
             cf = cache / f"{_cache_key(f, scale)}.npy"
@@ -217,9 +224,15 @@ def load_pairs(
                     lr = None
             if lr is None:
                 lr = bicubic_degrade(hr, scale)
-                tmp = cf.with_suffix(f".tmp{os.getpid()}.npy")
-                np.save(tmp, lr)
-                os.replace(tmp, cf)
+                try:
+                    from drn_tf.utils import write_atomic
+
+                    buf = io.BytesIO()
+                    np.save(buf, lr)
+                    write_atomic(cf, buf.getvalue())
+                except OSError as exc:
+                    warnings.warn(f"LR cache {cache} not used: {exc.strerror or exc}", stacklevel=2)
+                    cache = None
         else:
             lr = bicubic_degrade(hr, scale)
         lrs.append(lr)
@@ -227,15 +240,19 @@ def load_pairs(
         names.append(str(f))
         if progress:
             bar.update(i + 1)
+    need = f"{min_lr_size * scale}x{min_lr_size * scale}"
     if too_small:
         shown = ", ".join(too_small[:8]) + (f" and {len(too_small) - 8} more" if len(too_small) > 8 else "")
         warnings.warn(
-            f"skipping {len(too_small)} of {len(files)} images too small for x{scale} LR patches of "
-            f"{min_lr_size} (HR side < {min_lr_size * scale}): {shown}",
+            f"skipping {len(too_small)} of {len(files)} images too small for the patch (WxH < {need}: "
+            f"x{scale} LR patches of {min_lr_size}): {shown}",
             stacklevel=2,
         )
     if not lrs:
-        raise FileNotFoundError(f"no usable images under {', '.join(map(str, paths))}")
+        why = [f"{n} {what}" for n, what in ((unreadable, "unreadable"),
+                                              (len(too_small), f"too small for the patch (WxH < {need})")) if n]
+        raise FileNotFoundError(f"no usable images under {', '.join(map(str, paths))} ({len(files)} images: "
+                                f"{', '.join(why)})")
     return lrs, hrs, names
 
 

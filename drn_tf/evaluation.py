@@ -230,11 +230,11 @@ def evaluate_folder(
         r = ImageResult(str(rel), psnr, ssim, int(hr.shape[-1]), tuple(int(v) for v in hr.shape[:2]), seconds)
         result.images.append(r)
         if save_dir is not None:
-            from PIL import Image
+            from drn_tf.imageio import save_image
 
             out = save_dir / rel.with_suffix(".png")
             out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(sr[..., 0] if sr.shape[-1] == 1 else sr).save(out)
+            save_image(sr, out, overwrite=True)  # atomic; ImageWriteError names the file and the reason
         if progress:
             progress(set_name, i + 1, len(files), r)
     if not result.images:

@@ -120,7 +120,7 @@ def load_export_model(model_path=None, preset: str | None = None):
     preset = preset or "drn_x2"
     try:
         bundled = bundled_model_path(preset)
-        model = DRN.from_preset(preset)
+        model = DRN.from_preset(preset, load_weights=bundled is not None)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     if bundled:
@@ -263,6 +263,201 @@ def _float_saved_model(model, path, input_size=None) -> None:
         name="serving_default", fn=serve, input_signature=[tf.TensorSpec(shape, tf.float32, name=TFLITE_INPUT)]
     )
     archive.write_out(str(path), verbose=False)
+
+
+# ---------------------------------------------------------------- int8: activation ranges
+
+# Identifies the int8 recipe below (metadata, and the key of the runtime's .tflite cache).
+INT8_RECIPE = "taps/1: folded output mean, [0,1] output, full-range input and LFE, MSE ranges elsewhere"
+
+
+class _QuantGraph:
+    """A DRN's forward pass written with TensorFlow ops, with a hook on every activation tensor.
+
+    Used only by the int8 export. Same function as the Keras model (tested
+    to float round-off), in a form the int8 converter quantizes better:
+
+    * the output mean (``add_mean``) is folded into the upsampler
+      convolution's bias (the pixel shuffle only moves channels), and the
+      clip to ``[0, 1]`` sits before the shuffle, so the last convolution's
+      int8 output *is* the image (range [0, 1], scale 1/255: one rounding
+      to grey levels, the one the float model's uint8 output gets anyway);
+    * every activation tensor ("tap") passes through ``hook(name, tensor)``:
+      :func:`_tap_ranges` records them on calibration crops, and the export
+      graph puts a ``fake_quant_with_min_max_vars`` there with the chosen
+      range, which the TFLite converter takes as that tensor's quantization.
+
+    Raises :class:`ExportError` for models it does not know (not a DRN with
+    a one-stage upsampler); the export then falls back to plain min-max
+    calibration of the Keras model.
+    """
+
+    def __init__(self, model, gpu_friendly: bool = False):
+        from drn_tf import layers as L
+
+        try:
+            cfg = model.get_config()
+            up = model.get_layer("upsampler")
+            self.mean = np.asarray(model.get_layer("sub_mean").mean, np.float32)
+            out_mean = np.asarray(model.get_layer("add_mean").mean, np.float32)
+            self.lfe = self._conv(model.get_layer("lfe"))
+            self.groups = []
+            for g in range(int(cfg["num_groups"])):
+                rdg = model.get_layer(f"rdg_{g}")
+                blocks = [(self._conv(b.conv), b.activation, b.negative_slope, b.growth) for b in rdg.blocks]
+                self.groups.append((blocks, self._conv(rdg.compress), rdg.compression_activation, rdg.negative_slope))
+            self.body_end = self._conv(model.get_layer("body_end"))
+            self.global_skip = bool(cfg["global_skip"])
+            if len(up.convs) != 1:
+                raise ExportError("int8 taps: multi-stage upsampler")
+            kernel, bias = self._conv(up.convs[0])
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ExportError(f"int8 taps: not a DRN model ({exc})") from None
+        self.scale = int(up.scale)
+        channels = len(out_mean)
+        if kernel.shape[-1] != channels * self.scale**2:
+            raise ExportError("int8 taps: unexpected upsampler shape")
+        # depth_to_space (DCR) puts channel (i*s + j)*C + c at colour c: add mean[c] there
+        self.up = (kernel, bias + np.tile(out_mean, self.scale**2))
+        self.shuffle = L.PixelShuffle(self.scale, method="transposed_conv" if gpu_friendly else "auto")
+        self.apply_activation = L.apply_activation
+
+    @staticmethod
+    def _conv(layer):
+        return np.asarray(layer.kernel, np.float32), np.asarray(layer.bias, np.float32)
+
+    def input_range(self) -> tuple[float, float]:
+        """Exact range of ``image - mean`` for 8-bit images: the input tap never clips."""
+        return float(-self.mean.max()), float(1.0 - self.mean.min())
+
+    def __call__(self, x, hook=lambda name, t: t):
+        tf = _tf()
+
+        def conv(t, kb):
+            return tf.nn.bias_add(tf.nn.conv2d(t, kb[0], 1, "SAME"), kb[1])
+
+        x = hook("input", x - self.mean)
+        y0 = hook("lfe", conv(x, self.lfe))
+        y = y0
+        for g, (blocks, compress, comp_act, slope) in enumerate(self.groups):
+            z = y
+            for b, (kb, act, neg, growth) in enumerate(blocks):
+                a = self.apply_activation(hook(f"g{g}b{b}.conv", conv(z, kb)), act, neg)
+                a = hook(f"g{g}b{b}.act", a)
+                z = hook(f"g{g}b{b}.add", a + tf.pad(z, [[0, 0], [0, 0], [0, 0], [0, growth]]))
+            e = hook(f"g{g}.compress", conv(z, compress))
+            e = hook(f"g{g}.act", self.apply_activation(e, comp_act, slope))
+            y = hook(f"g{g}.out", e + y)
+        y = hook("body_end", conv(y, self.body_end))
+        if self.global_skip:
+            y = hook("skip", y + y0)
+        # the output tap's fake quant clamps to [0, 1]; the clip keeps the unhooked graph equal to the model
+        u = hook("output", tf.clip_by_value(conv(y, self.up), 0.0, 1.0))
+        return self.shuffle(u)
+
+
+def _quant_error(values: np.ndarray, lo: float, hi: float) -> float:
+    """Mean squared error of quantizing ``values`` to 256 levels on ``[lo, hi]`` (int8 with a zero point)."""
+    step = (hi - lo) / 255.0
+    zero = np.round(-128.0 - lo / step)
+    q = (np.clip(np.round(values / step) + zero, -128, 127) - zero) * step
+    return float(np.mean((q - values) ** 2))
+
+
+def mse_range(values: np.ndarray, lo: float, hi: float, steps: int = 41) -> tuple[float, float]:
+    """The ``[lo', hi']`` inside ``[lo, hi]`` (0 kept inside) with the least 8-bit quantization MSE on ``values``.
+
+    Coordinate search over ``hi' = a*hi`` then ``lo' = a*lo`` then ``hi'``
+    again, ``a`` in ``[0.2, 1]``: clipping rare large values buys a finer
+    step for all the others.
+    """
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo <= 0:
+        return lo, hi
+    grid = np.linspace(0.2, 1.0, steps)
+    best = (_quant_error(values, lo, hi), lo, hi)
+    for which in ("hi", "lo", "hi"):
+        base = hi if which == "hi" else lo
+        if base == 0:
+            continue
+        for a in grid:
+            cand = (best[1], base * a) if which == "hi" else (base * a, best[2])
+            err = _quant_error(values, *cand)
+            if err < best[0]:
+                best = (err, *cand)
+    return best[1], best[2]
+
+
+def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0) -> dict:
+    """Range of every tap from the calibration crops (see :class:`_QuantGraph`)."""
+    tf = _tf()
+    rng = np.random.default_rng(seed)
+    names: list[str] = []
+
+    def record(name, t):
+        names.append(name)
+        return t
+
+    graph(tf.zeros([1, 4, 4, 3]), record)
+
+    @tf.function(reduce_retracing=True)
+    def taps(x):
+        out = {}
+
+        def hook(name, t):
+            out[name] = t
+            return t
+
+        graph(x, hook)
+        return out
+
+    per = max(1, keep // len(samples))
+    values = {n: [] for n in names}
+    lows = {n: np.inf for n in names}
+    highs = {n: -np.inf for n in names}
+    for sample in samples:
+        for name, t in taps(tf.constant(np.asarray(sample, np.float32)[None])).items():
+            a = t.numpy().ravel()
+            lows[name], highs[name] = min(lows[name], float(a.min())), max(highs[name], float(a.max()))
+            values[name].append(a if a.size <= per else rng.choice(a, per, replace=False))
+    ranges = {}
+    for name in names:
+        if name == "input":
+            ranges[name] = graph.input_range()
+        elif name == "output":
+            ranges[name] = (0.0, 1.0)
+        elif name == "lfe":  # carried to the output by the global skip: clipping it costs more than it saves
+            ranges[name] = (min(lows[name], 0.0), max(highs[name], 0.0))
+        else:
+            ranges[name] = mse_range(np.concatenate(values[name]), lows[name], highs[name])
+    return ranges
+
+
+def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool = False) -> bool:
+    """Write the int8 export graph (:class:`_QuantGraph` with fake quants) as a SavedModel.
+
+    Returns False (nothing written) for a model the graph does not know.
+    """
+    tf = _tf()
+    try:
+        graph = _QuantGraph(model, gpu_friendly=gpu_friendly)
+    except ExportError:
+        return False
+    ranges = _tap_ranges(graph, samples)
+
+    def fake_quant(name, t):
+        lo, hi = ranges[name]
+        return tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=8)
+
+    channels = int(model.inputs[0].shape[-1])
+    shape = [None, None, None, channels] if input_size is None else [1, input_size[0], input_size[1], channels]
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda lr_image: {TFLITE_OUTPUT: graph(lr_image, fake_quant)},
+        input_signature=[tf.TensorSpec(shape, tf.float32, name=TFLITE_INPUT)],
+    )
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return True
 
 
 def calibration_images(source=None, scale: int = 2, count: int = CALIBRATION_COUNT, patch=CALIBRATION_PATCH,
@@ -503,9 +698,13 @@ def convert_tflite(
             samples = calibration_images(
                 calibration, scale=scale, count=calibration_count, patch=input_size or CALIBRATION_PATCH
             )
+    recipe = None
     with tempfile.TemporaryDirectory(prefix="drn-tflite-", dir=workdir) as tmp:
         saved = Path(tmp) / "saved_model"
-        _float_saved_model(source, saved, input_size)
+        if quantize == "int8" and _int8_saved_model(model, saved, samples, input_size, gpu_friendly):
+            recipe = INT8_RECIPE
+        else:
+            _float_saved_model(source, saved, input_size)
         flat = convert_saved_model(saved, quantize, samples)
     metadata = {
         "format": "drn_tf.tflite/1",
@@ -518,6 +717,8 @@ def convert_tflite(
         "output": TFLITE_OUTPUT,
         "io": "uint8 pixels (scale 1/255, zero point 0)" if quantize == "int8" else "float32 RGB in [0, 1]",
     }
+    if quantize == "int8":
+        metadata["int8_recipe"] = recipe or "min-max calibration of the Keras model"
     return _postprocess(flat, metadata, pixel_io=quantize == "int8")
 
 

@@ -12,13 +12,28 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from drn_tf.utils import check_choice, check_float, check_int
+
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "linear")
 
+# Bounds of the constructor arguments, checked before anything is built: a ``.keras``
+# file is a config, and ``num_blocks: 100000`` must fail at once, not after gigabytes.
+MAX_CHANNELS = 1024  # feature channels, and the channels of an image or an upsampler output
+MAX_GROWTH = 512
+MAX_BLOCKS = 64  # blocks per group (and groups per model: drn_tf.model)
+KERNEL_SIZES = (1, 3, 5, 7)
+MAX_BLOCK_SIZE = 8  # pixel-shuffle factor, upscaling factor
+UPSAMPLER_LAYOUTS = ("single", "progressive")
 
-def _check_activation(name: str) -> str:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
-    return name
+
+def _check_activation(name: str, what: str = "activation") -> str:
+    return check_choice(what, name, ACTIVATIONS)
+
+
+def _check_mean(mean, max_channels: int = MAX_CHANNELS) -> tuple:
+    if isinstance(mean, (str, bytes)) or not hasattr(mean, "__len__") or not 1 <= len(mean) <= max_channels:
+        raise ValueError(f"mean must be a list of 1 to {max_channels} numbers, got {mean!r}")
+    return tuple(check_float("mean", m, -1e3, 1e3) for m in mean)
 
 
 def apply_activation(x, name: str, negative_slope: float = 0.05):
@@ -64,9 +79,9 @@ class MeanShift(keras.layers.Layer):
 
     def __init__(self, mean=(0.4488, 0.4371, 0.4040), sign=-1, **kwargs):
         super().__init__(**kwargs)
-        if sign not in (-1, 1):
+        if isinstance(sign, bool) or sign not in (-1, 1):
             raise ValueError(f"sign must be -1 or +1, got {sign!r}")
-        self.mean = tuple(float(m) for m in mean)
+        self.mean = _check_mean(mean)
         self.sign = int(sign)
 
     def call(self, x):
@@ -95,12 +110,10 @@ class ResidualDistillingBlock(keras.layers.Layer):
 
     def __init__(self, growth=16, kernel_size=3, activation="leaky_relu", negative_slope=0.05, **kwargs):
         super().__init__(**kwargs)
-        if int(growth) < 1:
-            raise ValueError(f"growth must be >= 1, got {growth!r}")
-        self.growth = int(growth)
-        self.kernel_size = int(kernel_size)
+        self.growth = check_int("growth", growth, 1, MAX_GROWTH)
+        self.kernel_size = check_choice("kernel_size", kernel_size, KERNEL_SIZES)
         self.activation = _check_activation(activation)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_float("negative_slope", negative_slope, 0.0, 1.0)
         self.conv = None
 
     def build(self, input_shape):
@@ -154,14 +167,12 @@ class ResidualDistillingGroup(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(num_blocks) < 1:
-            raise ValueError(f"num_blocks must be >= 1, got {num_blocks!r}")
-        self.num_blocks = int(num_blocks)
-        self.growth = int(growth)
-        self.kernel_size = int(kernel_size)
+        self.num_blocks = check_int("num_blocks", num_blocks, 1, MAX_BLOCKS)
+        self.growth = check_int("growth", growth, 1, MAX_GROWTH)
+        self.kernel_size = check_choice("kernel_size", kernel_size, KERNEL_SIZES)
         self.activation = _check_activation(activation)
-        self.negative_slope = float(negative_slope)
-        self.compression_activation = _check_activation(compression_activation)
+        self.negative_slope = check_float("negative_slope", negative_slope, 0.0, 1.0)
+        self.compression_activation = _check_activation(compression_activation, "compression_activation")
         self.blocks = [
             ResidualDistillingBlock(
                 growth=self.growth,
@@ -269,12 +280,8 @@ class PixelShuffle(keras.layers.Layer):
 
     def __init__(self, block_size=2, method="auto", **kwargs):
         super().__init__(**kwargs)
-        if int(block_size) < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size!r}")
-        if method not in PIXEL_SHUFFLE_METHODS:
-            raise ValueError(f"method must be one of {PIXEL_SHUFFLE_METHODS}, got {method!r}")
-        self.block_size = int(block_size)
-        self.method = method
+        self.block_size = check_int("block_size", block_size, 1, MAX_BLOCK_SIZE)
+        self.method = check_choice("method", method, PIXEL_SHUFFLE_METHODS)
 
     def call(self, x):
         s = self.block_size
@@ -311,12 +318,11 @@ def upsampler_stages(scale: int, layout: str) -> list[int]:
     ``"progressive"``: for powers of two, repeated x2 stages with a
     ``C -> 4C`` convolution each (EDSR style), then a 3x3 convolution to RGB.
     """
-    if scale < 1:
-        raise ValueError(f"scale must be >= 1, got {scale}")
+    scale = check_int("scale", scale, 1, MAX_BLOCK_SIZE)
+    if layout not in UPSAMPLER_LAYOUTS:
+        raise ValueError(f"upsampler must be 'single' or 'progressive', got {layout!r}")
     if layout == "single" or scale in (1, 2, 3):
         return [scale]
-    if layout != "progressive":
-        raise ValueError(f"upsampler must be 'single' or 'progressive', got {layout!r}")
     if scale & (scale - 1):
         raise ValueError(f"progressive upsampler needs a power of two scale, got {scale}")
     stages = []
@@ -336,11 +342,11 @@ class Upsampler(keras.layers.Layer):
 
     def __init__(self, scale=2, out_channels=3, layout="single", kernel_size=3, shuffle_method="auto", **kwargs):
         super().__init__(**kwargs)
-        self.scale = int(scale)
-        self.out_channels = int(out_channels)
+        self.scale = check_int("scale", scale, 1, MAX_BLOCK_SIZE)
+        self.out_channels = check_int("out_channels", out_channels, 1, MAX_CHANNELS)
         self.layout = layout
-        self.kernel_size = int(kernel_size)
-        self.shuffle_method = shuffle_method
+        self.kernel_size = check_choice("kernel_size", kernel_size, KERNEL_SIZES)
+        self.shuffle_method = check_choice("shuffle_method", shuffle_method, PIXEL_SHUFFLE_METHODS)
         self.stages = upsampler_stages(self.scale, layout)
         self.convs = []
         self.shuffles = [

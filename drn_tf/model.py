@@ -9,8 +9,11 @@ import keras
 
 from drn_tf import layers as L
 from drn_tf.presets import get_preset
+from drn_tf.utils import assets_dir as _assets_dir
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+# Bundled trained models: package data of an installed drn-tf, the top-level
+# assets/ of a checkout (see drn_tf.utils.assets_dir).
+ASSETS_DIR = _assets_dir()
 
 
 @keras.saving.register_keras_serializable(package="drn_tf")
@@ -43,10 +46,12 @@ class DRN(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        if int(scale) not in (1, 2, 3, 4, 8):
-            raise ValueError(f"scale must be one of 1, 2, 3, 4, 8; got {scale!r}")
-        if len(mean) != image_channels:
-            raise ValueError("mean must have one value per image channel")
+        # Every argument is checked before anything is built (a .keras file is a config: absurd sizes
+        # must fail here, not after gigabytes of weights).
+        (scale, channels, growth, num_blocks, num_groups, activation, negative_slope, compression_activation,
+         global_skip, upsampler, image_channels, mean) = check_arguments(
+            scale, channels, growth, num_blocks, num_groups, activation, negative_slope, compression_activation,
+            global_skip, upsampler, image_channels, mean)
         inputs = keras.Input(shape=(None, None, image_channels), name="lr_image")
         # Input normalisation and the LFE conv (3 input channels, cheap) run in
         # float32 even under a mixed-precision policy, so the image keeps its
@@ -121,17 +126,68 @@ class DRN(keras.Model):
     def from_preset(cls, name: str, load_weights: bool = True, assets_dir: str | os.PathLike | None = None, **overrides):
         """Build the preset ``name`` (see :func:`drn_tf.preset_names`).
 
-        If a bundled model file exists for the preset (``assets/<name>.keras``)
-        and ``load_weights`` is true, it is loaded (``safe_mode=True``);
-        otherwise the model is freshly initialised. ``overrides`` replace
-        preset arguments (only for a freshly initialised model).
+        ``load_weights=True`` (the default) loads the bundled trained model
+        ``<assets_dir>/<name>.keras`` (``safe_mode=True``) and raises
+        :class:`FileNotFoundError` if it is missing: random weights are never
+        handed out silently. ``load_weights=False`` builds a freshly
+        initialised model; ``overrides`` replace preset arguments (only then).
         """
         preset = get_preset(name)
-        path = Path(assets_dir or ASSETS_DIR) / preset["asset"]
-        if load_weights and path.is_file() and not overrides:
+        if load_weights:
+            if overrides:
+                raise ValueError(
+                    f"overrides {sorted(overrides)} change the architecture, so the bundled weights of {name} "
+                    "cannot be loaded into it; pass load_weights=False for a freshly initialised model"
+                )
+            path = Path(assets_dir or ASSETS_DIR) / preset["asset"]
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"no bundled trained model for preset {name} ({path} is missing); "
+                    "pass load_weights=False for a freshly initialised (untrained) model"
+                )
             return load_model(path)
         config = dict(preset["config"], **overrides)
         return cls(name=name, **config)
+
+
+SCALES = (1, 2, 3, 4, 8)
+MAX_GROUPS = 64
+MAX_IMAGE_CHANNELS = 4
+MAX_PARAMS = 100_000_000  # 400 MB of float32 weights; the drn preset has 1.1 M
+
+
+def check_arguments(scale, channels, growth, num_blocks, num_groups, activation, negative_slope,
+                    compression_activation, global_skip, upsampler, image_channels, mean) -> tuple:
+    """The :class:`DRN` constructor arguments, type- and range-checked and normalised, in that order.
+
+    Raises ``ValueError`` naming the argument (and, for a model within every bound but too large as a
+    whole, its parameter count) before any layer or weight exists."""
+    from drn_tf.analysis import count_params
+    from drn_tf.utils import check_choice, check_float, check_int
+
+    scale = check_choice("scale", check_int("scale", scale), SCALES)
+    channels = check_int("channels", channels, 1, L.MAX_CHANNELS)
+    growth = check_int("growth", growth, 1, L.MAX_GROWTH)
+    num_blocks = check_int("num_blocks", num_blocks, 1, L.MAX_BLOCKS)
+    num_groups = check_int("num_groups", num_groups, 1, MAX_GROUPS)
+    activation = L._check_activation(activation)
+    negative_slope = check_float("negative_slope", negative_slope, 0.0, 1.0)
+    compression_activation = L._check_activation(compression_activation, "compression_activation")
+    global_skip = check_choice("global_skip", global_skip, (True, False))
+    upsampler = check_choice("upsampler", upsampler, L.UPSAMPLER_LAYOUTS)
+    L.upsampler_stages(scale, upsampler)  # progressive needs a power of two
+    image_channels = check_int("image_channels", image_channels, 1, MAX_IMAGE_CHANNELS)
+    mean = L._check_mean(mean, MAX_IMAGE_CHANNELS)
+    if len(mean) != image_channels:
+        raise ValueError(f"mean must have one value per image channel ({image_channels}), got {len(mean)}")
+    params = count_params({"scale": scale, "channels": channels, "growth": growth, "num_blocks": num_blocks,
+                           "num_groups": num_groups, "upsampler": upsampler, "image_channels": image_channels})
+    if params > MAX_PARAMS:
+        raise ValueError(f"these arguments make a model of {params:,d} parameters, over the limit of "
+                         f"{MAX_PARAMS:,d} (channels {channels}, growth {growth}, num_blocks {num_blocks}, "
+                         f"num_groups {num_groups})")
+    return (scale, channels, growth, num_blocks, num_groups, activation, negative_slope, compression_activation,
+            global_skip, upsampler, image_channels, mean)
 
 
 def receptive_radius(num_groups: int, num_blocks: int, upsampler_stage_count: int = 1) -> int:

@@ -7,6 +7,7 @@ TensorFlow (``drn train``) and on JAX (``training/train_gpu.py``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -32,6 +33,36 @@ def cosine_lr(fraction: float, base_lr: float, warmup: float = 0.02, final_ratio
     return base_lr * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def model_file_bytes(model: keras.Model) -> bytes:
+    """``model.save(PATH.keras)`` as bytes, serialised in memory (HDF5 never writes to a disk)."""
+    from keras.src.saving import saving_lib
+
+    buf = io.BytesIO()
+    saving_lib.save_model(model, buf)
+    return buf.getvalue()
+
+
+def weights_file_bytes(model: keras.Model) -> bytes:
+    """``model.save_weights(PATH.weights.h5)`` (weights, and the optimizer state once it is built) as
+    bytes, serialised in memory.
+
+    HDF5 writing a file itself does not survive a full disk: the failed write's dataset is left
+    half-closed in HDF5's id table, and HDF5's exit handler then crashes on it (a segmentation
+    fault after the traceback). In memory the write cannot fail, and the bytes then go to disk
+    through Python's file I/O, which reports ``ENOSPC`` and removes the partial file
+    (:func:`drn_tf.utils.write_atomic`). The same steps as Keras 3.15's ``save_weights_only``.
+    """
+    from keras.src.saving import saving_lib
+
+    buf = io.BytesIO()
+    store = saving_lib.H5IOStore(buf, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return buf.getvalue()
+
+
 def atomic_save_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Save the model's weights only (no optimizer state) to ``path`` atomically.
 
@@ -39,20 +70,19 @@ def atomic_save_weights(model: keras.Model, path: str | os.PathLike) -> None:
     built (3x the size for Adam), so the weights go through a fresh copy of
     the model built from its config.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{''.join(path.suffixes)}")
+    from drn_tf.utils import write_atomic
+
     clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    clone.save_weights(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, weights_file_bytes(clone))
 
 
 def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> None:
-    """``model.save`` (``.keras``) to a temporary name, then rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    """``model.save`` (``.keras``) atomically: serialised in memory, written under a temporary name
+    (removed if the write fails), then renamed."""
+    from drn_tf.utils import write_atomic
+
+    write_atomic(path, model_file_bytes(model))
 
 
 def predict_image(model: keras.Model, lr_uint8: np.ndarray) -> np.ndarray:

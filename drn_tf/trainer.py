@@ -41,7 +41,14 @@ with the same command loads the checkpoint named by ``state.json`` and
 continues at its step with the same data stream (batches are a pure function
 of the seed and the global step), losing at most the epoch in progress; the
 history rows after that epoch are dropped and ``best.keras`` is restored from
-the committed best.
+the committed best. Temporary files of earlier killed runs (``.NAME.tmpPID``)
+are removed at the start; a failed write removes its own.
+
+Disk space: the files are serialised in memory and written with Python's file
+I/O, so a full disk is an error (:class:`DiskSpaceError`: how much is free,
+how much a checkpoint needs), never a crash, and the committed checkpoint
+stays as it was. Free space is checked before training starts and before
+every epoch, so a run on a full disk stops before it spends an epoch's work.
 
 Nothing here imports TensorFlow at module level (so ``drn train --help``
 and config handling stay fast); :func:`train` imports it.
@@ -51,6 +58,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
+import io
 import json
 import math
 import os
@@ -128,6 +137,10 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message says which key and why."""
 
 
+class DiskSpaceError(OSError):
+    """No room for the run's files; the message names the file, the free space and what a checkpoint needs."""
+
+
 def config_help() -> str:
     """The config keys, defaults and meanings, for ``drn train --help``."""
     lines = []
@@ -202,14 +215,10 @@ def load_config(path=None, overrides=(), sets=()) -> dict:
 
 
 def _as_int(cfg, sec, key, minimum=None):
-    v = cfg[sec][key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
-        raise ConfigError(f"{sec}.{key} must be an integer, got {v!r}")
-    v = int(v)
-    if minimum is not None and v < minimum:
-        raise ConfigError(f"{sec}.{key} must be >= {minimum}, got {v}")
-    cfg[sec][key] = v
-    return v
+    from drn_tf.utils import check_int
+
+    cfg[sec][key] = check_int(f"{sec}.{key}", cfg[sec][key], minimum, error=ConfigError)
+    return cfg[sec][key]
 
 
 def _as_float(cfg, sec, key, minimum=None, allow_none=False):
@@ -221,12 +230,10 @@ def _as_float(cfg, sec, key, minimum=None, allow_none=False):
             v = float(v)
         except ValueError:
             pass
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{sec}.{key} must be a number, got {v!r}")
-    if minimum is not None and v < minimum:
-        raise ConfigError(f"{sec}.{key} must be >= {minimum}, got {v}")
-    cfg[sec][key] = float(v)
-    return float(v)
+    from drn_tf.utils import check_float
+
+    cfg[sec][key] = check_float(f"{sec}.{key}", v, minimum, error=ConfigError)
+    return cfg[sec][key]
 
 
 def _as_list(cfg, sec, key):
@@ -353,20 +360,96 @@ def dump_config(cfg: dict) -> str:
 # ------------------------------------------------------------------ small file helpers
 
 
-def atomic_write_text(path, text: str) -> None:
+def publish(src, dst, need: int | None = None) -> None:
+    """Copy ``src`` to ``dst`` atomically (:func:`write_file`)."""
+    write_file(dst, Path(src).read_bytes(), need)
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(path) -> int:
+    """Bytes free for an unprivileged user on the file system of ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def no_space_message(path, need: int | None) -> str:
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        free = _mb(free_bytes(folder))
+    except OSError:
+        free = "? MB"
+    needs = f", a checkpoint needs ~{_mb(need)}" if need else ""
+    return f"{path}: no space left on device while writing the checkpoint; {free} free{needs}"
+
+
+def write_file(path, data: bytes | str, need: int | None = None) -> None:
+    """:func:`drn_tf.utils.write_atomic` (the temporary file is removed if the write fails), with a full
+    disk reported as :class:`DiskSpaceError` (``need``: bytes a checkpoint needs, for the message)."""
     from drn_tf.utils import write_atomic
 
-    write_atomic(path, text)
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE:
+            raise
+        raise DiskSpaceError(no_space_message(path, need)) from None
 
 
-def publish(src, dst) -> None:
-    """Copy ``src`` to ``dst`` atomically (temporary copy, then rename)."""
-    import shutil
+def check_free_space(run_dir, need: int) -> None:
+    """Raise :class:`DiskSpaceError` unless ``need`` bytes are free where ``run_dir`` is."""
+    free = free_bytes(run_dir)
+    if free < need:
+        raise DiskSpaceError(f"{run_dir}: no space left on device for the checkpoint; {_mb(free)} free, "
+                             f"a checkpoint needs ~{_mb(need)}")
 
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+
+# Temporary names the run directory's own writers use (group 1: the writer's pid):
+# .NAME.tmpPID (write_atomic), and older forms: .STEM.tmpPID.keras (model.save), .tmpPID-ckpt-N.weights.h5.
+_RUN_FILES = r"(?:last\.keras|best\.keras|model\.keras|config\.yaml|run\.json|history\.csv)"
+_CKPT_FILES = r"(?:state\.json|ckpt-\d+\.weights\.h5|best-\d+\.keras)"
+_TEMP_PATTERNS = {
+    "": [rf"\.{_RUN_FILES}\.tmp(\d+)", r"\.(?:last|best|model)\.tmp(\d+)\.keras", r"\.history\.tmp()"],
+    "checkpoint": [rf"\.{_CKPT_FILES}\.tmp(\d+)", r"\.best-\d+\.tmp(\d+)\.keras", r"\.tmp(\d+)-ckpt-\d+\.weights\.h5"],
+}
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this run has written nothing yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(run_dir) -> list[Path]:
+    """Remove the temporary files that killed runs left in ``run_dir`` and ``run_dir/checkpoint``:
+    only the names this module's writers use, and only those of processes no longer running.
+    Returns the removed paths."""
+    import re
+
+    removed = []
+    for sub, patterns in _TEMP_PATTERNS.items():
+        folder = Path(run_dir) / sub
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            for pat in patterns:
+                m = re.fullmatch(pat, f.name)
+                if m and f.is_file() and not (m.group(1) and _pid_alive(int(m.group(1)))):
+                    f.unlink(missing_ok=True)
+                    removed.append(f)
+                    break
+    return removed
 
 
 def read_state(run_dir) -> dict | None:
@@ -566,15 +649,32 @@ def plain_clone(model, dtype_policy: str | None = "float32"):
         keras.config.set_dtype_policy(saved)
 
 
-def save_model_file(model, path, values=None, clone=None) -> None:
-    """Write ``model`` (or its architecture with ``values``) as a bare float32 ``.keras`` file, atomically.
+def model_bytes(model, values=None, clone=None) -> bytes:
+    """``model`` (or its architecture with ``values``) as the bytes of a bare float32 ``.keras`` file.
 
     ``clone``: a :func:`plain_clone` of ``model`` to reuse (else one is made)."""
-    from drn_tf.train import atomic_save_model
+    from drn_tf.train import model_file_bytes
 
     clone = clone if clone is not None else plain_clone(model)
     clone.set_weights(weight_values(model) if values is None else values)
-    atomic_save_model(clone, path)
+    return model_file_bytes(clone)
+
+
+def save_model_file(model, path, values=None, clone=None, need: int | None = None) -> None:
+    """Write ``model`` (or its architecture with ``values``) as a bare float32 ``.keras`` file, atomically."""
+    write_file(path, model_bytes(model, values, clone), need)
+
+
+def checkpoint_need(model, clone, validating: bool) -> int:
+    """Bytes the files of one epoch end take beside the committed ones: the ``.weights.h5``
+    checkpoint (with the optimizer state), ``last.keras`` and, when validating, a new
+    ``best-N.keras`` and ``best.keras``, plus 1 MB for state, history and TensorBoard logs.
+    Measured by serialising them in memory once."""
+    from drn_tf.train import model_file_bytes, weights_file_bytes
+
+    clone.set_weights(weight_values(model))
+    keras_size = len(model_file_bytes(clone))
+    return len(weights_file_bytes(model)) + keras_size * (3 if validating else 1) + 1_000_000
 
 
 def init_from(model, source) -> dict:
@@ -653,9 +753,14 @@ class ValSet:
 
 
 def load_val_set(folder, scale: int) -> ValSet:
-    """Benchmark images by the protocol: HR modcropped; LR by MATLAB bicubic; grey images stay grey."""
-    from drn_tf.data import list_images, read_image
-    from drn_tf.imresize import bicubic_degrade, bicubic_upscale, modcrop
+    """Benchmark images by the protocol (:func:`drn_tf.evaluation.load_pair`): HR modcropped; LR by
+    MATLAB bicubic; grey images stay grey. Unreadable images and images too small for the evaluation
+    are skipped with a warning naming each; a folder left with none raises ``FileNotFoundError``."""
+    import warnings
+
+    from drn_tf.data import ImageReadError, list_images
+    from drn_tf.evaluation import load_pair
+    from drn_tf.imresize import bicubic_upscale
     from drn_tf.metrics import psnr_y, ssim_y
 
     folder = Path(folder)
@@ -663,16 +768,22 @@ def load_val_set(folder, scale: int) -> ValSet:
     if not files:
         raise FileNotFoundError(f"{folder}: no images")
     vs = ValSet(folder.name, [], [])
-    psnrs, ssims = [], []
+    psnrs, ssims, skipped = [], [], []
     for f in files:
-        hr = modcrop(read_image(f, mode="keep"), scale)
-        lr = bicubic_degrade(hr, scale)
+        try:
+            lr, hr = load_pair(f, scale)
+        except ImageReadError as exc:
+            warnings.warn(f"validation set {folder.name}: skipping {exc}", stacklevel=2)
+            skipped.append(str(exc))
+            continue
         vs.lrs.append(lr)
         vs.hrs.append(hr)
         vs.grey.append(hr.shape[-1] == 1)
         bic = bicubic_upscale(lr, scale)
         psnrs.append(psnr_y(bic, hr, scale))
         ssims.append(ssim_y(bic, hr, scale))
+    if not vs.lrs:
+        raise FileNotFoundError(f"{folder}: no usable validation image ({'; '.join(skipped)})")
     vs.bicubic_psnr, vs.bicubic_ssim = float(np.mean(psnrs)), float(np.mean(ssims))
     return vs
 
@@ -808,11 +919,14 @@ def make_callbacks_module():
         ``last.keras``; ``checkpoint/best-<epoch>.keras`` if validation improved; the resumable
         ``checkpoint/ckpt-<epoch>.weights.h5`` (weights + optimizer state); then ``state.json``
         naming both (the commit point); then ``best.keras`` is published from the committed
-        best file and older files are removed. A kill at any point leaves a consistent state."""
+        best file and older files are removed. A kill at any point leaves a consistent state;
+        a full disk (:class:`DiskSpaceError`) leaves the committed state and no temporary file.
+        Before training and before every epoch the disk must have ``need`` bytes free."""
 
         def __init__(self, run_dir, clone, keep=2, best=-float("inf"), best_epoch=None, wall_offset=0.0, extra=None,
-                     best_file=None):
+                     best_file=None, need=0):
             super().__init__()
+            self.need = need  # bytes the files of one epoch end take (checked before every epoch)
             self.clone = clone  # a float32 plain_clone of the model, made outside the strategy scope
             self.run_dir = Path(run_dir)
             self.dir = self.run_dir / "checkpoint"
@@ -826,22 +940,26 @@ def make_callbacks_module():
         def on_train_begin(self, logs=None):
             self.t_start = time.monotonic()
             self.dir.mkdir(parents=True, exist_ok=True)
+            check_free_space(self.run_dir, self.need)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            check_free_space(self.run_dir, self.need)  # before the epoch's work, not after it
 
         def on_epoch_end(self, epoch, logs=None):
+            from drn_tf.train import weights_file_bytes
+
             t = time.monotonic()
             logs = logs or {}
-            values = weight_values(self.model)
             psnr = logs.get("val_psnr")
             improved = psnr is not None and np.isfinite(psnr) and psnr > self.best
+            model_file = model_bytes(self.model, weight_values(self.model), self.clone)
             if improved:
                 self.best, self.best_epoch = float(psnr), epoch + 1
                 self.best_file = f"best-{epoch + 1:06d}.keras"
-                save_model_file(self.model, self.dir / self.best_file, values, self.clone)
-            save_model_file(self.model, self.run_dir / "last.keras", values, self.clone)
+                write_file(self.dir / self.best_file, model_file, self.need)
+            write_file(self.run_dir / "last.keras", model_file, self.need)
             name = f"ckpt-{epoch + 1:06d}.weights.h5"
-            tmp = self.dir / f".tmp{os.getpid()}-{name}"
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.dir / name)
+            write_file(self.dir / name, weights_file_bytes(self.model), self.need)
             state = {
                 "epoch": epoch + 1,
                 "step": int(self.model.optimizer.iterations.numpy()),
@@ -853,9 +971,9 @@ def make_callbacks_module():
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 **self.extra,
             }
-            atomic_write_text(self.dir / "state.json", json.dumps(state, indent=2))
+            write_file(self.dir / "state.json", json.dumps(state, indent=2), self.need)
             if improved:
-                publish(self.dir / self.best_file, self.run_dir / "best.keras")
+                write_file(self.run_dir / "best.keras", model_file, self.need)
             ckpts = sorted(self.dir.glob("ckpt-*.weights.h5"))
             for old in ckpts[: -self.keep]:
                 if old.name != name:
@@ -863,13 +981,6 @@ def make_callbacks_module():
             for old in self.dir.glob("best-*.keras"):
                 if old.name != self.best_file:
                     old.unlink(missing_ok=True)
-            for stray in self.dir.glob(".tmp*"):
-                if stray != tmp:
-                    try:
-                        if time.time() - stray.stat().st_mtime > 60:
-                            stray.unlink()
-                    except OSError:
-                        pass
             self.seconds += time.monotonic() - t
 
     return StepStats, Validation, HistoryCSV, Checkpoint
@@ -1025,6 +1136,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
     # ---- run directory, resume
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoint"
+    if chief:
+        for f in remove_stale_temp_files(run_dir):
+            _log(f"[train] removed {f}, a temporary file of an earlier run that was stopped while writing it", quiet)
     if fresh and chief:
         import shutil
 
@@ -1049,7 +1163,7 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
     if multi:
         check_workers_agree(strategy, start_epoch)
     if chief:
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        write_file(run_dir / "config.yaml", dump_config(cfg))
     if start_epoch >= epochs:
         _log(f"[train] {run_dir}: already trained {state['step']} steps of {t['steps']} (model.keras); nothing to do"
              " (raise train.steps to continue)", quiet)
@@ -1136,12 +1250,12 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         if state is not None:
             rows = [r for r in read_history(hist_path) if isinstance(r.get("epoch"), int) and r["epoch"] <= start_epoch]
             keys = ["epoch", "step", "loss", "lr", *val_cb.keys(), "patches_per_s", "wall_s"]
-            with open(hist_path.with_name(".history.tmp"), "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
-                w.writeheader()
-                for r in rows:
-                    w.writerow(r)
-            os.replace(hist_path.with_name(".history.tmp"), hist_path)
+            text = io.StringIO(newline="")
+            w = csv.DictWriter(text, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow(r)
+            write_file(hist_path, text.getvalue())
         extra = {"strategy": strategy_name(strategy), "replicas": replicas}
         best_file = state.get("best_file") if state else None
         if best_file and (ckpt_dir / best_file).is_file():
@@ -1149,7 +1263,7 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         else:
             best_file = None
         ckpt_cb = Checkpoint(run_dir, save_clone, t["keep_checkpoints"], best, best_epoch, wall_offset, extra,
-                             best_file)
+                             best_file, checkpoint_need(model, save_clone, validating=bool(val_sets)))
         callbacks += [
             HistoryCSV(hist_path, ["step", "loss", "lr", *val_cb.keys(), "patches_per_s", "wall_s"]),
             ckpt_cb,
@@ -1204,8 +1318,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
     }
     if chief:
         # the loop ended by finalize_variable_values: EMA weights are now the model's
-        save_model_file(model, run_dir / "model.keras", weight_values(model, use_ema=False), save_clone)
-        atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2, default=str))
+        save_model_file(model, run_dir / "model.keras", weight_values(model, use_ema=False), save_clone,
+                        need=ckpt_cb.need)
+        write_file(run_dir / "run.json", json.dumps(summary, indent=2, default=str), ckpt_cb.need)
         _log(f"[done] {steps_now} steps; this session {session_steps} steps in {fit_s:.0f} s "
              f"({summary['patches_per_s']} patches/s training); best val PSNR {summary['best_val_psnr']}; "
              f"model: {run_dir / 'model.keras'}", quiet)

@@ -48,20 +48,46 @@ def parse_size(text, error=ValueError) -> tuple[int, int] | None:
     return h, w
 
 
+def assets_dir() -> Path:
+    """Folder of the bundled files (trained ``.keras`` models, the demo photo).
+
+    An installed package (wheel, sdist) carries them as package data in
+    ``drn_tf/assets/`` (pyproject.toml maps the checkout's top-level
+    ``assets/`` there); a checkout or an editable install reads the top-level
+    ``assets/`` next to the package."""
+    from importlib.resources import files
+
+    packaged = files("drn_tf") / "assets"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
 def write_atomic(path, data: bytes | str) -> Path:
     """Write ``data`` (bytes or text) to ``path`` through a temporary file in
     the same folder (flushed to disk) and a rename: readers, and a process
     killed at any moment, never see a partial file. Creates the parent
-    folder."""
+    folder. On any failure (a full disk, an interrupt) the temporary file is
+    removed and the error re-raised; :func:`temp_name` is its name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w" if isinstance(data, str) else "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "w" if isinstance(data, str) else "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def temp_name(path) -> Path:
+    """The temporary name :func:`write_atomic` writes ``path`` under: ``.NAME.tmpPID`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
 def _cpuinfo_field(name: str) -> str | None:
@@ -92,3 +118,42 @@ def cpu_has_bf16(flags=None) -> bool:
     """Native bf16 arithmetic (AVX512-BF16 or AMX-BF16): where mixed_bfloat16 makes training faster."""
     flags = cpu_flags() if flags is None else flags
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None, error=ValueError) -> int:
+    """``value`` as an int within ``[low, high]``, else ``error`` naming ``name``.
+
+    Accepts ints and integral floats (``2.0`` from a JSON/YAML config), not bools or strings,
+    so a crafted config fails here, before anything is built from it."""
+    import math
+    import numbers
+
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or int(value) != value):
+        raise error(f"{name} must be an integer, got {value!r}")
+    return _check_range(name, int(value), low, high, error)
+
+
+def _check_range(name, value, low, high, error):
+    if low is not None and value < low:
+        raise error(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise error(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_float(name: str, value, low: float | None = None, high: float | None = None, error=ValueError) -> float:
+    """``value`` as a finite float within ``[low, high]``, else ``error`` naming ``name``."""
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise error(f"{name} must be a finite number, got {value!r}")
+    return _check_range(name, float(value), low, high, error)
+
+
+def check_choice(name: str, value, choices, error=ValueError):
+    """``value`` if it is one of ``choices`` (compared by equality, type-checked: no ``True == 1``)."""
+    if not any(type(value) is type(c) and value == c for c in choices):
+        raise error(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value

@@ -221,11 +221,46 @@ def test_images_too_small_for_the_patch_are_skipped_in_one_warning(tmp_path, rng
     assert sorted(Path(n).name for n in names) == ["im0.png", "im3.png"]
     assert [lr.shape[:2] for lr in lrs] == [(20, 21), (15, 16)]  # files in sorted order: im0, im3
     (warning,) = [str(w.message) for w in caught]
-    assert "2 of 4" in warning and "im1.png (20x18)" in warning and "im2.png (18x16)" in warning
-    with pytest.raises(FileNotFoundError, match="no usable images"):
+    # named as too small (not unreadable), with the files' own sizes and the size needed
+    assert "unreadable" not in warning and "too small for the patch (WxH < 20x20" in warning
+    assert "2 of 4" in warning and "im1.png (21x18)" in warning and "im2.png (19x16)" in warning
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(FileNotFoundError, match=r"no usable images .*\(5 images: 1 unreadable, 4 too small for the "
+                                                r"patch \(WxH < 42x42\)\)"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             load_pairs(tmp_path, 2, cache_dir=False, min_lr_size=21)
+
+
+def test_a_skipped_image_is_reported_once(tmp_path, rng, caplog, capsys):
+    """One warning per skipped file, not also a log record (the CLI printed both)."""
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
+        warnings.simplefilter("always")
+        load_pairs(tmp_path, 2, cache_dir=False)
+    assert [str(w.message) for w in caught] == [f"skipping unreadable image: {tmp_path / 'bad.png'}: "
+                                                "not an image file PIL can read"]
+    assert [r.getMessage() for r in caplog.records] == []
+    assert capsys.readouterr().err == ""
+
+
+def test_an_unwritable_lr_cache_is_warned_about_once_and_leaves_no_temporary_file(tmp_path, rng, monkeypatch):
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+    cache = tmp_path / "cache"
+    import drn_tf.utils
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(drn_tf.utils.os, "fsync", full)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lrs, _, _ = load_pairs(tmp_path, 2, cache_dir=cache)
+    assert len(lrs) == 3
+    assert [str(w.message) for w in caught] == [f"LR cache {cache} not used: No space left on device"]
+    assert list(cache.iterdir()) == []
 
 
 def test_image_modes_convert_to_rgb_the_same_way(tmp_path, rng):

@@ -199,3 +199,40 @@ def test_unreadable_benchmark_file_refused_or_skipped(tmp_path, set5, capsys):
     assert data["sets"][0]["images"] == 2 and "broken.png" in data["sets"][0]["skipped"][0]
     with pytest.raises(Exception, match="broken.png"):
         ev.evaluate_folder(folder, 2)
+
+
+def test_cli_output_paths_checked_before_the_evaluation(tmp_path, set5, capsys, monkeypatch):
+    """--json / --save-images that cannot be written: one line naming the option, before any work."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+
+    def no_evaluation(*a, **k):
+        raise AssertionError("evaluated although the results could not be saved")
+
+    monkeypatch.setattr(ev, "evaluate_folders", no_evaluation)
+    base = ["evaluate", "--data", str(set5), "--scale", "2", "--method", "bicubic", "--quiet"]
+    assert main([*base, "--json", str(blocker / "res.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drn evaluate: error: --json ") and "file.txt" in err and "Traceback" not in err
+    assert main([*base, "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main([*base, "--save-images", str(blocker / "sr")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drn evaluate: error: --save-images ") and "Traceback" not in err
+
+
+def test_cli_save_images_write_error_names_the_option(tmp_path, set5, capsys, monkeypatch):
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(set5 / "bird.png", one / "bird.png")
+
+    def disk_full(self, fp, format=None, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    out = tmp_path / "sr"
+    assert main(["evaluate", "--data", str(one), "--scale", "2", "--method", "bicubic", "--quiet",
+                 "--save-images", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--save-images" in err and "No space left" in err and "Traceback" not in err
+    assert not [p for p in out.rglob("*") if p.is_file()]  # no partial image left behind

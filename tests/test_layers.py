@@ -123,3 +123,31 @@ def test_bad_arguments_raise():
         L.upsampler_stages(3 * 2, "progressive")
     with pytest.raises(ValueError, match="divisible"):
         L.PixelShuffle(2).compute_output_shape((1, 4, 4, 6))
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,message",
+    [
+        (L.ResidualDistillingGroup, {"num_blocks": 100000}, "num_blocks must be <= 64"),
+        (L.ResidualDistillingGroup, {"growth": 10**6}, "growth must be <= 512"),
+        (L.ResidualDistillingGroup, {"compression_activation": "softmax"}, "compression_activation must be one of"),
+        (L.ResidualDistillingBlock, {"growth": True}, "growth must be an integer"),
+        (L.ResidualDistillingBlock, {"kernel_size": 4}, "kernel_size must be one of"),
+        (L.ResidualDistillingBlock, {"negative_slope": float("inf")}, "negative_slope must be a finite number"),
+        (L.PixelShuffle, {"block_size": 1000}, "block_size must be <= 8"),
+        (L.PixelShuffle, {"method": "eval"}, "method must be one of"),
+        (L.Upsampler, {"scale": 10**6}, "scale must be <= 8"),
+        (L.Upsampler, {"out_channels": 0}, "out_channels must be >= 1"),
+        (L.Upsampler, {"shuffle_method": "x"}, "shuffle_method must be one of"),
+        (L.MeanShift, {"mean": [0.1] * 5000}, "mean must be a list of 1 to 1024 numbers"),
+        (L.MeanShift, {"mean": ["a", "b"]}, "mean must be a finite number"),
+        (L.MeanShift, {"sign": True}, "sign must be -1 or"),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+def test_layer_arguments_are_bounded_before_anything_is_built(cls, kwargs, message):
+    """A .keras file may name these layers with any config: absurd sizes fail at once, by name."""
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+    with pytest.raises((ValueError, TypeError), match=message):  # Keras' from_config wraps it in a TypeError
+        cls.from_config({**cls().get_config(), **kwargs})

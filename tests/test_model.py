@@ -210,3 +210,61 @@ def test_jax_backend_trains_and_weights_round_trip_to_tensorflow(tmp_path):
     y_jax = np.load(tmp_path / "x.npy.trained.npy")
     assert np.abs(y_jax - np.load(tmp_path / "x.npy.start.npy")).max() > 1e-3  # training changed the model
     np.testing.assert_allclose(y_tf, y_jax, atol=1e-5)
+
+
+def _crafted_keras(tmp_path, **changes):
+    """A small DRN's .keras file with ``changes`` written into the config.json inside the zip."""
+    import zipfile
+
+    src = tmp_path / "small.keras"
+    DRN(scale=2, channels=8, growth=4, num_blocks=1, num_groups=1).save(src)
+    with zipfile.ZipFile(src) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    cfg = json.loads(files["config.json"])
+    cfg["config"].update(changes)
+    files["config.json"] = json.dumps(cfg).encode()
+    out = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(out, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    return out
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"num_groups": 100000}, "num_groups must be <= 64, got 100000"),
+        ({"num_blocks": 10**9}, "num_blocks must be <= 64"),
+        ({"channels": 1 << 20}, "channels must be <= 1024"),
+        ({"growth": -3}, "growth must be >= 1"),
+        ({"channels": "64"}, "channels must be an integer, got '64'"),
+        ({"num_groups": 2.5}, "num_groups must be an integer"),
+        ({"scale": 5}, "scale must be one of"),
+        ({"activation": "__import__('os').system"}, "activation must be one of"),
+        ({"negative_slope": float("nan")}, "negative_slope must be a finite number"),
+        ({"upsampler": "magic"}, "upsampler must be one of"),
+        ({"image_channels": 100000, "mean": [0.5] * 100000}, "image_channels must be <= 4"),
+        ({"mean": "abc"}, "mean must be a list"),
+        # each within its bound, too large together
+        ({"channels": 1024, "growth": 512, "num_blocks": 64, "num_groups": 64}, "parameters, over the limit"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_a_keras_file_with_absurd_sizes_fails_before_building_anything(tmp_path, monkeypatch, changes, message):
+    """A .keras file is a config: `num_groups: 100000` used to build 100000 groups (8.5 GB and climbing).
+    The arguments are checked before the first layer exists (keras.Input is the first thing DRN builds)."""
+    path = _crafted_keras(tmp_path, **changes)
+
+    def built(*args, **kwargs):
+        raise AssertionError("DRN started building before it checked its arguments")
+
+    monkeypatch.setattr(keras, "Input", built)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        drn_tf.load_model(path)
+
+
+def test_arguments_at_their_bounds_are_accepted_and_normalised():
+    model = DRN(scale=3.0, channels=4, growth=1, num_blocks=1, num_groups=1, negative_slope=0, image_channels=1,
+                mean=[0.5], upsampler="progressive")  # progressive is allowed for a scale it leaves single
+    assert (model.scale, model.channels, model.negative_slope, model.mean) == (3, 4, 0.0, (0.5,))
+    assert json.loads(json.dumps(model.get_config())) == model.get_config()

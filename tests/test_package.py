@@ -1,10 +1,18 @@
-"""`import drn_tf` loads nothing heavy; its public names load on first use."""
+"""The package: `import drn_tf` loads nothing heavy (its public names load on
+first use); the wheel carries every subpackage and the bundled models and
+works installed (not editable) outside the checkout."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,3 +40,107 @@ def test_import_loads_no_framework_and_names_load_lazily():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- the installed package
+
+
+def test_from_preset_raises_without_bundled_file_and_fresh_is_explicit(tmp_path):
+    from drn_tf.model import DRN
+
+    with pytest.raises(FileNotFoundError, match="drn_s_x2.*load_weights=False"):
+        DRN.from_preset("drn_s_x2", assets_dir=tmp_path)
+    with pytest.raises(ValueError, match="load_weights=False"):
+        DRN.from_preset("drn_s_x2", num_groups=1)  # overrides cannot take the bundled weights
+    fresh = DRN.from_preset("drn_s_x2", assets_dir=tmp_path, load_weights=False)
+    assert fresh.get_config()["scale"] == 2
+
+
+def _can_build_offline() -> bool:
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    version = tuple(int(v) for v in setuptools.__version__.split(".")[:2] if v.isdigit())
+    if version < (64, 0):
+        return False
+    if version >= (70, 1):
+        return True  # bdist_wheel is part of setuptools
+    try:
+        import wheel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _source_tree(dst: Path) -> Path:
+    """The files a clean clone has (tracked + new, not ignored), copied to ``dst``,
+    so building does not write build/ or *.egg-info into the checkout."""
+    import shutil
+
+    r = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True)
+    names = [n for n in r.stdout.decode().split("\0") if n] if r.returncode == 0 else []
+    if not names:  # not a git checkout: what the build needs
+        names = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                 and p.relative_to(ROOT).parts[0] in ("drn_tf", "assets", "pyproject.toml", "setup.py", "README.md")]
+    for n in names:
+        src = ROOT / n
+        if src.is_file():
+            (dst / n).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / n)
+    return dst
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(tmp_path):
+    """Build the wheel, install it (not editable) into a fresh virtual environment
+    and run ``drn upscale`` from a folder outside the checkout: the bundled trained
+    model must come with the package (the checkout's own output, not random weights)."""
+    src = _source_tree(tmp_path / "src")
+    dist = tmp_path / "dist"
+    # offline with this interpreter's setuptools (+ wheel) when it can build the
+    # wheel, else in pip's isolated build environment (from PyPI)
+    isolation = ["--no-build-isolation"] if _can_build_offline() else []
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(dist), str(src)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (wheel,) = dist.glob("drn_tf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    bundled = {f"drn_tf/assets/{p}_x{s}.keras" for p in ("drn", "drn_s") for s in (2, 3, 4)}
+    assert bundled | {"drn_tf/assets/sample.jpg"} <= names, sorted(names)
+    packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "drn_tf").rglob("__init__.py")}
+    assert packages >= {"drn_tf", "drn_tf/commands"}
+    assert {f"{p}/__init__.py" for p in packages} <= names  # every subpackage, found by discovery
+
+    venv = tmp_path / "venv"
+    # --system-site-packages: TensorFlow & co. come from this interpreter, nothing is downloaded
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    r = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    image = np.random.default_rng(7).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(image).save(work / "photo.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    where = subprocess.run([str(py), "-c", "import drn_tf, drn_tf.utils as u; print(drn_tf.__file__); print(u.assets_dir())"],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    module_file, assets = where.stdout.split()
+    assert Path(module_file).is_relative_to(venv) and Path(assets).is_relative_to(venv), where.stdout + where.stderr
+    r = subprocess.run([str(venv / "bin" / "drn"), "upscale", "photo.png", "-o", "out.png"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    out = np.asarray(Image.open(work / "out.png")).astype(int)
+
+    import drn_tf
+    from drn_tf.inference import upscale_array
+    from drn_tf.model import DRN
+
+    expected = drn_tf.upscale(image, scale=2).astype(int)  # the checkout's bundled drn_x2
+    assert out.shape == expected.shape == (80, 96, 3)
+    assert np.abs(out - expected).max() <= 1
+    random_weights = upscale_array(image, DRN.from_preset("drn_x2", load_weights=False)).astype(int)
+    assert np.abs(out - random_weights).mean() > 5  # not an untrained model

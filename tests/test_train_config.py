@@ -142,3 +142,22 @@ def test_mixed_precision_true_picks_the_fast_policy_for_the_hardware():
     assert mixed_precision_policy(True, False, cpu_flags=["amx_bf16"])[0] == "mixed_bfloat16"
     policy, why = mixed_precision_policy(True, False, cpu_flags=["avx2", "fma"])
     assert policy == "float32" and "no bf16" in why
+
+
+def test_cli_names_each_skipped_image_once_and_too_small_ones_as_too_small(capsys, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(folder / "small.png")
+    (folder / "broken.png").write_bytes(b"no")
+    rc, _, err = _drn(capsys, "--train", str(folder), "--val", "--out", str(tmp_path / "run"), "--patch-size", "16")
+    assert rc == 2 and "Traceback" not in err
+    assert err.splitlines() == [
+        f"drn train: warning: skipping unreadable image: {folder / 'broken.png'}: not an image file PIL can read",
+        "drn train: warning: skipping 1 of 2 images too small for the patch (WxH < 32x32: x2 LR patches of 16): "
+        "small.png (20x30)",
+        f"drn train: error: no usable images under {folder} (2 images: 1 unreadable, 1 too small for the patch "
+        "(WxH < 32x32))",
+    ]

@@ -385,3 +385,216 @@ def test_folder_of_200_images_flat_memory(tmp_path, model_files):
     assert len(list((tmp_path / "out").glob("*_x2.png"))) == 200
     print("RSS MiB after image 20 / 200:", rss)
     assert rss[200] <= rss[20] * 1.10, rss
+
+
+# ---------------------------------------------------------------- start-up order, signals, pipes
+
+
+def _no_model_loading(monkeypatch):
+    """Loading the backend or the model fails the test."""
+    import drn_tf.cli
+    import drn_tf.inference
+
+    def boom(*a, **k):
+        raise AssertionError("the model was loaded although nothing was left to do")
+
+    monkeypatch.setattr(drn_tf.cli, "import_backend_quietly", boom)
+    monkeypatch.setattr(drn_tf.inference, "resolve_model", boom)
+
+
+def test_output_problems_found_before_the_model_loads(tmp_path, capsys, m2, monkeypatch):
+    a = save(tmp_path / "a.png", rgb())
+    (tmp_path / "a_x2.png").write_bytes(b"keep me")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    _no_model_loading(monkeypatch)
+    rc, _, err = drn(capsys, a, "--model", m2)  # existing output, no --overwrite
+    assert rc == 1 and "exists (pass --overwrite" in error_lines(err)[0]
+    rc, _, err = drn(capsys, a, a, "-o", blocker / "out", "--model", m2)  # folder that cannot be created
+    assert rc == 2 and "cannot create output folder" in error_lines(err)[0]
+    rc, _, err = drn(capsys, a, "-o", a, "--preset", "drn_x2")  # output = input
+    assert rc == 1 and "is the input file itself" in err
+    assert (tmp_path / "a_x2.png").read_bytes() == b"keep me"
+
+
+def test_skip_existing_resumes_a_folder_job(tmp_path, capsys, m2):
+    src = tmp_path / "in"
+    for i in range(3):
+        save(src / f"p{i}.png", rgb(seed=i))
+    out = tmp_path / "out"
+    rc, _, _ = drn(capsys, src, "-o", out, "--model", m2)
+    assert rc == 0
+    rc, stdout, err = drn(capsys, src, "-o", out, "--model", m2)  # a rerun without the flag: every file refused
+    assert rc == 1 and len(error_lines(err)) == 3
+    (out / "p1_x2.png").unlink()
+    (out / "p2_x2.png").write_bytes(b"finished earlier")
+    before = (out / "p0_x2.png").stat().st_mtime_ns
+    rc, stdout, err = drn(capsys, src, "-o", out, "--model", m2, "--skip-existing")
+    assert rc == 0, err
+    assert "upscaled 1 input(s) x2; 2 skipped (output exists)" in stdout
+    assert Image.open(out / "p1_x2.png").size == (48, 40)
+    assert (out / "p0_x2.png").stat().st_mtime_ns == before and (out / "p2_x2.png").read_bytes() == b"finished earlier"
+    with pytest.raises(SystemExit) as exc:
+        main(["upscale", str(src), "--model", m2, "--skip-existing", "--overwrite"])
+    assert exc.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_quality_for_jpeg_and_webp(tmp_path, capsys, m2):
+    src = save(tmp_path / "a.png", rgb(40, 48))
+    sizes = {}
+    for fmt in ("jpg", "webp"):
+        for q in (20, None):
+            name = tmp_path / f"q{q}.{fmt}"
+            rc, _, err = drn(capsys, src, "-o", name, "--model", m2, *(["--quality", q] if q else []))
+            assert rc == 0, err
+            sizes[fmt, q] = name.stat().st_size
+        assert sizes[fmt, 20] < 0.7 * sizes[fmt, None]  # default stays the high quality of before (95)
+    rc, _, err = drn(capsys, src, "-o", tmp_path / "bad.jpg", "--model", m2, "--quality", "0")
+    assert rc == 2 and "--quality" in error_lines(err)[0]
+
+
+def test_icc_exif_dpi_kept_and_orientation_reset(tmp_path, capsys, m2):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "DRN test camera"  # Make
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    Image.fromarray(rgb(20, 30)).save(tmp_path / "photo.jpg", exif=exif, icc_profile=icc, dpi=(300, 300), quality=95)
+    for out_name in ("photo_x2.jpg", "as.png", "as.webp"):
+        args = [tmp_path / "photo.jpg", "--model", m2]
+        if out_name != "photo_x2.jpg":
+            args += ["-o", tmp_path / out_name]
+        rc, _, err = drn(capsys, *args)
+        assert rc == 0, err
+        im = Image.open(tmp_path / out_name)
+        assert im.size == (40, 60)  # upright, x2
+        assert im.info.get("icc_profile") == icc, out_name
+        written = im.getexif()
+        assert written.get(0x010F) == "DRN test camera", out_name
+        assert written.get(0x0112, 1) == 1, out_name  # pixels already upright: no second rotation by viewers
+        if out_name != "as.webp":  # WebP has no DPI field
+            assert tuple(round(v) for v in im.info["dpi"]) == (300, 300), out_name
+
+
+def test_frames_bit_depth_and_gif_output_are_told(tmp_path, capsys, m2):
+    frames = [Image.fromarray(rgb(seed=i)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    deep = (np.random.default_rng(0).integers(0, 65536, (20, 24, 3))).astype(">u2")
+    raw = b"".join(b"\0" + deep[i].tobytes() for i in range(20))
+    (tmp_path / "deep48.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 24, 20, 16, 2, 0, 0, 0))
+        + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b"")
+    )
+    errs = {}
+    for name, words in (("anim.gif", ("3 frames", "first")), ("pages.tif", ("3 frames", "first")),
+                        ("deep48.png", ("16-bit", "8 bits"))):
+        rc, _, errs[name] = drn(capsys, tmp_path / name, "--model", m2)
+        assert rc == 0, errs[name]
+        warnings = [l for l in errs[name].splitlines() if ": warning: " in l and name in l]
+        assert warnings and all(w in warnings[0] for w in words), errs[name]
+    # GIF output: palette-quantised, and said so (not for the TIFF or PNG outputs)
+    assert "anim_x2.gif" in errs["anim.gif"] and "palette-quantised" in errs["anim.gif"]
+    assert "palette-quantised" not in errs["pages.tif"] + errs["deep48.png"]
+    assert Image.open(tmp_path / "anim_x2.gif").mode == "P"
+
+
+def test_missing_input_with_an_output_file_is_no_such_file(tmp_path, capsys, m2):
+    rc, _, err = drn(capsys, tmp_path / "nope.png", "-o", tmp_path / "out.png", "--model", m2)
+    assert rc == 1
+    (line,) = error_lines(err)
+    assert line.endswith("nope.png: no such file or directory")  # not an -o complaint
+
+
+def test_fifo_is_not_a_regular_file(tmp_path, capsys, m2):
+    line = only_good_and_bad(tmp_path, capsys, m2, "pipe.png", os.mkfifo, "not a regular file")  # and no hang
+    assert "empty file" not in line
+
+
+def test_quiet_prints_what_its_help_says(tmp_path, capsys, m2):
+    with pytest.raises(SystemExit):
+        main(["upscale", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "no summary unless something failed" in help_text
+    from drn_tf.presets import PRESETS
+
+    assert all(name in help_text for name in PRESETS)  # the presets are listed
+    rc, out, err = drn(capsys, save(tmp_path / "a.png", rgb()), "--model", m2, "-q")
+    assert rc == 0 and out == "" and not error_lines(err)
+
+
+def _run_cli_process(args, **kw):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, "-c", kw.pop("code", "import sys; from drn_tf.cli import main; sys.exit(main())"),
+                             "upscale", *map(str, args)], env=env, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_write_removes_the_temporary_file(tmp_path, m2):
+    import signal
+    import time
+
+    save(tmp_path / "a.png", rgb())
+    code = (
+        "import sys, time\n"
+        "from PIL import Image\n"
+        "def slow_save(self, fp, *a, **k):\n"
+        "    fp.write(b'partial'); fp.flush(); time.sleep(120)\n"
+        "Image.Image.save = slow_save\n"
+        "from drn_tf.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    proc = _run_cli_process([tmp_path / "a.png", "--model", m2], code=code, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".a_x2.png.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".a_x2.png.*.tmp")), "the write never started"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+@pytest.mark.slow
+def test_closed_stdout_stops_quietly(tmp_path, m2):
+    src = tmp_path / "in"
+    for i in range(12):
+        save(src / f"p{i:02d}.png", rgb(seed=i))
+    proc = _run_cli_process([src, "-o", tmp_path / "out", "--model", m2], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert "p00.png" in first
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err and "error" not in err and "failed" not in err, err
+    done = sorted((tmp_path / "out").glob("*.png"))
+    assert 2 <= len(done) < 12  # the image whose line could not be printed was written; then it stopped
+    for p in done:
+        assert Image.open(p).size == (48, 40)
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_while_tensorflow_imports(tmp_path, m2):
+    import signal
+    import time
+
+    proc = _run_cli_process([save(tmp_path / "a.png", rgb()), "--model", m2], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:  # until TensorFlow's library is being loaded
+        try:
+            if "libtensorflow" in maps.read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "drn upscale: interrupted"
+    assert not (tmp_path / "a_x2.png").exists()

@@ -14,7 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parent.parent.parent / "assets" / "sample.jpg"
+from drn_tf.utils import assets_dir
+
+SAMPLE = assets_dir() / "sample.jpg"
 CROP = 96  # HR pixels shown in the zoomed crops
 
 

@@ -30,8 +30,11 @@ def add_parser(sub, help_text):
                    help="average the model over the 8 flips/rotations (8x slower)")
     p.add_argument("--tile", type=int, default=None, metavar="N",
                    help="run the model on LR tiles of NxN pixels (same result, less memory; default: whole image)")
-    p.add_argument("--save-images", metavar="DIR", help="write the SR images as PNG to DIR/<set>/")
-    p.add_argument("--json", metavar="FILE", help="write all results (per image and per set) as JSON ('-' = stdout)")
+    p.add_argument("--save-images", metavar="DIR",
+                   help="write the SR images as PNG to DIR/<set>/ (existing files there are replaced)")
+    p.add_argument("--json", metavar="FILE",
+                   help="write all results (per image and per set) as JSON ('-' = stdout); the path is checked "
+                   "before the evaluation starts")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="skip unreadable image files (named in a warning) instead of refusing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -52,6 +55,11 @@ def run(args):
     for d in args.data:
         if not Path(d).exists():
             raise UserError(f"--data {d}: no such file or directory")
+    # output paths: checked before the (possibly long) evaluation, not after it
+    if args.json and args.json != "-":
+        _check_writable_file("--json", Path(args.json), UserError)
+    if args.save_images:
+        _check_writable_folder("--save-images", Path(args.save_images), UserError)
     if args.self_ensemble and args.method == "bicubic":
         raise UserError("--self-ensemble applies to a model, not to --method bicubic")
 
@@ -110,6 +118,10 @@ def run(args):
             raise UserError(f"{exc} (use --skip-unreadable to skip it)") from None
         except FileNotFoundError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # only writing touches the disk (reading errors are ImageReadError)
+            if not args.save_images:
+                raise
+            raise UserError(f"--save-images {args.save_images}: {exc.strerror or exc}") from None
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     elapsed = time.monotonic() - t0
@@ -126,9 +138,31 @@ def run(args):
         if args.json == "-":
             print(text)
         else:
+            from drn_tf.utils import write_atomic
+
             out = Path(args.json)
-            if out.parent != Path("."):
-                out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text + "\n")
+            try:
+                write_atomic(out, text + "\n")
+            except OSError as exc:  # e.g. the disk filled up during the evaluation
+                print(text)  # the results are not lost
+                raise UserError(f"--json {out}: cannot write: {exc.strerror or exc}; the results are printed above") from None
             print(f"results written to {out}", file=sys.stderr)
     return 0
+
+
+def _check_writable_folder(option: str, folder, error):
+    """Create ``folder`` if needed and prove it takes a new file; ``error`` names ``option``."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise error(f"{option} {folder}: cannot write there: {exc.strerror or exc}") from None
+
+
+def _check_writable_file(option: str, path, error):
+    if path.is_dir():
+        raise error(f"{option} {path}: is a folder, expected a file name")
+    _check_writable_folder(option, path.parent, error)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+from pathlib import Path
 
 DESCRIPTION = """\
 Train a DRN model with model.fit under tf.distribute. The config file
@@ -100,10 +103,8 @@ def build_config(args):
 
 
 def run(args):
-    from pathlib import Path
-
     from drn_tf.cli import UserError
-    from drn_tf.trainer import ConfigError, dump_config
+    from drn_tf.trainer import ConfigError, DiskSpaceError, dump_config
 
     try:
         cfg = build_config(args)
@@ -119,9 +120,36 @@ def run(args):
 
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     try:
-        train(cfg, out, fresh=args.fresh, verbose=verbose, strategy=args.strategy, cpu_replicas=args.cpu_replicas)
-    except ConfigError as exc:
+        with one_line_warnings():
+            train(cfg, out, fresh=args.fresh, verbose=verbose, strategy=args.strategy,
+                  cpu_replicas=args.cpu_replicas)
+    except (ConfigError, DiskSpaceError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise UserError(f"{exc.filename or out}: no space left on device") from None
     return 0
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Warnings of drn_tf (skipped images, ...) printed once each as ``drn train: warning: ...``;
+    those of other packages as Python prints them."""
+    import sys
+    import warnings
+
+    import drn_tf
+
+    ours = str(Path(drn_tf.__file__).parent)
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(filename).startswith(ours) and issubclass(category, UserWarning):
+            print(f"drn train: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -5,7 +5,16 @@ Every input is handled on its own: a bad input prints one line
 exit status is 1 if any input failed (2 for errors in the arguments or the
 model, before any image is touched). Outputs are written atomically
 (temporary file in the target folder + rename), never over an input, and
-never over an existing file without ``--overwrite``.
+never over an existing file without ``--overwrite`` (``--skip-existing``
+leaves finished outputs alone, to resume a folder job). ICC profile, EXIF
+(orientation reset: the pixels are turned upright) and DPI go from each
+input to its output where the format can store them.
+
+Start-up order: arguments, inputs and every output path are checked first,
+and TensorFlow is imported and the model loaded only if some image is left to
+do (``NEEDS_BACKEND = False``), so a mistake costs a fraction of a second.
+SIGTERM removes the temporary file being written and exits 143; a closed
+stdout (``drn upscale ... | head``) stops the run quietly (exit 141).
 """
 
 from __future__ import annotations
@@ -17,19 +26,40 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The backend is started by run() itself, after the checks (see drn_tf.cli).
+NEEDS_BACKEND = False
 # The whole output image is held in memory (uint8); refuse bigger outputs.
 MAX_OUTPUT_PIXELS = 500_000_000
 _GLOB_CHARS = set("*?[")
 
 
+def _presets_epilog() -> str:
+    from drn_tf.presets import PRESETS
+    from drn_tf.utils import assets_dir
+
+    folder = assets_dir()
+    lines = [f"  {name:9s} {PRESETS[name]['description']}"
+             + ("" if (folder / PRESETS[name]["asset"]).is_file() else " (no bundled weights)")
+             for name in sorted(PRESETS)]
+    return "presets (--preset NAME; default drn_x{scale}):\n" + "\n".join(lines)
+
+
 def add_parser(sub, help_text):
+    import argparse
+    import textwrap
+
     p = sub.add_parser(
         "upscale",
         help=help_text,
-        description="Super-resolve images with a DRN model. INPUT may be files, folders (searched "
-        "recursively) or globs. Outputs go next to each input as NAME_x{s}.EXT unless -o is given "
-        "(a file for a single input file, else a folder). Large images are processed in tiles "
-        "(exactly the same result as whole-image inference, bounded memory).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the preset table's lines
+        description=textwrap.fill(
+            "Super-resolve images with a DRN model. INPUT may be files, folders (searched "
+            "recursively) or globs. Outputs go next to each input as NAME_x{s}.EXT unless -o is given "
+            "(a file for a single input file, else a folder). Large images are processed in tiles "
+            "(exactly the same result as whole-image inference, bounded memory). ICC profile, EXIF and "
+            "DPI are kept where the output format can store them. Animated GIFs and multi-page TIFFs: "
+            "the first frame only, with a warning; GIF output is palette-quantised (256 colours).", 79),
+        epilog=_presets_epilog(),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (one input) or folder")
@@ -52,8 +82,15 @@ def add_parser(sub, help_text):
     )
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +PSNR)")
     p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    p.add_argument("--quality", type=int, metavar="Q",
+                   help="JPEG/WebP quality, 1-100 (default: 95); ignored for lossless formats")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="leave inputs whose output exists alone (resume a folder job); counted in the summary")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only warnings and errors: no per-image lines, no progress bar, no summary "
+                   "unless something failed")
     p.set_defaults(func=run)
 
 
@@ -87,7 +124,7 @@ def _looks_like_output(f: Path, scale: int | None) -> bool:
 
 def expand_inputs(inputs, scale: int | None = None) -> Plan:
     """Files, folders and globs -> jobs (deduplicated, in order) and per-input errors."""
-    from drn_tf.data import IMAGE_EXTENSIONS
+    from drn_tf.imageio import IMAGE_EXTENSIONS
 
     plan = Plan()
     seen = set()
@@ -214,6 +251,9 @@ class Options:
     tile_overlap: int | None = None
     self_ensemble: bool = False
     overwrite: bool = False
+    skip_existing: bool = False
+    quality: int | None = None  # JPEG/WebP; None: drn_tf.imageio.DEFAULT_QUALITY
+    keep_metadata: bool = True  # ICC profile, EXIF, DPI
     quiet: bool = False
 
 
@@ -221,12 +261,62 @@ def _error(progress: Progress, text: str):
     progress.message(f"drn upscale: error: {text}", sys.stderr)
 
 
+class _Fail(Exception):
+    pass
+
+
+class _Skip(Exception):
+    """The output exists and --skip-existing was given."""
+
+
+def check_output(job: Job, opts: Options, inputs: set, claimed: set) -> Path:
+    """The output path of ``job``, or :class:`_Fail` / :class:`_Skip`: the
+    checks that need no pixels (run for every input before the model loads,
+    and again right before each write). ``inputs``: real paths of this run's
+    inputs; ``claimed``: real paths already written (or planned) in this run."""
+    dst = output_path(job, scale=opts.scale, out=opts.out, out_is_file=opts.out_is_file, fmt=opts.fmt)
+    real = os.path.realpath(dst)
+    if real == os.path.realpath(job.src) or (dst.exists() and job.src.exists() and os.path.samefile(dst, job.src)):
+        raise _Fail(f"{job.src}: output path {dst} is the input file itself; choose another -o")
+    if real in inputs:
+        raise _Fail(f"{job.src}: output {dst} is another input of this run; refusing to overwrite it")
+    if real in claimed:
+        raise _Fail(f"{job.src}: output {dst} is also the output of another input of this run")
+    if dst.exists() and not opts.overwrite:
+        if opts.skip_existing:
+            raise _Skip(str(dst))
+        raise _Fail(f"{job.src}: output {dst} exists (pass --overwrite to replace it, or --skip-existing)")
+    return dst
+
+
+def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
+    """Check every job's output before anything is computed: ``(jobs left,
+    failed, skipped)``; failures are reported as they are found."""
+    inputs = {os.path.realpath(j.src) for j in jobs}
+    claimed: set = set()
+    left, failed, skipped = [], 0, 0
+    for job in jobs:
+        try:
+            dst = check_output(job, opts, inputs, claimed)
+        except _Skip:
+            skipped += 1
+            continue
+        except _Fail as exc:
+            _error(progress, str(exc))
+            failed += 1
+            continue
+        claimed.add(os.path.realpath(dst))
+        left.append(job)
+    return left, failed, skipped
+
+
 def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progress | None = None) -> tuple[int, int]:
-    """Upscale each job; returns (written, failed). ``on_image(i, job, ok)`` after each."""
+    """Upscale each job; returns (written, failed); a job skipped by
+    ``opts.skip_existing`` counts as neither. ``on_image(i, job, ok)`` after each."""
     import warnings
 
     from drn_tf.data import ImageReadError, read_image
-    from drn_tf.imageio import ImageWriteError, format_for, save_image
+    from drn_tf.imageio import DEFAULT_QUALITY, ImageWriteError, format_for, read_metadata, save_image
     from drn_tf.inference import auto_tile, upscale_array
 
     progress = progress or Progress(len(jobs), opts.quiet)
@@ -239,16 +329,8 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
         success = False
         t0 = time.perf_counter()
         try:
-            dst = output_path(job, scale=s, out=opts.out, out_is_file=opts.out_is_file, fmt=opts.fmt)
+            dst = check_output(job, opts, inputs, written)
             real = os.path.realpath(dst)
-            if real == os.path.realpath(job.src) or (dst.exists() and job.src.exists() and os.path.samefile(dst, job.src)):
-                raise _Fail(f"{job.src}: output path {dst} is the input file itself; choose another -o")
-            if real in inputs:
-                raise _Fail(f"{job.src}: output {dst} is another input of this run; refusing to overwrite it")
-            if real in written:
-                raise _Fail(f"{job.src}: output {dst} was already written by another input in this run")
-            if dst.exists() and not opts.overwrite:
-                raise _Fail(f"{job.src}: output {dst} exists (pass --overwrite to replace it)")
             fmt = format_for(dst)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -281,7 +363,11 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
                 dst.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise _Fail(f"{job.src}: cannot create output folder {dst.parent}: {exc.strerror or exc}") from None
-            note = save_image(sr, dst, fmt=fmt, overwrite=opts.overwrite)
+            note = save_image(
+                sr, dst, fmt=fmt, overwrite=opts.overwrite,
+                quality=opts.quality or DEFAULT_QUALITY,
+                metadata=read_metadata(job.src) if opts.keep_metadata else None,
+            )
             del sr
             if note:
                 progress.message(f"drn upscale: warning: {dst}: {note}", sys.stderr)
@@ -290,12 +376,16 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
             ok += 1
             if not opts.quiet:
                 progress.message(f"{job.src} -> {dst} ({w_}x{h} -> {w_ * s}x{h * s}, {time.perf_counter() - t0:.1f} s)")
+        except _Skip:
+            success = True
         except _Fail as exc:
             _error(progress, str(exc))
         except (ImageReadError, ImageWriteError, FileExistsError) as exc:
             _error(progress, str(exc))
         except MemoryError:
             _error(progress, f"{job.src}: out of memory; try a smaller --tile")
+        except BrokenPipeError:
+            raise  # stdout closed (drn upscale ... | head): drn_tf.cli stops quietly
         except OSError as exc:  # e.g. mkdir of the output folder
             where = exc.filename or job.src
             _error(progress, f"{job.src}: {where}: {exc.strerror or exc}")
@@ -309,24 +399,45 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
     return ok, failed
 
 
-class _Fail(Exception):
-    pass
+def _scale_without_loading(args) -> int | None:
+    """The run's scale from the arguments alone (--scale, the preset, the
+    ``.keras`` file's config.json); None if only loading the model can tell."""
+    if args.scale is not None:
+        return args.scale
+    if args.model:
+        import json
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(args.model) as z:
+                return int(json.loads(z.read("config.json"))["config"]["scale"])
+        except Exception:  # noqa: BLE001 - loading the model reports what is wrong
+            return None
+    from drn_tf.presets import get_preset
+
+    try:
+        return int(get_preset(args.preset)["config"]["scale"]) if args.preset else 2
+    except ValueError:
+        return None  # an unknown preset: resolve_model says which exist
 
 
 def run(args):
+    from drn_tf.cli import cleanup_on_sigterm
+
+    with cleanup_on_sigterm():  # SIGTERM: the temporary file being written is removed, exit 143
+        return _run(args)
+
+
+def _run(args):
     from drn_tf.cli import UserError
     from drn_tf.imageio import FORMAT_EXTENSIONS, FORMATS, format_for
-    from drn_tf.inference import (
-        DEFAULT_TILE,
-        ModelError,
-        model_receptive_radius,
-        model_scale,
-        resolve_model,
-    )
+    from drn_tf.inference import DEFAULT_TILE
 
-    # ---- output shape of the run, checked before loading anything
+    # ---- arguments and the shape of the run, checked before loading anything
     out = Path(args.output) if args.output else None
-    single = len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
+    first = args.inputs[0]
+    # one input naming a file (even a missing one: reported as "no such file", not as an -o problem)
+    single = len(args.inputs) == 1 and not Path(first).is_dir() and (Path(first).exists() or not _GLOB_CHARS & set(first))
     out_is_file = bool(out is not None and single and not out.is_dir() and out.suffix.lower() in FORMATS
                        and not args.output.endswith(("/", os.sep)))
     if out is not None and not out_is_file and not out.is_dir() and out.suffix.lower() in FORMATS:
@@ -337,27 +448,15 @@ def run(args):
         raise UserError(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
     if args.tile_overlap is not None and args.tile_overlap < 0:
         raise UserError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise UserError(f"--quality must be between 1 and 100, got {args.quality}")
 
-    # ---- the model (the backend was started quietly by drn_tf.cli.main)
-    try:
-        model = resolve_model(args.model, args.preset, args.scale)
-    except ModelError as exc:
-        raise UserError(str(exc)) from None
-    scale = model_scale(model)
-    radius = model_receptive_radius(model)
-    overlap = args.tile_overlap if args.tile_overlap is not None else radius
-    if radius is not None and overlap < radius:
-        raise UserError(
-            f"--tile-overlap {overlap} is below the model's receptive radius ({radius}); tiles would show seams"
-        )
-    if overlap is None:
-        overlap = 16
-    tile = "auto" if args.tile is None else (None if args.tile == 0 else args.tile)
-    tile_side = DEFAULT_TILE if tile == "auto" else tile
-    if tile_side is not None and tile_side - 2 * overlap < 1:
-        raise UserError(f"--tile {tile_side} is too small for an overlap of {overlap}: use at least {2 * overlap + 1}")
+    model = None
+    scale = _scale_without_loading(args)
+    if scale is None:  # only the model can tell: load it first
+        model, scale = _load_model(args)
 
-    # ---- inputs and the output folder
+    # ---- inputs and outputs
     plan = expand_inputs(args.inputs, scale)
     if out is not None and not out_is_file:
         try:
@@ -375,22 +474,69 @@ def run(args):
         _error(progress, text)
     if plan.skipped and not args.quiet:
         progress.message(f"skipped {len(plan.skipped)} file(s) that look like outputs of an earlier run (NAME_x{scale}.*)")
+    tile = "auto" if args.tile is None else (None if args.tile == 0 else args.tile)
     opts = Options(
         scale=scale,
         out=out,
         out_is_file=out_is_file,
         fmt=args.format,
         tile=tile,
-        tile_overlap=overlap,
         self_ensemble=args.self_ensemble,
         overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        quality=args.quality,
         quiet=args.quiet,
     )
-    ok, failed = upscale_files(plan.jobs, model, opts, progress=progress)
+    jobs, failed, skipped = precheck(plan.jobs, opts, progress)
+
+    # ---- the model, only if there is something to do
+    ok = 0
+    if jobs:
+        if model is None:
+            model, model_scale_ = _load_model(args)
+            if model_scale_ != scale:  # cannot happen when config.json told the truth
+                raise UserError(f"the model is x{model_scale_}, its file said x{scale}")
+        opts.tile_overlap = _tile_overlap(args, model, tile, DEFAULT_TILE, UserError)
+        progress.total = len(jobs)
+        ok, failed_now = upscale_files(jobs, model, opts, progress=progress)
+        failed += failed_now
     failed += len(plan.errors)
-    total = ok + failed
+    total = ok + failed + skipped
+    also = f"; {skipped} skipped (output exists)" if skipped else ""
     if failed:
-        print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled x{scale}", file=sys.stderr)
+        print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled x{scale}{also}", file=sys.stderr)
     elif not args.quiet:
-        print(f"upscaled {ok} input(s) x{scale}")
+        print(f"upscaled {ok} input(s) x{scale}{also}")
     return 1 if failed else 0
+
+
+def _load_model(args):
+    """Start the backend (quietly) and resolve the model: ``(model, scale)``."""
+    from drn_tf.cli import UserError, import_backend_quietly
+
+    import_backend_quietly()
+    from drn_tf.inference import ModelError, model_scale, resolve_model
+
+    try:
+        model = resolve_model(args.model, args.preset, args.scale)
+    except ModelError as exc:
+        raise UserError(str(exc)) from None
+    return model, model_scale(model)
+
+
+def _tile_overlap(args, model, tile, default_tile: int, error) -> int:
+    """The tile overlap: --tile-overlap, else the model's receptive radius; checked against --tile."""
+    from drn_tf.inference import model_receptive_radius
+
+    radius = model_receptive_radius(model)
+    overlap = args.tile_overlap if args.tile_overlap is not None else radius
+    if radius is not None and overlap < radius:
+        raise error(
+            f"--tile-overlap {overlap} is below the model's receptive radius ({radius}); tiles would show seams"
+        )
+    if overlap is None:
+        overlap = 16
+    tile_side = default_tile if tile == "auto" else tile
+    if tile_side is not None and tile_side - 2 * overlap < 1:
+        raise error(f"--tile {tile_side} is too small for an overlap of {overlap}: use at least {2 * overlap + 1}")
+    return overlap
