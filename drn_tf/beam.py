@@ -279,11 +279,15 @@ class Layout:
         rel = self.relative(src)
         return rel.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in rel.parts)
 
-    def inside_output(self, src: str) -> bool:
+    def looks_like_output(self, src: str) -> bool:
+        """NAME_x{s}.EXT inside OUTPUT_DIR (when it lies under the input pattern):
+        an output of this or an earlier run, not an input."""
+        if not PurePosixPath(src.replace(os.sep, "/")).stem.endswith(f"_x{self.scale}"):
+            return False
         out = self.output_dir.replace(os.sep, "/").rstrip("/") + "/"
         if is_local(out):
             out = os.path.realpath(out).replace(os.sep, "/").rstrip("/") + "/"
-            src = os.path.realpath(src).replace(os.sep, "/")
+            src = os.path.realpath(src)
         return src.replace(os.sep, "/").startswith(out)
 
     def destination(self, src: str) -> str:
@@ -313,8 +317,8 @@ class _Plan(beam.DoFn):
         src = metadata.path
         if not self.layout.wanted(src):
             return
-        if self.layout.inside_output(src):
-            Metrics.counter(NAMESPACE, "skipped").inc()  # an output of this or an earlier run
+        if self.layout.looks_like_output(src):
+            Metrics.counter(NAMESPACE, "skipped").inc()
             return
         yield self.layout.destination(src), src
 

@@ -88,9 +88,10 @@ def _keras_backend_name() -> str:
 def _optional_imports_of_keras() -> tuple[str, ...]:
     """Packages that Keras/TensorFlow import at start-up only if installed, for
     features the commands do not use: matplotlib (Keras's plotting helpers;
-    ~0.3 s) and, on the TensorFlow backend, JAX (TFLite's JAX converter; ~0.4 s).
-    Commands that plot import matplotlib themselves, later."""
-    names = ["matplotlib"]
+    ~0.3 s), IPython (Keras's notebook display; ~0.2 s) and, on the TensorFlow
+    backend, JAX (TFLite's JAX converter; ~0.4 s). Commands that plot import
+    matplotlib themselves, later; a package already imported is left alone."""
+    names = ["matplotlib", "IPython"]
     if _keras_backend_name() == "tensorflow":
         names.append("jax")
     return tuple(n for n in names if n not in sys.modules)

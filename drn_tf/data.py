@@ -73,7 +73,7 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
             if frames > 1:
                 warnings.warn(f"{path}: {im.format} with {frames} frames/pages; only the first is used", stacklevel=2)
             raw = [t.args[0] if isinstance(t.args, tuple) else t.args for t in (im.tile or [])[:1]]
-            if im.mode in ("RGB", "RGBA") and raw and ";16" in str(raw[0]):
+            if im.mode in ("RGB", "RGBA", "LA") and raw and ";16" in str(raw[0]):  # 16-bit read as 8
                 warnings.warn(f"{path}: 16-bit-per-channel {im.mode} image converted to 8 bits", stacklevel=2)
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             im.load()

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drn_tf.inference import tile_starts
 from drn_tf.utils import parse_size as _parse_size
 from drn_tf.utils import quiet_stderr
 from drn_tf.utils import write_atomic  # noqa: F401  (re-exported for the export command)
@@ -326,18 +327,39 @@ class _QuantGraph:
     def _conv(layer):
         return np.asarray(layer.kernel, np.float32), np.asarray(layer.bias, np.float32)
 
+    @property
+    def input_shift(self) -> float:
+        """The grey level subtracted from the input (the largest channel mean, rounded to a level)."""
+        return float(np.round(255.0 * self.mean.max()) / 255.0)
+
+    @property
+    def lfe_shift(self) -> np.ndarray:
+        """LFE bias change for subtracting ``input_shift`` instead of the per-channel mean."""
+        kernel = self.lfe[0]
+        return (kernel.sum(axis=(0, 1)).T @ (self.input_shift - self.mean)).astype(np.float32)
+
     def input_range(self) -> tuple[float, float]:
-        """Exact range of ``image - mean`` for 8-bit images: the input tap never clips."""
-        return float(-self.mean.max()), float(1.0 - self.mean.min())
+        """Range of ``image - input_shift``: exactly 256 grey levels, so int8 holds it without rounding."""
+        return -self.input_shift, 1.0 - self.input_shift
 
     def __call__(self, x, hook=lambda name, t: t):
-        tf = _tf()
+        import tensorflow as tf  # (not _tf(): this runs inside tf.function tracing)
 
         def conv(t, kb):
             return tf.nn.bias_add(tf.nn.conv2d(t, kb[0], 1, "SAME"), kb[1])
 
-        x = hook("input", x - self.mean)
-        y0 = hook("lfe", conv(x, self.lfe))
+        # The input tap: x - c with c = round(255 * max(mean)) / 255 is exact in int8 (pixels stay on
+        # the 1/255 grid, 256 levels from -c to 1 - c); the per-channel rest of the mean shift goes into
+        # the LFE bias, and the zero padding of x - mean becomes padding of x - c with mean - c per channel.
+        c = self.input_shift
+        x = hook("input", x - c)
+        x = tf.concat(
+            [tf.pad(ch, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=float(m - c))
+             for ch, m in zip(tf.split(x, len(self.mean), axis=-1), self.mean)],
+            axis=-1,
+        )
+        kernel, bias = self.lfe
+        y0 = hook("lfe", tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "VALID"), bias + self.lfe_shift))
         y = y0
         for g, (blocks, compress, comp_act, slope) in enumerate(self.groups):
             z = y
@@ -351,8 +373,9 @@ class _QuantGraph:
         y = hook("body_end", conv(y, self.body_end))
         if self.global_skip:
             y = hook("skip", y + y0)
-        # the output tap's fake quant clamps to [0, 1]; the clip keeps the unhooked graph equal to the model
-        u = hook("output", tf.clip_by_value(conv(y, self.up), 0.0, 1.0))
+        # the output tap (range [0, 1]) quantizes the image straight to grey levels; the clip after it
+        # is then exact in int8, and keeps the unhooked graph equal to the model
+        u = tf.clip_by_value(hook("output", conv(y, self.up)), 0.0, 1.0)
         return self.shuffle(u)
 
 
@@ -564,13 +587,20 @@ def check_builtin_only(tflite_bytes: bytes) -> None:
         )
 
 
-def gpu_compatibility(tflite_bytes: bytes) -> tuple[bool, str]:
-    """``(compatible, details)`` from TensorFlow's own GPU-delegate checker (``Analyzer``).
+# Ops TensorFlow's GPU checker accepts but the LiteRT GPU delegate's documented op list lacks
+# (older delegates reject them: "DEPTH_TO_SPACE: Operation is not supported"; tensorflow#39746, #51421).
+GPU_UNLISTED_OPS = {"DEPTH_TO_SPACE": "use --gpu-friendly (pixel shuffle as TRANSPOSE_CONV)"}
 
-    That checker (``tflite/tools/versioning/gpu_compatibility.cc``) is more
-    permissive than some delegates in the field (it accepts
-    ``DEPTH_TO_SPACE``, which the documented op list lacks), and it cannot
-    see run-time limits: treat "compatible" as necessary, not sufficient.
+
+def gpu_compatibility(tflite_bytes: bytes) -> tuple[bool, str]:
+    """``(compatible, details)``: TensorFlow's GPU-delegate checker (``Analyzer``) and the documented op list.
+
+    That checker (``tflite/tools/versioning/gpu_compatibility.cc``) accepts
+    ``DEPTH_TO_SPACE``, which the delegate's documented op list lacks (and
+    delegates in the field reject), so a model using an op of
+    :data:`GPU_UNLISTED_OPS` is reported not compatible whatever it says.
+    It cannot see run-time limits either: treat "compatible" as necessary,
+    not sufficient.
     """
     tf = _tf()
     buffer = io.StringIO()
@@ -579,6 +609,9 @@ def gpu_compatibility(tflite_bytes: bytes) -> tuple[bool, str]:
     text = buffer.getvalue()
     ok = "looks compatible with GPU delegate" in text
     details = [line.strip() for line in text.splitlines() if "GPU COMPATIBILITY" in line or "Not supported" in line]
+    for op in sorted(set(_opcode_names(tflite_bytes)) & set(GPU_UNLISTED_OPS)):
+        ok = False
+        details.append(f"{op} is not on the LiteRT GPU delegate's documented op list ({GPU_UNLISTED_OPS[op]})")
     return ok, "; ".join(details)
 
 
@@ -777,18 +810,6 @@ def convert_saved_model(saved_dir, quantize: str = "float32", samples=None) -> b
 # ---------------------------------------------------------------- running TFLite
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering ``length`` with ``overlap`` kept on each inner side."""
-    if length <= tile:
-        return [0]
-    step = tile - 2 * overlap
-    if step < 1:
-        raise ExportError(f"tile {tile} is too small for an overlap of {overlap} on both sides")
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
-
-
 class TFLiteUpscaler:
     """Runs a DRN TFLite model with the LiteRT interpreter on uint8 images.
 
@@ -858,20 +879,18 @@ class TFLiteUpscaler:
         s = self.scale or None
         out = None
         r = self.overlap
-        for y0 in tile_starts(ph, th, r):
-            for x0 in tile_starts(pw, tw, r):
+        try:  # the one tiling plan of the project (drn_tf.inference)
+            rows, cols = tile_starts(ph, th, r), tile_starts(pw, tw, r)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
+        for y0, a0, a1 in rows:
+            for x0, b0, b1 in cols:
                 sr = self._to_float(self.run(self._to_input(lr[y0 : y0 + th, x0 : x0 + tw])))[0]
                 if s is None:
                     s = sr.shape[0] // th
                 if out is None:
                     out = np.zeros((ph * s, pw * s, sr.shape[-1]), np.float32)
-                ky0 = 0 if y0 == 0 else r
-                kx0 = 0 if x0 == 0 else r
-                ky1 = th if y0 + th == ph else th - r
-                kx1 = tw if x0 + tw == pw else tw - r
-                out[(y0 + ky0) * s : (y0 + ky1) * s, (x0 + kx0) * s : (x0 + kx1) * s] = sr[
-                    ky0 * s : ky1 * s, kx0 * s : kx1 * s
-                ]
+                out[a0 * s : a1 * s, b0 * s : b1 * s] = sr[(a0 - y0) * s : (a1 - y0) * s, (b0 - x0) * s : (b1 - x0) * s]
         return out[: h * s, : w * s]
 
     def predict_uint8(self, lr: np.ndarray) -> np.ndarray:
@@ -895,6 +914,7 @@ class VariantResult:
     latency_ms: float | None = None
     ops: dict = field(default_factory=dict)
     gpu: tuple | None = None
+    extra_psnr: dict = field(default_factory=dict)  # more benchmark sets (Set14): name -> PSNR
     note: str = ""
 
 
@@ -909,11 +929,12 @@ REPORT_VARIANTS = (
 )
 
 
-def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2) -> dict:
+def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bool = False) -> dict:
     """Median seconds per call of each function, timed in round-robin order.
 
     Interleaving spreads load changes on a shared machine over all the
     variants instead of penalising whichever ran during a busy spell.
+    ``all_runs``: the list of every timed run's seconds instead of the median.
     """
     for fn in fns.values():
         for _ in range(max(0, warmup)):
@@ -924,6 +945,8 @@ def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2) -> dict:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+    if all_runs:
+        return times
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -961,6 +984,7 @@ def build_report(
     workdir=None,
     keep_dir=None,
     limit_images: int | None = None,
+    extra_sets=("Set14",),
     progress=None,
 ) -> tuple[str, list[VariantResult]]:
     """Export every variant, measure it, and return ``(markdown, results)``.
@@ -969,7 +993,9 @@ def build_report(
     (LR = MATLAB bicubic of the modcropped HR; SR clipped and rounded),
     max/mean absolute difference from the Keras model's clipped output in
     8-bit levels over the Set5 SR images, and the median latency of one
-    ``latency_size`` input after warm-up on this machine.
+    ``latency_size`` input after warm-up on this machine. ``extra_sets``:
+    benchmark sets (``<data>/benchmark/<name>``, skipped if absent) whose
+    PSNR is reported too.
     """
     import keras
 
@@ -986,6 +1012,10 @@ def build_report(
     scale = model_scale(model)
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     folder, pairs = _set5_pairs(data_dir, scale, limit_images)
+    extra = {}
+    for set_name in extra_sets or ():
+        if (data_dir / "benchmark" / set_name).is_dir() and folder == data_dir / "benchmark" / "Set5":
+            extra[set_name] = _set5_pairs(data_dir / "benchmark" / set_name, scale, limit_images)[1]
     threads = num_threads or os.cpu_count()
     lh, lw = parse_size(latency_size)
     rng = np.random.default_rng(0)
@@ -1014,6 +1044,12 @@ def build_report(
             sumd += float(diff.sum())
             count += diff.size
         result.psnr, result.ssim = float(np.mean(psnrs)), float(np.mean(ssims))
+        for set_name, set_pairs in extra.items():
+            values = []
+            for _, lr, hr in set_pairs:
+                sr = upscale(lr)
+                values.append(psnr_y(to_uint8(sr / 255.0) if sr.dtype != np.uint8 else sr, hr, scale))
+            result.extra_psnr[set_name] = float(np.mean(values))
         result.max_diff, result.mean_diff = maxd, sumd / count
 
     try:
@@ -1068,7 +1104,7 @@ def build_report(
                     lat = lat_float
                 timers[variant] = lambda runner=runner, lat=lat: runner.run(lat)
             results.append(r)
-            say(f"{variant}: {r.psnr:.3f} dB")
+            say(f"{variant}: {r.psnr:.3f} dB" + "".join(f", {k} {v:.3f} dB" for k, v in r.extra_psnr.items()))
         say(f"latency: {len(timers)} variants x ({warmup} warm-up + {runs} timed runs), interleaved ...")
         latencies = interleaved_latency(timers, runs, warmup)
         for r in results:
@@ -1120,24 +1156,29 @@ def _report_markdown(results, description, folder, scale, lat_size, runs, warmup
         f"Quality: {folder} ({n_images} images), the project's protocol (HR modcropped, LR by MATLAB bicubic, "
         "SR clipped and rounded, Y channel, scale pixels shaved). Difference: absolute difference from the "
         "Keras model's output clipped to [0, 1], in 8-bit levels (1 = 1/255), over all SR pixels of the set; "
-        "uint8 variants are compared as the integers they return. Latency: median of "
+        "uint8 variants are compared as the integers they return. "
+        + "".join(f"{k} PSNR: the same protocol on benchmark/{k}. " for k in results[0].extra_psnr)
+        + "Latency: median of "
         f"{runs} runs after {warmup} warm-up runs on one {lat_size[0]}x{lat_size[1]} input (x{scale} output), "
         "invocation only (Keras: `predict_on_batch`; SavedModel: the `serving_default` signature; TFLite: "
         "`invoke`), the variants timed in turn, round after round, so load changes hit them alike.",
         "",
-        "| variant | what | size | PSNR (dB) | SSIM | max diff | mean diff | latency (ms) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | what | size | PSNR (dB) | SSIM | max diff | mean diff | latency (ms) |"
+        + "".join(f" {k} PSNR (dB) |" for k in results[0].extra_psnr),
+        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(results[0].extra_psnr),
     ]
     for r in results:
         size = "-" if r.size_bytes is None else f"{r.size_bytes / 1e6:.2f} MB"
         lines.append(
             f"| {r.name} | {r.description} | {size} | {r.psnr:.3f} | {r.ssim:.4f} | {r.max_diff:.2f} | "
-            f"{r.mean_diff:.4f} | {r.latency_ms:.1f} |"
+            f"{r.mean_diff:.4f} | {r.latency_ms:.1f} |" + "".join(f" {v:.3f} |" for v in r.extra_psnr.values())
         )
-    keras_psnr = results[0].psnr
-    lines += ["", "PSNR change from the Keras model:", ""]
+    keras = results[0]
+    sets = ", ".join([folder.name, *keras.extra_psnr])
+    lines += ["", f"PSNR change from the Keras model ({sets}):", ""]
     for r in results[1:]:
-        lines.append(f"- {r.name}: {r.psnr - keras_psnr:+.3f} dB")
+        change = [f"{r.psnr - keras.psnr:+.3f}"] + [f"{v - keras.extra_psnr[k]:+.3f}" for k, v in r.extra_psnr.items()]
+        lines.append(f"- {r.name}: {' / '.join(change)} dB")
     tflite = [r for r in results if r.ops]
     if tflite:
         lines += [

@@ -433,6 +433,7 @@ def upscale(
     tile="auto",
     tile_overlap: int | None = None,
     self_ensemble: bool = False,
+    runtime: str = "keras",
 ) -> np.ndarray:
     """Super-resolve an image array; returns uint8 in the input's channel layout.
 
@@ -443,8 +444,16 @@ def upscale(
     ``preset``, else ``drn_x{scale}``; a preset needs its bundled trained
     model (:class:`ModelError` otherwise). ``tile``: LR tile side, ``"auto"``
     (tile images above 512x512 pixels) or None (whole image at once).
+    ``runtime``: ``"keras"`` (default here; ``drn upscale`` defaults to
+    ``"auto"``), ``"litert"`` (the float32 TFLite export, same output within
+    float rounding), ``"litert-int8"`` (full-integer, faster, slightly
+    different output) or ``"auto"`` (the faster float runtime on this CPU);
+    see :mod:`drn_tf.runtimes` (TFLite files are built on first use and
+    cached).
     """
-    m = resolve_model(model, preset, scale)
+    from drn_tf.runtimes import runtime_model
+
+    m = runtime_model(resolve_model(model, preset, scale), runtime)
     arr = np.asarray(image)
     overlap = tile_overlap if tile_overlap is not None else model_receptive_radius(m)
     return upscale_array(

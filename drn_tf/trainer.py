@@ -89,10 +89,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "cache_dir": (None, "LR cache folder (null: $DRN_CACHE_DIR or ~/.cache/drn_tf)"),
         "patch_size": (48, "LR patch size (HR patch = patch_size * scale)"),
         "augment": (True, "random flips/rotations"),
+        "pipeline": ("auto", "auto (tf.data on TensorFlow, numpy elsewhere) | tf.data | numpy (keras PyDataset, "
+                             "the same batches; the only one without TensorFlow)"),
+        "workers": (0, "numpy pipeline: threads cutting patches ahead of the step (0: between steps)"),
     },
     "train": {
         "batch_size": (16, "global batch size, split across replicas"),
         "steps": (100000, "total optimizer steps (rounded up to whole epochs)"),
+        "minutes": (None, "wall-clock budget of the whole command: the first 2 epochs measure the speed, then "
+                          "train.steps is fitted to the budget (schedule over it) and the run stops in time with "
+                          "everything saved; a resumed run keeps the fitted steps (null: train.steps)"),
         "epoch_steps": (1000, "steps per epoch: the checkpoint/validation/log interval"),
         "val_every": (1, "validate every N epochs (and after the last)"),
         "seed": (0, "seed of the weights and of the patch stream"),
@@ -101,7 +107,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "jit_compile": ("auto", "XLA for the train step: auto (on GPU only) | true | false"),
         "steps_per_execution": (1, "train steps per tf.function call (model.fit only)"),
         "loop": ("auto", "auto (model.fit; own strategy.run loop under multi-worker) | fit | custom"),
-        "deterministic": (False, "tf.config.experimental.enable_op_determinism (bitwise reproducible, slower)"),
+        "deterministic": (False, "TensorFlow: tf.config.experimental.enable_op_determinism (bitwise reproducible, "
+                                 "slower)"),
+        "tensorboard": ("auto", "TensorBoard logs: auto (when TensorFlow is importable) | true | false"),
         "keep_checkpoints": (2, "checkpoints kept in checkpoint/"),
     },
     "optimizer": {
@@ -314,6 +322,15 @@ def resolve_config(cfg: dict) -> dict:
     if t["loop"] not in ("auto", "fit", "custom"):
         raise ConfigError(f"train.loop must be auto, fit or custom; got {t['loop']!r}")
     t["deterministic"] = bool(t["deterministic"])
+    if t["tensorboard"] not in ("auto", True, False):
+        raise ConfigError(f"train.tensorboard must be auto, true or false; got {t['tensorboard']!r}")
+    if t["minutes"] is not None:
+        _as_float(cfg, "train", "minutes", 0.0)
+        if t["minutes"] <= 0:
+            raise ConfigError(f"train.minutes must be > 0; got {t['minutes']!r}")
+    if d["pipeline"] not in ("auto", "tf.data", "numpy"):
+        raise ConfigError(f"data.pipeline must be auto, tf.data or numpy; got {d['pipeline']!r}")
+    _as_int(cfg, "data", "workers", 0)
 
     o = cfg["optimizer"]
     o["name"] = str(o["name"]).lower()
@@ -579,6 +596,17 @@ def check_workers_agree(strategy, start_epoch: int) -> None:
                           "all workers need the same run directory (a shared file system)")
 
 
+def _warmup_and_decay(cfg: dict) -> tuple[int, int]:
+    """(warm-up steps, cosine decay steps) of the cosine schedule over ``train.steps``; a ``--minutes`` run
+    warms up over at most 10 % of its fitted steps."""
+    s, steps = cfg["schedule"], cfg["train"]["steps"]
+    warm = s["warmup_steps"]
+    if cfg["train"].get("minutes") is not None:
+        warm = min(warm, max(1, steps // 10))
+    warm = min(warm, max(0, steps - 1))
+    return warm, steps - warm
+
+
 def build_schedule(cfg: dict):
     import keras
 
@@ -588,19 +616,34 @@ def build_schedule(cfg: dict):
         return lr
     if s["name"] == "step":
         return keras.optimizers.schedules.ExponentialDecay(lr, s["decay_every"], s["gamma"], staircase=True)
-    warm = min(s["warmup_steps"], max(0, steps - 1))
+    warm, decay = _warmup_and_decay(cfg)
     if warm == 0:
         return keras.optimizers.schedules.CosineDecay(lr, steps, alpha=s["final_ratio"])
     return keras.optimizers.schedules.CosineDecay(
-        lr * 0.01, steps - warm, alpha=s["final_ratio"], warmup_target=lr, warmup_steps=warm
+        lr * 0.01, decay, alpha=s["final_ratio"], warmup_target=lr, warmup_steps=warm
     )
 
 
-def build_optimizer(cfg: dict):
+def set_schedule_steps(schedule, cfg: dict) -> None:
+    """Refit a cosine ``schedule`` of :func:`build_schedule` to the config's (new) ``train.steps``, in place;
+    the train function must be traced again to see it. Other schedules do not depend on the step count."""
+    import keras
+
+    if not isinstance(schedule, keras.optimizers.schedules.CosineDecay):
+        return
+    warm, decay = _warmup_and_decay(cfg)
+    if schedule.warmup_steps:
+        schedule.warmup_steps, schedule.decay_steps = max(warm, 1), decay
+    else:
+        schedule.decay_steps = cfg["train"]["steps"]
+
+
+def build_optimizer(cfg: dict, schedule=None):
     import keras
 
     o = cfg["optimizer"]
-    common = dict(learning_rate=build_schedule(cfg), use_ema=o["use_ema"], ema_momentum=o["ema_momentum"])
+    common = dict(learning_rate=build_schedule(cfg) if schedule is None else schedule, use_ema=o["use_ema"],
+                  ema_momentum=o["ema_momentum"])
     if o["clipnorm"]:
         common["clipnorm"] = o["clipnorm"]
     if o["name"] == "adam":
@@ -611,6 +654,19 @@ def build_optimizer(cfg: dict):
         return keras.optimizers.AdamW(weight_decay=wd, beta_1=o["beta_1"], beta_2=o["beta_2"], epsilon=o["epsilon"],
                                       **common)
     return keras.optimizers.SGD(momentum=o["momentum"], weight_decay=o["weight_decay"], **common)
+
+
+def build_model(cfg: dict, schedule=None, jit_compile="auto", steps_per_execution: int = 1):
+    """The model of a resolved config, compiled with its optimizer (built, so a checkpoint loads into it)
+    and the L1 loss; in the current strategy scope / distribution."""
+    from drn_tf.model import DRN
+    from drn_tf.train import l1_loss
+
+    model = DRN.from_preset(cfg["model"]["preset"], load_weights=False, **cfg["model"]["overrides"])
+    model.compile(optimizer=build_optimizer(cfg, schedule), loss=l1_loss(), jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
+    model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def current_lr(optimizer) -> float:
@@ -788,204 +844,6 @@ def load_val_set(folder, scale: int) -> ValSet:
     return vs
 
 
-# ------------------------------------------------------------------ callbacks
-
-
-def make_callbacks_module():
-    """Callback classes (defined lazily so this module imports without Keras)."""
-    import keras
-    import tensorflow as tf
-
-    from drn_tf.metrics import psnr_y, ssim_y, to_uint8
-
-    class StepStats(keras.callbacks.Callback):
-        """Adds ``step``, ``lr``, ``patches_per_s`` (training only) and ``wall_s`` (whole run) to the epoch logs."""
-
-        def __init__(self, batch_size, epoch_steps, wall_offset=0.0):
-            super().__init__()
-            self.batch_size, self.epoch_steps, self.wall_offset = batch_size, epoch_steps, wall_offset
-            self.t_start = self.t_epoch = None
-            self.train_seconds = 0.0
-            self.steps_done = 0
-
-        def on_train_begin(self, logs=None):
-            self.t_start = time.monotonic()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t_epoch = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            step = int(self.model.optimizer.iterations.numpy())  # waits for the last step
-            dt = time.monotonic() - self.t_epoch
-            self.train_seconds += dt
-            self.steps_done += self.epoch_steps
-            if logs is not None:
-                logs["step"] = step
-                logs["lr"] = current_lr(self.model.optimizer)
-                logs["patches_per_s"] = self.epoch_steps * self.batch_size / max(dt, 1e-9)
-                logs["wall_s"] = self.wall_offset + time.monotonic() - self.t_start
-
-    class Validation(keras.callbacks.Callback):
-        """Protocol Y-PSNR/SSIM of whole validation images every ``every`` epochs (and after the last).
-
-        Runs a plain (undistributed) copy of the model holding the current weights
-        (the EMA weights when the optimizer keeps them). Logs ``val_<set>_psnr`` /
-        ``val_<set>_ssim`` per set and ``val_psnr`` / ``val_ssim`` of the first set;
-        NaN on epochs without validation so the CSV keeps fixed columns.
-        """
-
-        def __init__(self, sets: list[ValSet], scale, every, last_epoch, clone):
-            super().__init__()
-            self.sets, self.scale, self.every, self.last_epoch = sets, int(scale), int(every), int(last_epoch)
-            self.clone = clone  # a plain_clone of the model, made outside the strategy scope
-            self.fn = tf.function(lambda x: clone(x, training=False), reduce_retracing=True,
-                                  input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
-            self.seconds = 0.0
-
-        def keys(self):
-            keys = ["val_psnr", "val_ssim"] if self.sets else []
-            for s in self.sets:
-                keys += [f"val_{s.name}_psnr", f"val_{s.name}_ssim"]
-            return keys
-
-        def _predict(self, lr):
-            x = lr.astype(np.float32)[None] / 255.0
-            if x.shape[-1] == 1:
-                x = np.repeat(x, 3, axis=-1)
-            y = self.fn(tf.constant(x)).numpy()[0]
-            if lr.shape[-1] == 1:
-                y = y.mean(axis=-1, keepdims=True)
-            return to_uint8(y)
-
-        def evaluate(self):
-            self.clone.set_weights(weight_values(self.model))
-            out = {}
-            for s in self.sets:
-                ps, ss = [], []
-                for lr, hr in zip(s.lrs, s.hrs):
-                    sr = self._predict(lr)
-                    ps.append(psnr_y(sr, hr, self.scale))
-                    ss.append(ssim_y(sr, hr, self.scale))
-                out[s.name] = (float(np.mean(ps)), float(np.mean(ss)))
-            return out
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is None or not self.sets:
-                return
-            for k in self.keys():
-                logs[k] = float("nan")
-            if (epoch + 1) % self.every and epoch + 1 != self.last_epoch and not self.model.stop_training:
-                return
-            t = time.monotonic()
-            res = self.evaluate()
-            self.seconds += time.monotonic() - t
-            for i, s in enumerate(self.sets):
-                p, q = res[s.name]
-                logs[f"val_{s.name}_psnr"], logs[f"val_{s.name}_ssim"] = p, q
-                if i == 0:
-                    logs["val_psnr"], logs["val_ssim"] = p, q
-            text = ", ".join(f"{n} {p:.2f} dB / {q:.4f} (bicubic {s.bicubic_psnr:.2f})"
-                             for s, (n, (p, q)) in zip(self.sets, res.items()))
-            print(f"\n[validation] epoch {epoch + 1}: {text}", flush=True)
-
-    class HistoryCSV(keras.callbacks.Callback):
-        """One row per epoch with fixed columns (``epoch`` counts completed epochs, from 1)."""
-
-        def __init__(self, path, keys):
-            super().__init__()
-            self.path, self.keys = Path(path), ["epoch"] + list(keys)
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            row = {"epoch": epoch + 1}
-            for k in self.keys[1:]:
-                v = logs.get(k, float("nan"))
-                try:
-                    v = float(np.asarray(v))
-                    row[k] = int(v) if k == "step" else (f"{v:.6g}" if k != "lr" else f"{v:.6e}")
-                except (TypeError, ValueError):
-                    row[k] = v
-            with open(self.path, "a", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=self.keys, extrasaction="ignore")
-                if new:
-                    w.writeheader()
-                w.writerow(row)
-                fh.flush()
-                os.fsync(fh.fileno())
-
-    class Checkpoint(keras.callbacks.Callback):
-        """End of every epoch, each file written atomically (temporary name, then rename):
-        ``last.keras``; ``checkpoint/best-<epoch>.keras`` if validation improved; the resumable
-        ``checkpoint/ckpt-<epoch>.weights.h5`` (weights + optimizer state); then ``state.json``
-        naming both (the commit point); then ``best.keras`` is published from the committed
-        best file and older files are removed. A kill at any point leaves a consistent state;
-        a full disk (:class:`DiskSpaceError`) leaves the committed state and no temporary file.
-        Before training and before every epoch the disk must have ``need`` bytes free."""
-
-        def __init__(self, run_dir, clone, keep=2, best=-float("inf"), best_epoch=None, wall_offset=0.0, extra=None,
-                     best_file=None, need=0):
-            super().__init__()
-            self.need = need  # bytes the files of one epoch end take (checked before every epoch)
-            self.clone = clone  # a float32 plain_clone of the model, made outside the strategy scope
-            self.run_dir = Path(run_dir)
-            self.dir = self.run_dir / "checkpoint"
-            self.keep, self.best, self.best_epoch = keep, best, best_epoch
-            self.best_file = best_file
-            self.wall_offset = wall_offset
-            self.extra = extra or {}
-            self.seconds = 0.0
-            self.t_start = None
-
-        def on_train_begin(self, logs=None):
-            self.t_start = time.monotonic()
-            self.dir.mkdir(parents=True, exist_ok=True)
-            check_free_space(self.run_dir, self.need)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            check_free_space(self.run_dir, self.need)  # before the epoch's work, not after it
-
-        def on_epoch_end(self, epoch, logs=None):
-            from drn_tf.train import weights_file_bytes
-
-            t = time.monotonic()
-            logs = logs or {}
-            psnr = logs.get("val_psnr")
-            improved = psnr is not None and np.isfinite(psnr) and psnr > self.best
-            model_file = model_bytes(self.model, weight_values(self.model), self.clone)
-            if improved:
-                self.best, self.best_epoch = float(psnr), epoch + 1
-                self.best_file = f"best-{epoch + 1:06d}.keras"
-                write_file(self.dir / self.best_file, model_file, self.need)
-            write_file(self.run_dir / "last.keras", model_file, self.need)
-            name = f"ckpt-{epoch + 1:06d}.weights.h5"
-            write_file(self.dir / name, weights_file_bytes(self.model), self.need)
-            state = {
-                "epoch": epoch + 1,
-                "step": int(self.model.optimizer.iterations.numpy()),
-                "weights": name,
-                "best_val_psnr": None if self.best == -float("inf") else self.best,
-                "best_epoch": self.best_epoch,
-                "best_file": self.best_file,
-                "wall_s": round(self.wall_offset + time.monotonic() - self.t_start, 2),
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                **self.extra,
-            }
-            write_file(self.dir / "state.json", json.dumps(state, indent=2), self.need)
-            if improved:
-                write_file(self.run_dir / "best.keras", model_file, self.need)
-            ckpts = sorted(self.dir.glob("ckpt-*.weights.h5"))
-            for old in ckpts[: -self.keep]:
-                if old.name != name:
-                    old.unlink(missing_ok=True)
-            for old in self.dir.glob("best-*.keras"):
-                if old.name != self.best_file:
-                    old.unlink(missing_ok=True)
-            self.seconds += time.monotonic() - t
-
-    return StepStats, Validation, HistoryCSV, Checkpoint
-
-
 # ------------------------------------------------------------------ the loop under multi-worker
 
 
@@ -1066,11 +924,14 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
     import keras
 
     saved_policy = keras.config.dtype_policy()
+    saved_distribution = keras.distribution.distribution()
     try:
         return _train(cfg, run_dir, data_root=data_root, fresh=fresh, verbose=verbose, strategy=strategy,
                       cpu_replicas=cpu_replicas, quiet=quiet)
     finally:
         keras.config.set_dtype_policy(saved_policy)  # the global policy as it was (a mixed-precision run sets it)
+        if keras.distribution.distribution() is not saved_distribution:  # a JAX DataParallel run sets one
+            keras.distribution.set_distribution(saved_distribution)
 
 
 def mixed_precision_policy(setting, have_gpu: bool, cpu_flags=None) -> tuple[str, str | None]:
@@ -1093,6 +954,74 @@ def mixed_precision_policy(setting, have_gpu: bool, cpu_flags=None) -> tuple[str
     return "float32", "no GPU and no bf16 instructions on this CPU, training in float32"
 
 
+
+def _backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def _accelerators() -> list:
+    """GPUs (TPUs) of the current backend, without initialising TensorFlow's runtime."""
+    if _backend() == "tensorflow":
+        return _list_gpus_quietly()
+    if _backend() == "jax":
+        import jax
+
+        return [d for d in jax.devices() if d.platform != "cpu"]
+    return []
+
+
+def jax_distribution(batch: int):
+    """``keras.distribution.DataParallel`` over the local devices when there are several, else None.
+    Raises :class:`ConfigError` when the global batch does not split evenly across them."""
+    import keras
+
+    devices = keras.distribution.list_devices()
+    if len(devices) < 2:
+        return None
+    if batch % len(devices):
+        raise ConfigError(f"train.batch_size {batch} is not a multiple of the {len(devices)} devices")
+    return keras.distribution.DataParallel(devices=devices)
+
+
+def tensorboard_callback(setting, log_dir, quiet=False):
+    """``keras.callbacks.TensorBoard`` (it needs TensorFlow's summary writer) when ``train.tensorboard``
+    is true, or auto and TensorFlow is importable; else None, with one log line saying why."""
+    import importlib.util
+
+    if setting is False:
+        return None
+    if _backend() != "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+        if setting is True:
+            raise ConfigError("train.tensorboard is true but TensorFlow is not importable here "
+                              "(TensorBoard logs need its summary writer)")
+        _log("[train] TensorBoard logs off: TensorFlow is not importable here (history.csv has the curves)",
+             quiet)
+        return None
+    import keras
+
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)
+
+
+def fit_to_budget(*, seconds_left: float, epoch_seconds: list[float], overhead_s: float,
+                  done_epochs: int) -> int:
+    """Total epochs of a ``--minutes`` run after its calibration epochs: as many more as fit in
+    ``seconds_left``, at the training time of the calibration epochs after the first (the first also
+    compiled), plus ``overhead_s`` per epoch (validation, checkpoint), less a reserve of one
+    re-compilation (the first epoch's extra time) and one epoch's overhead for the final files.
+    Never fewer than ``done_epochs``."""
+    timed = epoch_seconds[1:] or epoch_seconds
+    per_epoch = sum(timed) / len(timed)
+    compile_s = max(0.0, epoch_seconds[0] - per_epoch) if len(epoch_seconds) > 1 else 0.0
+    usable = seconds_left - compile_s - overhead_s
+    more = int(usable // max(per_epoch + overhead_s, 1e-9)) if usable > 0 else 0
+    return done_epochs + max(0, more)
+
+
+CALIBRATION_EPOCHS = 2  # epochs a --minutes run trains before it fits train.steps to the budget
+
+
 def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, quiet) -> TrainResult:
     t_begin = time.monotonic()
     cfg = resolve_config(cfg)
@@ -1103,31 +1032,58 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such data folder (data root {root}; set --data or data.root)")
 
-    import keras
-    import tensorflow as tf
+    import contextlib
 
-    if cpu_replicas and cpu_replicas > 1:
-        configure_cpu_replicas(cpu_replicas)
-    # The strategy first: MultiWorkerMirroredStrategy must exist before the runtime initialises.
-    if isinstance(strategy, str):
-        strategy = pick_strategy(strategy, cpu_replicas)
+    import keras
+
+    backend = _backend()
+    on_tf = backend == "tensorflow"
     t = cfg["train"]
-    if t["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
-    gpus = _list_gpus_quietly()
+    batch = t["batch_size"]
+    pipeline = cfg["data"]["pipeline"]
+    if pipeline == "auto":
+        pipeline = "tf.data" if on_tf else "numpy"
+    if pipeline == "tf.data" and not on_tf:
+        raise ConfigError(f"data.pipeline tf.data needs the TensorFlow backend (this is {backend}); use numpy")
+    if on_tf:
+        import tensorflow as tf
+
+        if cpu_replicas and cpu_replicas > 1:
+            configure_cpu_replicas(cpu_replicas)
+        # The strategy first: MultiWorkerMirroredStrategy must exist before the runtime initialises.
+        if isinstance(strategy, str):
+            strategy = pick_strategy(strategy, cpu_replicas)
+        if t["deterministic"]:
+            tf.config.experimental.enable_op_determinism()
+        chief, multi = is_chief(strategy), is_multi_worker(strategy)
+        replicas = strategy.num_replicas_in_sync
+        scope = strategy.scope
+        dist_name = strategy_name(strategy)
+    else:
+        if strategy not in ("auto", "default", None):
+            raise ConfigError(f"--strategy {strategy} is a tf.distribute strategy; on {backend} the local devices "
+                              "are used with keras.distribution.DataParallel")
+        strategy = jax_distribution(batch) if backend == "jax" else None
+        if strategy is not None:
+            keras.distribution.set_distribution(strategy)  # train() restores the previous one
+        chief, multi = True, False
+        replicas = len(strategy.device_mesh.devices.flatten()) if strategy is not None else 1
+        scope = contextlib.nullcontext
+        dist_name = "DataParallel" if strategy is not None else "default"
+    if pipeline == "numpy" and multi:
+        raise ConfigError("data.pipeline numpy does not shard across workers; use tf.data under multi-worker")
+    gpus = _accelerators()
     mp, why = mixed_precision_policy(t["mixed_precision"], bool(gpus))
     if why:
         _log(f"[train] --mixed-precision: {why}", quiet)
     keras.config.set_dtype_policy(mp)
-    chief = is_chief(strategy)
-    multi = is_multi_worker(strategy)
-    replicas = strategy.num_replicas_in_sync
-    batch = t["batch_size"]
     if batch % replicas:
         raise ConfigError(f"train.batch_size {batch} is not a multiple of the {replicas} replicas")
     loop = t["loop"]
     if loop == "auto":
         loop = "custom" if multi else "fit"
+    if loop == "custom" and not on_tf:
+        raise ConfigError(f"train.loop custom is the tf.distribute loop; on {backend} use fit (or auto)")
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     if not chief:
@@ -1158,6 +1114,16 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
             if diffs:
                 raise ConfigError(f"{run_dir} holds a checkpoint of a different run ({'; '.join(diffs)}); "
                                   f"use another --out, or --fresh to start over there")
+    minutes = t["minutes"]
+    budget_extra: dict = {}
+    calibrate = False
+    if minutes is not None:
+        planned = state.get("planned_steps") if state else None
+        if planned:  # the budget was fitted by the run this one resumes: keep its step count and schedule
+            t["steps"] = int(planned)
+            budget_extra["planned_steps"] = int(planned)
+        else:
+            calibrate = True
     epochs = t["steps"] // t["epoch_steps"]
     start_epoch = int(state["epoch"]) if state else 0
     if multi:
@@ -1175,8 +1141,7 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         return TrainResult(run_dir, model, strategy, read_history(run_dir / "history.csv"), summary, state)
 
     # ---- data
-    from drn_tf.data import load_pairs
-    from drn_tf.tfdata import make_train_dataset
+    from drn_tf.data import PatchSampler, load_pairs
 
     scale, patch = cfg["model"]["scale"], cfg["data"]["patch_size"]
     t0 = time.monotonic()
@@ -1185,38 +1150,45 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
     _log(f"[data] {len(lrs)} training images ({', '.join(str(p) for p in train_dirs)}), "
          f"validation: {', '.join(f'{v.name} ({len(v.lrs)} images, bicubic {v.bicubic_psnr:.2f} dB)' for v in val_sets) or 'none'}"
          f"; {time.monotonic() - t0:.1f} s", quiet)
-    # replicas fed by this worker's input pipeline
-    local_replicas = len(strategy.extended.worker_devices) if multi else replicas
     start_step = start_epoch * t["epoch_steps"]
+    if pipeline == "tf.data":
+        from drn_tf.tfdata import make_train_dataset
 
-    def dataset_fn(ctx):
-        return make_train_dataset(
-            None, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"], seed=t["seed"],
-            augment=cfg["data"]["augment"], start_step=start_step * local_replicas, input_context=ctx,
-            pairs=(lrs, hrs),
-        )
+        # replicas fed by this worker's input pipeline
+        local_replicas = len(strategy.extended.worker_devices) if multi else replicas
 
-    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+        def dataset_fn(ctx):
+            return make_train_dataset(
+                None, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"], seed=t["seed"],
+                augment=cfg["data"]["augment"], start_step=start_step * local_replicas, input_context=ctx,
+                pairs=(lrs, hrs),
+            )
+
+        dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    else:
+        # The same batches as tf.data's stream: batch g = sampler.batch(g % epoch_steps, epoch=g // epoch_steps);
+        # Keras advances sampler.epoch at every epoch end.
+        workers = cfg["data"]["workers"]
+        dataset = PatchSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"],
+                               seed=t["seed"], augment=cfg["data"]["augment"],
+                               **({"workers": workers, "use_multiprocessing": False, "max_queue_size": 4 * workers}
+                                  if workers > 0 else {}))
+        dataset.epoch = start_epoch
 
     # ---- model and optimizer
-    from drn_tf.model import DRN
-
     keras.utils.set_random_seed(t["seed"])
     jit = t["jit_compile"]
     if jit == "auto":
-        jit = bool(gpus)
-    with strategy.scope():
-        model = DRN.from_preset(cfg["model"]["preset"], load_weights=False, **cfg["model"]["overrides"])
-        from drn_tf.train import l1_loss
-
-        model.compile(optimizer=build_optimizer(cfg), loss=l1_loss(), jit_compile=jit,
-                      steps_per_execution=t["steps_per_execution"] if loop == "fit" else 1)
-        model.optimizer.build(model.trainable_variables)
+        jit = bool(gpus) or not on_tf  # JAX without jit runs op by op
+    schedule = build_schedule(cfg)
+    with scope():
+        model = build_model(cfg, schedule, jit_compile=jit,
+                            steps_per_execution=t["steps_per_execution"] if loop == "fit" else 1)
     resumed = None
     best, best_epoch, wall_offset = -float("inf"), None, 0.0
     if state is not None:
         model.load_weights(ckpt_dir / state["weights"])
-        got = int(model.optimizer.iterations.numpy())
+        got = int(np.asarray(model.optimizer.iterations.numpy()))
         if got != start_epoch * t["epoch_steps"]:
             raise ConfigError(f"{ckpt_dir / state['weights']}: optimizer step {got} does not match epoch "
                               f"{start_epoch} x {t['epoch_steps']} steps")
@@ -1224,7 +1196,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         best = state.get("best_val_psnr") or -float("inf")
         best_epoch = state.get("best_epoch")
         wall_offset = float(state.get("wall_s", 0.0))
-        _log(f"[train] resuming {run_dir} from epoch {start_epoch} (step {got}) of {epochs}", quiet)
+        written_by = state.get("backend", "tensorflow")
+        _log(f"[train] resuming {run_dir} from epoch {start_epoch} (step {got}) of {epochs}"
+             + (f" (checkpoint written under {written_by})" if written_by != backend else ""), quiet)
     elif cfg["model"]["init_from"]:
         try:
             rep = init_from(model, cfg["model"]["init_from"])
@@ -1238,12 +1212,14 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         (run_dir / "history.csv").unlink(missing_ok=True)
 
     # ---- callbacks
-    StepStats, Validation, HistoryCSV, Checkpoint = make_callbacks_module()
+    from drn_tf.train import Checkpoint, Deadline, HistoryCSV, StepStats, Validation
+
     stats = StepStats(batch, t["epoch_steps"], wall_offset)
     save_clone = plain_clone(model)  # float32, outside the scope: writes the .keras files
     eval_clone = plain_clone(model, dtype_policy=None) if val_sets and chief else save_clone
     val_cb = Validation(val_sets if chief else [], scale, t["val_every"], epochs, eval_clone)
-    callbacks = [stats, val_cb]
+    deadline = Deadline(t_begin + 60.0 * minutes) if minutes is not None else None
+    callbacks = [stats] + ([deadline] if deadline else []) + [val_cb]  # the deadline first: validation sees the stop
     ckpt_cb = None
     if chief:
         hist_path = run_dir / "history.csv"
@@ -1256,7 +1232,7 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
             for r in rows:
                 w.writerow(r)
             write_file(hist_path, text.getvalue())
-        extra = {"strategy": strategy_name(strategy), "replicas": replicas}
+        extra = {"strategy": dist_name, "replicas": replicas, **budget_extra}
         best_file = state.get("best_file") if state else None
         if best_file and (ckpt_dir / best_file).is_file():
             publish(ckpt_dir / best_file, run_dir / "best.keras")  # the best of the committed epochs
@@ -1264,39 +1240,86 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
             best_file = None
         ckpt_cb = Checkpoint(run_dir, save_clone, t["keep_checkpoints"], best, best_epoch, wall_offset, extra,
                              best_file, checkpoint_need(model, save_clone, validating=bool(val_sets)))
-        callbacks += [
-            HistoryCSV(hist_path, ["step", "loss", "lr", *val_cb.keys(), "patches_per_s", "wall_s"]),
-            ckpt_cb,
-            keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False),
-        ]
+        callbacks += [HistoryCSV(hist_path, ["step", "loss", "lr", *val_cb.keys(), "patches_per_s", "wall_s"]),
+                      ckpt_cb]
+        tb = tensorboard_callback(t["tensorboard"], run_dir / "tensorboard", quiet)
+        if tb is not None:
+            callbacks.append(tb)
     callbacks.append(keras.callbacks.TerminateOnNaN())
 
-    _log(f"[train] {cfg['model']['preset']} x{scale}, {model.count_params():,d} parameters; "
-         f"{strategy_name(strategy)} with {replicas} replica(s){' (chief)' if multi and chief else ''}, "
-         f"loop: {'model.fit' if loop == 'fit' else 'strategy.run'}; batch {batch} "
-         f"({batch // replicas} per replica), patch {patch}; steps {start_step}..{t['steps']} "
+    _log(f"[train] {cfg['model']['preset']} x{scale}, {model.count_params():,d} parameters; backend {backend}; "
+         f"{dist_name} with {replicas} replica(s){' (chief)' if multi and chief else ''}, "
+         f"loop: {'model.fit' if loop == 'fit' else 'strategy.run'}, input: {pipeline}; batch {batch} "
+         f"({batch // replicas} per replica), patch {patch}; steps {start_step}.."
+         f"{'(fitted to ' + format(minutes, 'g') + ' minutes)' if calibrate else t['steps']} "
          f"in epochs of {t['epoch_steps']}; policy {keras.config.dtype_policy().name}; run dir {run_dir}", quiet)
 
+    def run_fit(first, last):
+        if loop == "fit":
+            return model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=t["epoch_steps"],
+                             callbacks=callbacks, verbose=verbose, shuffle=False)
+        return custom_fit(model, strategy, dataset, epochs=last, initial_epoch=first,
+                          steps_per_epoch=t["epoch_steps"], callbacks=callbacks, verbose=verbose)
+
     t_fit = time.monotonic()
-    if loop == "fit":
-        history = model.fit(dataset, epochs=epochs, initial_epoch=start_epoch, steps_per_epoch=t["epoch_steps"],
-                            callbacks=callbacks, verbose=verbose, shuffle=False)
+    histories = []
+    if calibrate:
+        # --minutes: train a few epochs (inside the warm-up), measure, fix train.steps, then the rest of the run
+        # with the schedule over the fitted count (the train function is traced again with it).
+        first_stop = min(epochs, start_epoch + CALIBRATION_EPOCHS)
+        histories.append(run_fit(start_epoch, first_stop))
+        done = start_epoch + len(histories[-1].epoch)
+        n = len(stats.epoch_seconds)
+        overhead = (val_cb.seconds + (ckpt_cb.seconds if ckpt_cb else 0.0)) / max(n, 1)
+        total = fit_to_budget(seconds_left=deadline.deadline - time.monotonic(),
+                              epoch_seconds=stats.epoch_seconds, overhead_s=overhead, done_epochs=done)
+        if deadline.stopped_epoch or model.stop_training:
+            total = done
+        epochs = total
+        t["steps"] = total * t["epoch_steps"]
+        set_schedule_steps(schedule, cfg)
+        budget_extra["planned_steps"] = t["steps"]
+        if ckpt_cb is not None:
+            ckpt_cb.extra["planned_steps"] = t["steps"]
+        val_cb.last_epoch = total
+        per_epoch = sum(stats.epoch_seconds[1:] or stats.epoch_seconds) / max(len(stats.epoch_seconds[1:]) or n, 1)
+        _log(f"[train] --minutes {minutes:g}: {t['epoch_steps'] / per_epoch:.2f} steps/s, "
+             f"{overhead:.1f} s validation+checkpoint per epoch -> {t['steps']} steps ({total} epochs)", quiet)
+        if chief:
+            write_file(run_dir / "config.yaml", dump_config(cfg))
+            if ckpt_cb is not None and done > start_epoch:  # the commit point names the plan from now on
+                st = read_state(run_dir)
+                st["planned_steps"] = t["steps"]
+                write_file(ckpt_dir / "state.json", json.dumps(st, indent=2), ckpt_cb.need)
+        if total > done:
+            state_after = read_state(run_dir) if cfg["optimizer"]["use_ema"] else None
+            if state_after:
+                model.load_weights(ckpt_dir / state_after["weights"])  # fit ended by writing the EMA into the weights
+            model.train_function = None  # traced again with the fitted schedule
+            histories.append(run_fit(done, total))
     else:
-        history = custom_fit(model, strategy, dataset, epochs=epochs, initial_epoch=start_epoch,
-                             steps_per_epoch=t["epoch_steps"], callbacks=callbacks, verbose=verbose)
+        histories.append(run_fit(start_epoch, epochs))
     fit_s = time.monotonic() - t_fit
-    steps_now = int(model.optimizer.iterations.numpy())
+    history = {}
+    for h in histories:
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(v)
+    steps_now = int(np.asarray(model.optimizer.iterations.numpy()))
     session_steps = steps_now - start_step
     train_s = stats.train_seconds  # epoch time up to the end of its last step: no validation, no saving
     summary = {
         "preset": cfg["model"]["preset"],
         "scale": scale,
         "params": int(model.count_params()),
-        "strategy": strategy_name(strategy),
+        "backend": backend,
+        "strategy": dist_name,
         "replicas": replicas,
         "loop": "model.fit" if loop == "fit" else "strategy.run",
+        "pipeline": pipeline,
         "dtype_policy": keras.config.dtype_policy().name,
         "steps": steps_now,
+        "planned_steps": t["steps"],
+        "minutes": minutes,
         "patches_seen": steps_now * batch,
         "session_steps": session_steps,
         "session_fit_s": round(fit_s, 1),
@@ -1310,11 +1333,11 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         "best_epoch": None if ckpt_cb is None else ckpt_cb.best_epoch,
         "val_sets": {v.name: {"images": len(v.lrs), "bicubic_psnr": v.bicubic_psnr, "bicubic_ssim": v.bicubic_ssim}
                      for v in val_sets},
-        "final": {k: (float(v[-1]) if len(v) else None) for k, v in history.history.items()},
+        "final": {k: (float(v[-1]) if len(v) else None) for k, v in history.items()},
         "host": platform.node(),
-        "device": (f"{len(gpus)} GPU(s)" if gpus else f"CPU ({os.cpu_count()} cores) {platform.processor() or platform.machine()}"),
-        "tensorflow": tf.__version__,
+        "device": _device_text(gpus),
         "keras": keras.__version__,
+        **_framework_versions(backend),
     }
     if chief:
         # the loop ended by finalize_variable_values: EMA weights are now the model's
@@ -1326,3 +1349,22 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
              f"model: {run_dir / 'model.keras'}", quiet)
     return TrainResult(run_dir, model, strategy, read_history(run_dir / "history.csv") if chief else [],
                        summary, resumed)
+
+
+def _device_text(gpus) -> str:
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores) {platform.processor() or platform.machine()}"
+    kind = getattr(gpus[0], "device_kind", None)
+    return f"{len(gpus)} GPU(s)" + (f" {kind}" if kind else "")
+
+
+def _framework_versions(backend: str) -> dict:
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return {"tensorflow": tf.__version__}
+    if backend == "jax":
+        import jax
+
+        return {"jax": jax.__version__}
+    return {}

@@ -200,6 +200,11 @@ def test_layout_names_like_drn_upscale(tmp_path):
     assert B.Layout(out, 2, "webp").destination("gs://bucket/x/photo.JPG") == os.path.join(out, "photo_x2.webp")
     assert folder.wanted(src) and not folder.wanted(str(tmp_path / "in" / "notes.txt"))
     assert not folder.wanted(str(tmp_path / "in" / ".hidden" / "x.png"))
+    # OUTPUT_DIR inside the input folder: its NAME_x3.* files are outputs, not inputs
+    inner = B.Layout(str(tmp_path / "in" / "o"), 3, None, str(tmp_path / "in"))
+    assert inner.looks_like_output(str(tmp_path / "in" / "o" / "b_x3.tif"))
+    assert not inner.looks_like_output(str(tmp_path / "in" / "o" / "b.tif"))
+    assert not inner.looks_like_output(str(tmp_path / "in" / "b_x3.tif"))
 
 
 def test_saved_model_handler_tiles_like_keras(model_files, tmp_path):

@@ -73,11 +73,11 @@ def test_layer_contract(cls, kwargs, shape, tmp_path):
 
     # one fit step moves trainable weights (layers without weights: model still trains through them)
     if model.trainable_weights:
-        before = [np.array(w) for w in model.trainable_weights]
+        before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mae")
         target = np.random.default_rng(1).random(y.shape).astype("float32")
         model.fit(x, target, epochs=1, batch_size=shape[0], verbose=0)
-        after = [np.array(w) for w in model.trainable_weights]
+        after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
         assert any(not np.array_equal(a, b) for a, b in zip(before, after))
 
 

@@ -59,6 +59,11 @@ def test_family_plus_scale_names_the_preset():
         (["train.mixed_precision=float64"], "mixed_precision"),
         (["model.overrides={scale: 3}"], "may not change the scale"),
         (["data.train=[]"], "data.train"),
+        (["train.minutes=0"], "train.minutes must be > 0"),
+        (["train.minutes=soon"], "train.minutes"),
+        (["train.tensorboard=maybe"], "train.tensorboard must be auto, true or false"),
+        (["data.pipeline=torch"], "data.pipeline must be auto, tf.data or numpy"),
+        (["data.workers=-1"], "data.workers must be >= 0"),
     ],
 )
 def test_bad_configs_are_named(sets, message):
@@ -161,3 +166,12 @@ def test_cli_names_each_skipped_image_once_and_too_small_ones_as_too_small(capsy
         f"drn train: error: no usable images under {folder} (2 images: 1 unreadable, 1 too small for the patch "
         "(WxH < 32x32))",
     ]
+
+
+def test_fit_to_budget_counts_epochs_at_the_measured_speed():
+    from drn_tf.trainer import fit_to_budget
+
+    # epochs of 2 s after a first one of 10 s (8 s compiling), 1 s overhead each: (100 - 8 - 1) // 3 more
+    assert fit_to_budget(seconds_left=100, epoch_seconds=[10, 2, 2], overhead_s=1,
+                         done_epochs=3) == 3 + 30
+    assert fit_to_budget(seconds_left=5, epoch_seconds=[10, 2], overhead_s=1, done_epochs=2) == 2

@@ -42,6 +42,13 @@ def add_parser(sub, help_text):
 
 
 def run(args):
+    from drn_tf.cli import cleanup_on_sigterm
+
+    with cleanup_on_sigterm():  # SIGTERM: a --save-images file being written is removed, exit 143
+        return _run(args)
+
+
+def _run(args):
     import json
     import sys
     import time

@@ -87,6 +87,12 @@ def add_parser(sub, help_text):
     rp.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all CPUs)")
     rp.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default ../shared/data/train)")
     rp.add_argument("--keep", metavar="DIR", help="keep the exported files in DIR")
+    rp.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="instead: the runtime table of `drn upscale --runtime` (keras, litert, litert-int8): Set5/Set14 "
+        "PSNR through drn_tf.upscale and interleaved speed, with this CPU's model and flags",
+    )
     rp.set_defaults(func=run_report)
 
     p.set_defaults(func=lambda args: _no_subcommand(p))
@@ -111,10 +117,11 @@ def _user_errors(fn):
         from drn_tf.cli import UserError
         from drn_tf.data import ImageReadError
         from drn_tf.export import ExportError
+        from drn_tf.inference import ModelError
 
         try:
             return fn(args)
-        except (ExportError, ImageReadError) as exc:
+        except (ExportError, ImageReadError, ModelError) as exc:
             raise UserError(str(exc)) from None
 
     return wrapped
@@ -176,11 +183,16 @@ def run_tflite(args):
 
 @_user_errors
 def run_report(args):
-    from pathlib import Path
-
     from drn_tf.export import REPORT_VARIANTS, build_report
 
     model, description = _load(args)
+    say = lambda msg: print(f"drn export report: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.runtimes:
+        from drn_tf.runtimes import runtime_report
+
+        markdown, _ = runtime_report(model, description, args.data, latency_size=args.latency_size, runs=args.runs,
+                                     warmup=args.warmup, progress=say)
+        return _write_report(args, markdown)
     markdown, _ = build_report(
         model,
         description,
@@ -192,12 +204,18 @@ def run_report(args):
         calibration=args.calibration,
         num_threads=args.threads,
         keep_dir=args.keep,
-        progress=lambda msg: print(f"drn export report: {msg}", file=sys.stderr, flush=True),
+        progress=say,
     )
+    return _write_report(args, markdown)
+
+
+def _write_report(args, markdown: str) -> int:
+    from pathlib import Path
+
+    from drn_tf.export import write_atomic
+
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown)
+        out = write_atomic(Path(args.output), markdown)
         print(f"wrote {out}")
     else:
         print(markdown)

@@ -8,13 +8,17 @@ import errno
 from pathlib import Path
 
 DESCRIPTION = """\
-Train a DRN model with model.fit under tf.distribute. The config file
+Train a DRN model with model.fit on the Keras backend of KERAS_BACKEND
+(tensorflow or jax; one engine, the same files). The config file
 (training/configs/*.yaml) sets everything; options below override it, and
---set section.key=value overrides any key. Several GPUs -> MirroredStrategy;
-TF_CONFIG with several workers -> MultiWorkerMirroredStrategy (start the same
-command on every worker, with a run directory all of them can read); else one
-device. The run directory gets config.yaml (resolved), history.csv,
-tensorboard/, checkpoint/, last.keras, best.keras and model.keras.
+--set section.key=value overrides any key. TensorFlow: several GPUs ->
+MirroredStrategy; TF_CONFIG with several workers -> MultiWorkerMirroredStrategy
+(start the same command on every worker, with a run directory all of them can
+read); else one device. JAX: several local devices -> keras.distribution
+DataParallel; the input is the numpy pipeline and TensorFlow is not needed.
+The run directory gets config.yaml (resolved), history.csv, tensorboard/
+(when TensorFlow is importable), checkpoint/, last.keras, best.keras and
+model.keras; a checkpoint resumes under either backend.
 
 Resuming: if RUN_DIR holds a checkpoint, the same command continues from it
 (at most the epoch in progress is lost when a run is killed). --fresh starts
@@ -27,6 +31,7 @@ examples:
   drn train --config training/configs/drn_x3.yaml --init-from runs/drn_x2/model.keras
   drn train --config training/configs/drn_x2.yaml --set optimizer.use_ema=true --set schedule.name=step
   drn train --config training/configs/drn_x2.yaml --print-config
+  KERAS_BACKEND=jax drn train --preset drn_x2 --init-from drn_x2 --minutes 9 --out runs/gpu
   tensorboard --logdir runs/drn_x2/tensorboard;  drn plot runs/drn_x2
 
 config keys (section.key = default: meaning):
@@ -56,6 +61,8 @@ def add_parser(sub, help_text):
                    help="start from this .keras file, run directory, .weights.h5 or preset: matching layers by "
                         "name and shape, the upsampler skipped unless the scale is the same (model.init_from)")
     p.add_argument("--steps", type=int, help="train.steps")
+    p.add_argument("--minutes", type=float, help="train.minutes: wall-clock budget of the command; the step count "
+                   "is fitted to it after 2 epochs (warm-up + cosine over it), the run stops in time, all saved")
     p.add_argument("--epoch-steps", type=int, help="train.epoch_steps (checkpoint/validation interval)")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global)")
     p.add_argument("--patch-size", type=int, help="data.patch_size (LR)")
@@ -93,6 +100,7 @@ def build_config(args):
     put("data", "val", args.val)
     put("data", "patch_size", args.patch_size)
     put("train", "steps", args.steps)
+    put("train", "minutes", args.minutes)
     put("train", "epoch_steps", args.epoch_steps)
     put("train", "batch_size", args.batch_size)
     put("train", "seed", args.seed)

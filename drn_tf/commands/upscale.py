@@ -81,6 +81,14 @@ def add_parser(sub, help_text):
         help="context pixels on each side of a tile (default and minimum: the model's receptive radius)",
     )
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +PSNR)")
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "keras", "litert", "litert-int8"),
+        default="auto",
+        help="keras, litert (the float32 TFLite model, same output) or litert-int8 (full-integer: faster, "
+        "slightly different output); TFLite models are built on first use and cached. Default auto: the "
+        "faster float runtime on this CPU",
+    )
     p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
     p.add_argument("--quality", type=int, metavar="Q",
                    help="JPEG/WebP quality, 1-100 (default: 95); ignored for lossless formats")
@@ -519,6 +527,10 @@ def _load_model(args):
 
     try:
         model = resolve_model(args.model, args.preset, args.scale)
+        from drn_tf.runtimes import runtime_model
+
+        model = runtime_model(model, getattr(args, "runtime", "auto"),
+                              progress=lambda msg: print(f"drn upscale: {msg}", file=sys.stderr, flush=True))
     except ModelError as exc:
         raise UserError(str(exc)) from None
     return model, model_scale(model)
