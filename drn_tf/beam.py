@@ -23,7 +23,9 @@ The pipeline (:func:`build_pipeline`), one file per element all the way::
   (``shared.Shared``); ``large_model=True`` (``drn beam --share-model``)
   loads one copy per machine shared by all its worker processes.
 * Metrics (namespace ``drn``): counters ``images``, ``output_pixels``,
-  ``failures``, ``skipped``, ``model_loads``; distribution ``output_kilopixels``.
+  ``failures``, ``skipped``, ``model_loads`` (worker processes that loaded the
+  model, or attached to the shared copy with ``large_model``); distribution
+  ``output_kilopixels``.
 
 Nothing here is imported by ``import drn_tf``; apache-beam is imported on use.
 """
@@ -113,9 +115,9 @@ class SavedModelUpscaler:
 
     The radius is read from the variables: the sum of ``(k - 1) / 2`` over
     every ``k x k`` convolution kernel, an upper bound for any stride-1
-    convolutional network (for DRN it is exact, see
-    :func:`drn_tf.model.receptive_radius`, plus one per extra upsampler stage),
-    so tiles with that overlap stitch exactly like the Keras model's. The
+    convolutional network (for DRN it equals
+    :func:`drn_tf.model.receptive_radius`; tested), so tiles with that
+    overlap stitch exactly like the Keras model's. The
     output is rounded to uint8 per tile; every output pixel comes from one
     tile core, so this equals rounding the stitched image.
     """

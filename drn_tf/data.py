@@ -354,6 +354,38 @@ class PatchSampler(_PyDataset):
     def __getitem__(self, index):
         return self.batch(index)
 
+    def stream(self, start_step: int = 0, workers: int = 0, ahead: int | None = None):
+        """The batch stream of training from global step ``start_step`` on, as a generator: batch ``g`` is
+        ``batch(g % steps_per_epoch, epoch=g // steps_per_epoch)``, as in the ``tf.data`` stream of
+        :func:`drn_tf.tfdata.make_train_dataset`. What ``model.fit`` trains on, on every backend, without
+        relying on Keras's epoch callbacks (``fit`` peeks at a batch of a ``PyDataset`` and then ends an
+        epoch, which shifted the epochs by one). ``workers`` > 0: threads cut the next ``ahead`` batches
+        (default ``4 * workers``) while the step runs, in order."""
+        e = self.steps_per_epoch
+
+        def make(g):
+            return self.batch(g % e, epoch=g // e)
+
+        g = int(start_step)
+        if workers <= 0:
+            while True:
+                yield make(g)
+                g += 1
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="drn-patches")
+        try:
+            pending = deque(pool.submit(make, g + i) for i in range(ahead or 4 * workers))
+            g += len(pending)
+            while True:
+                out = pending.popleft().result()
+                pending.append(pool.submit(make, g))
+                g += 1
+                yield out
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
 
 def validation_pairs(paths, scale: int):
     """Whole-image (LR, HR, names) uint8 of benchmark folders, by the evaluation protocol:

@@ -269,7 +269,7 @@ def _float_saved_model(model, path, input_size=None) -> None:
 # ---------------------------------------------------------------- int8: activation ranges
 
 # Identifies the int8 recipe below (metadata, and the key of the runtime's .tflite cache).
-INT8_RECIPE = "taps/1: folded output mean, [0,1] output, full-range input and LFE, MSE ranges elsewhere"
+INT8_RECIPE = "taps/3: exact input, folded output mean, [0,1] output, full-range LFE, MSE ranges elsewhere, int8 ELU"
 
 
 class _QuantGraph:
@@ -328,33 +328,26 @@ class _QuantGraph:
         return np.asarray(layer.kernel, np.float32), np.asarray(layer.bias, np.float32)
 
     @property
-    def input_shift(self) -> float:
-        """The grey level subtracted from the input (the largest channel mean, rounded to a level)."""
-        return float(np.round(255.0 * self.mean.max()) / 255.0)
-
-    @property
     def lfe_shift(self) -> np.ndarray:
-        """LFE bias change for subtracting ``input_shift`` instead of the per-channel mean."""
+        """LFE bias change that moves the mean subtraction into the LFE convolution."""
         kernel = self.lfe[0]
-        return (kernel.sum(axis=(0, 1)).T @ (self.input_shift - self.mean)).astype(np.float32)
+        return (-(kernel.sum(axis=(0, 1)).T @ self.mean)).astype(np.float32)
 
-    def input_range(self) -> tuple[float, float]:
-        """Range of ``image - input_shift``: exactly 256 grey levels, so int8 holds it without rounding."""
-        return -self.input_shift, 1.0 - self.input_shift
-
-    def __call__(self, x, hook=lambda name, t: t):
+    def __call__(self, x, hook=lambda name, t: t, clip: bool = True):
+        """``x``: float [0, 1] NHWC. ``clip=False`` leaves out the final clip (the int8 graph's output
+        fake quant clamps to [0, 1] itself, so the clip's MINIMUM and RELU would be two passes for nothing)."""
         import tensorflow as tf  # (not _tf(): this runs inside tf.function tracing)
 
         def conv(t, kb):
             return tf.nn.bias_add(tf.nn.conv2d(t, kb[0], 1, "SAME"), kb[1])
 
-        # The input tap: x - c with c = round(255 * max(mean)) / 255 is exact in int8 (pixels stay on
-        # the 1/255 grid, 256 levels from -c to 1 - c); the per-channel rest of the mean shift goes into
-        # the LFE bias, and the zero padding of x - mean becomes padding of x - c with mean - c per channel.
-        c = self.input_shift
-        x = hook("input", x - c)
+        # The input tap is the image itself (range [0, 1]: the uint8 pixels, exact in int8). The mean
+        # subtraction moves into the LFE: its bias takes -sum(W * mean), and the zero padding of
+        # x - mean becomes padding of x with the mean of each channel (one PADV2 per channel; in int8
+        # the mean is rounded to a grey level, on the padded border only).
+        x = hook("input", x)
         x = tf.concat(
-            [tf.pad(ch, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=float(m - c))
+            [tf.pad(ch, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=float(m))
              for ch, m in zip(tf.split(x, len(self.mean), axis=-1), self.mean)],
             axis=-1,
         )
@@ -373,10 +366,9 @@ class _QuantGraph:
         y = hook("body_end", conv(y, self.body_end))
         if self.global_skip:
             y = hook("skip", y + y0)
-        # the output tap (range [0, 1]) quantizes the image straight to grey levels; the clip after it
-        # is then exact in int8, and keeps the unhooked graph equal to the model
-        u = tf.clip_by_value(hook("output", conv(y, self.up)), 0.0, 1.0)
-        return self.shuffle(u)
+        # the output tap (range [0, 1]) quantizes the image straight to grey levels
+        u = hook("output", conv(y, self.up))
+        return self.shuffle(tf.clip_by_value(u, 0.0, 1.0) if clip else u)
 
 
 def _quant_error(values: np.ndarray, lo: float, hi: float) -> float:
@@ -445,9 +437,7 @@ def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0)
             values[name].append(a if a.size <= per else rng.choice(a, per, replace=False))
     ranges = {}
     for name in names:
-        if name == "input":
-            ranges[name] = graph.input_range()
-        elif name == "output":
+        if name in ("input", "output"):  # 8-bit pixels: [0, 1], scale 1/255
             ranges[name] = (0.0, 1.0)
         elif name == "lfe":  # carried to the output by the global skip: clipping it costs more than it saves
             ranges[name] = (min(lows[name], 0.0), max(highs[name], 0.0))
@@ -476,7 +466,7 @@ def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool 
     shape = [None, None, None, channels] if input_size is None else [1, input_size[0], input_size[1], channels]
     module = tf.Module()
     module.serve = tf.function(
-        lambda lr_image: {TFLITE_OUTPUT: graph(lr_image, fake_quant)},
+        lambda lr_image: {TFLITE_OUTPUT: graph(lr_image, fake_quant, clip=False)},
         input_signature=[tf.TensorSpec(shape, tf.float32, name=TFLITE_INPUT)],
     )
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
@@ -671,12 +661,54 @@ def _force_pixel_io(model_obj) -> None:
                 raise ExportError("int8 model: the input is not consumed by a QUANTIZE op; cannot fix its scale")
 
 
+def _int8_elu(model_obj) -> int:
+    """Run ELU in int8: every ``DEQUANTIZE -> ELU -> QUANTIZE`` chain becomes one int8 ``ELU``.
+
+    The converter leaves ELU in float inside a full-integer model (it has no
+    int8 quantization spec for it), though the builtin ELU kernel takes int8
+    (a 256-entry lookup table from the input's to the output's quantization,
+    built at prepare time). The table holds the float ELU of every input
+    level, quantized as the QUANTIZE op would: the outputs are identical
+    (tested), with two ops and a float tensor fewer per ELU (measured 15%
+    faster for drn_x2 int8, see README). Returns the number of ELUs changed.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    graph = model_obj.subgraphs[0]
+    codes = model_obj.operatorCodes
+    op_kind = lambda op: max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode)  # noqa: E731
+    producer = {int(t): op for op in graph.operators for t in op.outputs}
+    consumers: dict = {}
+    for op in graph.operators:
+        for t in op.inputs:
+            consumers.setdefault(int(t), []).append(op)
+    graph_io = {int(t) for t in list(graph.inputs) + list(graph.outputs)}
+    drop = []
+    for op in graph.operators:
+        if op_kind(op) != schema.BuiltinOperator.ELU:
+            continue
+        deq = producer.get(int(op.inputs[0]))
+        after = consumers.get(int(op.outputs[0]), [])
+        if (deq is None or op_kind(deq) != schema.BuiltinOperator.DEQUANTIZE or len(after) != 1
+                or op_kind(after[0]) != schema.BuiltinOperator.QUANTIZE
+                or graph.tensors[int(deq.inputs[0])].type != schema.TensorType.INT8
+                or graph.tensors[int(after[0].outputs[0])].type != schema.TensorType.INT8
+                or len(consumers.get(int(deq.outputs[0]), [])) != 1
+                or {int(deq.outputs[0]), int(op.outputs[0])} & graph_io):
+            continue
+        op.inputs, op.outputs = deq.inputs, after[0].outputs
+        drop += [deq, after[0]]
+    graph.operators = [op for op in graph.operators if not any(op is d for d in drop)]
+    return len(drop) // 2
+
+
 def _postprocess(tflite_bytes: bytes, metadata: dict, pixel_io: bool) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     model_obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
     if pixel_io:
         _force_pixel_io(model_obj)
+        metadata = dict(metadata, int8_elu=_int8_elu(model_obj))
     _set_metadata(model_obj, metadata)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model_obj))
 

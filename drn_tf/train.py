@@ -102,10 +102,7 @@ def evaluate_pairs(model: keras.Model, lrs, hrs, scale: int) -> tuple[float, flo
 
 
 class StepStats(keras.callbacks.Callback):
-    """Adds ``step``, ``lr``, ``patches_per_s`` (training only) and ``wall_s`` (whole run) to the epoch logs.
-
-    ``epoch_seconds`` keeps the training time of each epoch of this session (the first one holds the
-    compilation), which the wall-clock budget (``--minutes``) fits its step count to."""
+    """Adds ``step``, ``lr``, ``patches_per_s`` (training only) and ``wall_s`` (whole run) to the epoch logs."""
 
     def __init__(self, batch_size, epoch_steps, wall_offset=0.0, t_start=None):
         super().__init__()
@@ -113,7 +110,6 @@ class StepStats(keras.callbacks.Callback):
         self.t_start, self.t_epoch = t_start, None
         self.train_seconds = 0.0
         self.steps_done = 0
-        self.epoch_seconds: list[float] = []
 
     def on_train_begin(self, logs=None):
         if self.t_start is None:  # kept over the two fit calls of a --minutes run
@@ -128,7 +124,6 @@ class StepStats(keras.callbacks.Callback):
         step = int(np.asarray(self.model.optimizer.iterations.numpy()))  # waits for the last step
         dt = time.monotonic() - self.t_epoch
         self.train_seconds += dt
-        self.epoch_seconds.append(dt)
         self.steps_done += self.epoch_steps
         if logs is not None:
             logs["step"] = step
@@ -153,6 +148,7 @@ class Validation(keras.callbacks.Callback):
         self.clone = clone  # a plain_clone of the model, made outside any strategy scope
         self.fn = None
         self.seconds = 0.0
+        self._warm = False
 
     def keys(self):
         keys = ["val_psnr", "val_ssim"] if self.sets else []
@@ -170,6 +166,16 @@ class Validation(keras.callbacks.Callback):
             self.fn = tf.function(lambda t: clone(t, training=False), reduce_retracing=True,
                                   input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
         return self.fn(x).numpy()
+
+    def on_train_begin(self, logs=None):
+        """Compile the forward pass for every validation image shape now (JAX traces one per shape), so the
+        first validation's time is its running time: the wall-clock budget (``--minutes``) measures it."""
+        if self._warm:
+            return
+        self._warm = True
+        shapes = sorted({lr.shape[:2] for s in self.sets for lr in s.lrs})
+        for h, w in shapes if keras.backend.backend() != "tensorflow" else shapes[:1]:
+            self._forward(np.zeros((1, h, w, 3), np.float32))
 
     def _predict(self, lr):
         from drn_tf.metrics import to_uint8
@@ -322,15 +328,42 @@ class Checkpoint(keras.callbacks.Callback):
 
 
 class Deadline(keras.callbacks.Callback):
-    """Stops training at the end of the first epoch that ends after ``deadline`` (``time.monotonic()``),
-    the safety net of a wall-clock budget whose fitted step count turned out too optimistic."""
+    """Stops training at the end of an epoch when another one would end after ``deadline``
+    (``time.monotonic()``; an epoch taking as long as the last one, validation and checkpoint included):
+    the safety net of a wall-clock budget whose fitted step count turned out too optimistic.
+    ``epoch_walls`` keeps each epoch's wall-clock time, from its start to the end of its callbacks."""
 
     def __init__(self, deadline: float):
         super().__init__()
         self.deadline = float(deadline)
         self.stopped_epoch = None
+        self.epoch_walls: list[float] = []
+        self._t = self._trained = None
+        self._overhead = 0.0  # the last epoch's time after its training: validation, checkpoint, logs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() >= self.deadline:
+        now = time.monotonic()
+        self._trained = now - self._t
+        if now + self._trained + self._overhead >= self.deadline:
             self.model.stop_training = True
             self.stopped_epoch = epoch + 1
+
+    def epoch_finished(self):
+        """Called after the epoch's other callbacks (by :class:`EpochWallClock`, the engine's last one)."""
+        wall = time.monotonic() - self._t
+        self.epoch_walls.append(wall)
+        self._overhead = max(0.0, wall - self._trained)
+
+
+class EpochWallClock(keras.callbacks.Callback):
+    """The last callback of the engine: tells :class:`Deadline` the epoch's callbacks are done."""
+
+    def __init__(self, deadline: Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.deadline.epoch_finished()

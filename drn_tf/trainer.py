@@ -1,23 +1,30 @@
-"""The TensorFlow training driver behind ``drn train``.
+"""The training engine behind ``drn train``, on the TensorFlow and the JAX backends (``KERAS_BACKEND``).
 
 One YAML config (``training/configs/*.yaml``; every key and its default is in
 :data:`DEFAULTS`, overridable with ``--set section.key=value``) describes a
-run; :func:`train` runs it under ``tf.distribute`` and writes to the run
-directory::
+run; :func:`train` runs it and writes to the run directory::
 
     config.yaml        the fully resolved config
-    run.json           summary: strategy, replicas, steps, wall time, patches/s, best PSNR, bicubic references
+    run.json           summary: backend, strategy, replicas, steps, wall time, patches/s, training TFLOP/s,
+                       best PSNR, bicubic references
     history.csv        one row per epoch: step, loss, lr, validation PSNR/SSIM per set, throughput
-    tensorboard/       TensorBoard logs
+    tensorboard/       TensorBoard logs (where TensorFlow is importable)
     checkpoint/        state.json + ckpt-<epoch>.weights.h5 (weights and optimizer state) + best-<epoch>.keras
     last.keras         the model after the latest epoch
     best.keras         the model with the best validation PSNR on the first validation set
     model.keras        the final model (EMA weights if optimizer.use_ema)
 
 The ``.keras`` files hold the bare model (no optimizer) and load with
-:func:`drn_tf.model.load_model` (``safe_mode=True``).
+:func:`drn_tf.model.load_model` (``safe_mode=True``). Every file is the same on
+both backends: a checkpoint written under one resumes under the other with the
+same weights, optimizer state and step counter.
 
-Distribution: several GPUs -> ``MirroredStrategy``; a ``TF_CONFIG`` naming
+One engine: the schedule, loss, optimizer (and its EMA), callbacks
+(:mod:`drn_tf.train`: step stats, protocol validation, CSV history,
+checkpoints, the wall-clock deadline), resume and the summary are shared; only
+the distribution and the input pipeline depend on the backend.
+
+TensorFlow: several GPUs -> ``MirroredStrategy``; a ``TF_CONFIG`` naming
 several workers -> ``MultiWorkerMirroredStrategy``; else the default
 strategy. The model and optimizer are built in ``strategy.scope()``, the
 global batch is split across replicas (:func:`drn_tf.tfdata.make_train_dataset`
@@ -30,6 +37,20 @@ reduction uses ``axis=0`` on scalars), so there :func:`custom_fit` runs the
 same loop itself: ``strategy.run(model.train_step)`` in a ``tf.function``,
 metrics reduced with ``axis=None``, and the same callbacks (progress bar,
 validation, CSV, TensorBoard, checkpoints) through a ``CallbackList``.
+
+JAX: ``model.fit`` (jitted) over :class:`drn_tf.data.PatchSampler`, a
+``keras.utils.PyDataset`` giving the same batches as the ``tf.data`` stream
+(``data.pipeline: numpy``; optional threads with ``data.workers``); several
+local devices -> ``keras.distribution.DataParallel``. Nothing on this path
+imports TensorFlow (TensorBoard logs are written only where it is importable).
+
+Wall-clock budget (``train.minutes`` / ``--minutes``): the run trains
+:data:`CALIBRATION_EPOCHS` epochs (inside the warm-up), fits ``train.steps``
+to what is left of the budget from their wall-clock times
+(:func:`fit_to_budget`), refits the cosine schedule (warm-up at most 10 % of
+it) and continues with the train function traced again; a
+:class:`drn_tf.train.Deadline` stops it at an epoch end if it falls behind.
+The fitted count goes to ``config.yaml`` and ``state.json``; a resumed run keeps it.
 
 Crash safety: at the end of every epoch (``train.epoch_steps`` steps) the
 weights and optimizer state go to ``checkpoint/ckpt-<epoch>.weights.h5`` (and
@@ -50,8 +71,8 @@ how much a checkpoint needs), never a crash, and the committed checkpoint
 stays as it was. Free space is checked before training starts and before
 every epoch, so a run on a full disk stops before it spends an epoch's work.
 
-Nothing here imports TensorFlow at module level (so ``drn train --help``
-and config handling stay fast); :func:`train` imports it.
+Nothing here imports Keras or a framework at module level (so ``drn train --help``
+and config handling stay fast); :func:`train` imports them.
 """
 
 from __future__ import annotations
@@ -96,7 +117,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "train": {
         "batch_size": (16, "global batch size, split across replicas"),
         "steps": (100000, "total optimizer steps (rounded up to whole epochs)"),
-        "minutes": (None, "wall-clock budget of the whole command: the first 2 epochs measure the speed, then "
+        "minutes": (None, "wall-clock budget in minutes from the start of the run (data loading included): the first 3 epochs "
+                          "measure the speed, then "
                           "train.steps is fitted to the budget (schedule over it) and the run stops in time with "
                           "everything saved; a resumed run keeps the fitted steps (null: train.steps)"),
         "epoch_steps": (1000, "steps per epoch: the checkpoint/validation/log interval"),
@@ -105,7 +127,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "mixed_precision": (False, "false | true (the fast one here: mixed_float16 on GPU, mixed_bfloat16 on "
                             "a CPU with AVX512-BF16/AMX, else float32) | mixed_float16 | mixed_bfloat16"),
         "jit_compile": ("auto", "XLA for the train step: auto (on GPU only) | true | false"),
-        "steps_per_execution": (1, "train steps per tf.function call (model.fit only)"),
+        "steps_per_execution": (1, "train steps per compiled call (tf.function / jax.jit; model.fit only)"),
         "loop": ("auto", "auto (model.fit; own strategy.run loop under multi-worker) | fit | custom"),
         "deterministic": (False, "TensorFlow: tf.config.experimental.enable_op_determinism (bitwise reproducible, "
                                  "slower)"),
@@ -733,6 +755,72 @@ def checkpoint_need(model, clone, validating: bool) -> int:
     return len(weights_file_bytes(model)) + keras_size * (3 if validating else 1) + 1_000_000
 
 
+def _checkpoint_values(path, preset=None):
+    """(model, weight values) of one source of :func:`average_models`."""
+    import warnings
+
+    from drn_tf.model import DRN, load_model
+
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        model = load_model(path)
+        return model, model.get_weights()
+    run = path.parent.parent
+    if (run / "config.yaml").is_file() and path.parent.name == "checkpoint":
+        import yaml
+
+        model = build_model(resolve_config(yaml.safe_load((run / "config.yaml").read_text())))
+        model.load_weights(path)  # weights and optimizer state: the EMA when the run kept one
+        return model, weight_values(model)
+    if preset is None:
+        raise ValueError(f"{path}: a weights file outside a run's checkpoint/ folder; name its preset")
+    model = DRN.from_preset(preset, load_weights=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.load_weights(path)
+    return model, model.get_weights()
+
+
+def average_models(sources, out, preset=None) -> list[Path]:
+    """Uniform average of the weights of several checkpoints of one model (checkpoint averaging, as in SWA),
+    written to ``out`` as a bare float32 ``.keras`` file (atomically). Returns the files averaged.
+
+    ``sources``: ``.keras`` files (a run's ``model/best/last.keras``, ``checkpoint/best-N.keras``, bundled
+    models), a run's ``checkpoint/ckpt-N.weights.h5`` (the EMA weights when the run kept one; the model
+    from the run's ``config.yaml``), run directories (all their kept ``ckpt-N.weights.h5``), or bare
+    ``.weights.h5`` files of ``preset``. Raises ``ValueError`` when the architectures differ."""
+    files: list[Path] = []
+    for src in sources:
+        src = Path(src)
+        if src.is_dir():
+            found = sorted((src / "checkpoint").glob("ckpt-*.weights.h5"))
+            if not found:
+                raise FileNotFoundError(f"{src}: no checkpoint/ckpt-*.weights.h5 to average")
+            files += found
+        elif src.is_file():
+            files.append(src)
+        else:
+            raise FileNotFoundError(f"{src}: no such file or run directory")
+    first, total = None, None
+    for f in files:
+        model, values = _checkpoint_values(f, preset)
+        if first is None:
+            first, shapes = model, [v.shape for v in values]
+            total = [np.asarray(v, np.float64) for v in values]
+            continue
+        if [v.shape for v in values] != shapes or type(model) is not type(first):
+            raise ValueError(f"{f}: not the architecture of {files[0]}")
+        for acc, v in zip(total, values):
+            acc += v
+    clone = plain_clone(first)
+    clone.set_weights([(acc / len(files)).astype(np.float32) for acc in total])
+    from drn_tf.train import model_file_bytes
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_file(out, model_file_bytes(clone))
+    return files
+
+
 def init_from(model, source) -> dict:
     """Copy into ``model`` the layers of ``source`` that match by name and weight shapes.
 
@@ -913,10 +1001,12 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
           cpu_replicas=0, quiet=False) -> TrainResult:
     """Run (or resume) the training run of the config ``cfg`` in ``run_dir``.
 
-    ``cfg`` as from :func:`load_config` (resolved here). ``strategy``: auto |
-    default | mirrored | multi-worker, or a ``tf.distribute.Strategy``.
+    ``cfg`` as from :func:`load_config` (resolved here). On TensorFlow, ``strategy``:
+    auto | default | mirrored | multi-worker, or a ``tf.distribute.Strategy``, and
     ``cpu_replicas``: split the CPU into that many logical devices first
-    (MirroredStrategy on one CPU; must run before TensorFlow initialises).
+    (MirroredStrategy on one CPU; must run before TensorFlow initialises). On JAX,
+    ``strategy`` is auto (or default): DataParallel over the local devices when there
+    are several (``TrainResult.strategy`` is then that distribution, else None).
     ``fresh``: discard an existing checkpoint of ``run_dir``. Raises
     :class:`ConfigError` for unusable configs/run directories and
     ``FileNotFoundError`` for missing data.
@@ -1004,22 +1094,43 @@ def tensorboard_callback(setting, log_dir, quiet=False):
     return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)
 
 
-def fit_to_budget(*, seconds_left: float, epoch_seconds: list[float], overhead_s: float,
-                  done_epochs: int) -> int:
-    """Total epochs of a ``--minutes`` run after its calibration epochs: as many more as fit in
-    ``seconds_left``, at the training time of the calibration epochs after the first (the first also
-    compiled), plus ``overhead_s`` per epoch (validation, checkpoint), less a reserve of one
-    re-compilation (the first epoch's extra time) and one epoch's overhead for the final files.
-    Never fewer than ``done_epochs``."""
-    timed = epoch_seconds[1:] or epoch_seconds
-    per_epoch = sum(timed) / len(timed)
-    compile_s = max(0.0, epoch_seconds[0] - per_epoch) if len(epoch_seconds) > 1 else 0.0
-    usable = seconds_left - compile_s - overhead_s
-    more = int(usable // max(per_epoch + overhead_s, 1e-9)) if usable > 0 else 0
-    return done_epochs + max(0, more)
+def fit_to_budget(*, seconds_left: float, epoch_walls: list[float], done_epochs: int) -> int:
+    """Total epochs of a ``--minutes`` run after its calibration epochs, whose wall-clock times (training,
+    validation, checkpoint, logs) are ``epoch_walls``: as many more as fit in ``seconds_left`` at the time
+    of the epochs after the first (the first also compiled), less a reserve of one compilation (the first
+    epoch's extra time: the train function is traced again), one epoch (the final files) and 5 % (speed
+    noise). Never fewer than ``done_epochs``."""
+    timed = epoch_walls[1:] or epoch_walls
+    per_epoch = max(sum(timed) / len(timed), 1e-9)
+    compile_s = max(0.0, epoch_walls[0] - per_epoch)
+    usable = 0.95 * seconds_left - compile_s - per_epoch
+    return done_epochs + (int(usable // per_epoch) if usable > 0 else 0)
 
 
-CALIBRATION_EPOCHS = 2  # epochs a --minutes run trains before it fits train.steps to the budget
+def jax_matmul_peak_tflops(dtype: str = "bfloat16", n: int | None = None, repeats: int = 20) -> dict:
+    """The matrix-multiply rate of JAX's default device: the fastest of ``repeats`` jitted ``n x n`` products
+    (``2 n^3`` FLOPs) in ``dtype`` (``n``: 8192 on an accelerator, 1024 on a CPU). The reference a training
+    rate (``run.json`` ``train_tflops``) is put against, measured in the same process on the same device."""
+    import jax
+    import jax.numpy as jnp
+
+    device = jax.devices()[0]
+    n = n or (8192 if device.platform != "cpu" else 1024)
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+    a = jax.random.normal(key_a, (n, n), dtype=jnp.float32).astype(dtype)
+    b = jax.random.normal(key_b, (n, n), dtype=jnp.float32).astype(dtype)
+    product = jax.jit(lambda x, y: x @ y)
+    product(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        product(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return {"device": str(getattr(device, "device_kind", device.platform)), "dtype": dtype, "n": n,
+            "tflops": 2 * n**3 / best / 1e12}
+
+
+CALIBRATION_EPOCHS = 3  # epochs a --minutes run trains before it fits train.steps to the budget
 
 
 def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, quiet) -> TrainResult:
@@ -1063,6 +1174,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         if strategy not in ("auto", "default", None):
             raise ConfigError(f"--strategy {strategy} is a tf.distribute strategy; on {backend} the local devices "
                               "are used with keras.distribution.DataParallel")
+        if cpu_replicas and cpu_replicas > 1:
+            raise ConfigError(f"--cpu-replicas splits TensorFlow's CPU; on {backend} start with "
+                              f"XLA_FLAGS=--xla_force_host_platform_device_count={cpu_replicas} instead")
         strategy = jax_distribution(batch) if backend == "jax" else None
         if strategy is not None:
             keras.distribution.set_distribution(strategy)  # train() restores the previous one
@@ -1165,15 +1279,10 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
             )
 
         dataset = strategy.distribute_datasets_from_function(dataset_fn)
-    else:
-        # The same batches as tf.data's stream: batch g = sampler.batch(g % epoch_steps, epoch=g // epoch_steps);
-        # Keras advances sampler.epoch at every epoch end.
-        workers = cfg["data"]["workers"]
-        dataset = PatchSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"],
-                               seed=t["seed"], augment=cfg["data"]["augment"],
-                               **({"workers": workers, "use_multiprocessing": False, "max_queue_size": 4 * workers}
-                                  if workers > 0 else {}))
-        dataset.epoch = start_epoch
+    else:  # the same batches as the tf.data stream, from the same global step
+        sampler = PatchSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"],
+                               seed=t["seed"], augment=cfg["data"]["augment"])
+        dataset = sampler.stream(start_step, workers=cfg["data"]["workers"])
 
     # ---- model and optimizer
     keras.utils.set_random_seed(t["seed"])
@@ -1212,7 +1321,7 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         (run_dir / "history.csv").unlink(missing_ok=True)
 
     # ---- callbacks
-    from drn_tf.train import Checkpoint, Deadline, HistoryCSV, StepStats, Validation
+    from drn_tf.train import Checkpoint, Deadline, EpochWallClock, HistoryCSV, StepStats, Validation
 
     stats = StepStats(batch, t["epoch_steps"], wall_offset)
     save_clone = plain_clone(model)  # float32, outside the scope: writes the .keras files
@@ -1246,6 +1355,8 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         if tb is not None:
             callbacks.append(tb)
     callbacks.append(keras.callbacks.TerminateOnNaN())
+    if deadline is not None:
+        callbacks.append(EpochWallClock(deadline))  # last: the epoch's wall-clock time, callbacks included
 
     _log(f"[train] {cfg['model']['preset']} x{scale}, {model.count_params():,d} parameters; backend {backend}; "
          f"{dist_name} with {replicas} replica(s){' (chief)' if multi and chief else ''}, "
@@ -1269,10 +1380,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         first_stop = min(epochs, start_epoch + CALIBRATION_EPOCHS)
         histories.append(run_fit(start_epoch, first_stop))
         done = start_epoch + len(histories[-1].epoch)
-        n = len(stats.epoch_seconds)
-        overhead = (val_cb.seconds + (ckpt_cb.seconds if ckpt_cb else 0.0)) / max(n, 1)
-        total = fit_to_budget(seconds_left=deadline.deadline - time.monotonic(),
-                              epoch_seconds=stats.epoch_seconds, overhead_s=overhead, done_epochs=done)
+        walls = deadline.epoch_walls
+        total = fit_to_budget(seconds_left=deadline.deadline - time.monotonic(), epoch_walls=walls,
+                              done_epochs=done)
         if deadline.stopped_epoch or model.stop_training:
             total = done
         epochs = total
@@ -1282,9 +1392,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         if ckpt_cb is not None:
             ckpt_cb.extra["planned_steps"] = t["steps"]
         val_cb.last_epoch = total
-        per_epoch = sum(stats.epoch_seconds[1:] or stats.epoch_seconds) / max(len(stats.epoch_seconds[1:]) or n, 1)
-        _log(f"[train] --minutes {minutes:g}: {t['epoch_steps'] / per_epoch:.2f} steps/s, "
-             f"{overhead:.1f} s validation+checkpoint per epoch -> {t['steps']} steps ({total} epochs)", quiet)
+        timed = walls[1:] or walls
+        _log(f"[train] --minutes {minutes:g}: epochs of {t['epoch_steps']} steps take {sum(timed) / len(timed):.2f} s "
+             f"(the first {walls[0]:.1f} s, compiling) -> {t['steps']} steps ({total} epochs)", quiet)
         if chief:
             write_file(run_dir / "config.yaml", dump_config(cfg))
             if ckpt_cb is not None and done > start_epoch:  # the commit point names the plan from now on
@@ -1300,12 +1410,18 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
     else:
         histories.append(run_fit(start_epoch, epochs))
     fit_s = time.monotonic() - t_fit
+    if deadline is not None and deadline.stopped_epoch:
+        _log(f"[train] --minutes {minutes:g}: stopped after epoch {deadline.stopped_epoch} of {epochs}: the next "
+             "epoch would have ended past the budget", quiet)
     history = {}
     for h in histories:
         for k, v in h.history.items():
             history.setdefault(k, []).extend(v)
     steps_now = int(np.asarray(model.optimizer.iterations.numpy()))
     session_steps = steps_now - start_step
+    from drn_tf.analysis import count_macs, model_config
+
+    train_flops = 6 * count_macs(model_config(model), patch, patch)  # 3 x forward, 2 FLOPs per multiply-add
     train_s = stats.train_seconds  # epoch time up to the end of its last step: no validation, no saving
     summary = {
         "preset": cfg["model"]["preset"],
@@ -1321,12 +1437,17 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         "planned_steps": t["steps"],
         "minutes": minutes,
         "patches_seen": steps_now * batch,
+        "batch_size": batch,
+        "patch_size": patch,
+        "train_flops_per_patch": train_flops,
         "session_steps": session_steps,
         "session_fit_s": round(fit_s, 1),
         "session_train_s": round(train_s, 1),
         "session_validation_s": round(val_cb.seconds, 1),
         "session_checkpoint_s": round(ckpt_cb.seconds, 1) if ckpt_cb else None,
         "patches_per_s": round(session_steps * batch / max(train_s, 1e-9), 2) if session_steps else None,
+        "train_tflops": round(session_steps * batch * train_flops / max(train_s, 1e-9) / 1e12, 4) if session_steps
+        else None,
         "wall_s": round(wall_offset + (time.monotonic() - t_begin), 1),
         "resumed_from": resumed,
         "best_val_psnr": None if ckpt_cb is None or ckpt_cb.best == -float("inf") else ckpt_cb.best,

@@ -153,7 +153,7 @@ def test_cli_two_worker_processes_existing_outputs_and_resume(folder, reference,
     errors = [l for l in stderr.splitlines() if ": error: " in l]
     assert errors == [f"drn beam: error: {small / 'truncated.png'}: " + B.read_failures(out)[0]["reason"]]
     assert "4 image(s) upscaled x2" in stdout and "1 failed" in stdout
-    loads = int(stdout.split("model loaded ")[1].split()[0])
+    loads = int(stdout.split("model loaded by ")[1].split()[0])
     assert 1 <= loads <= 2  # once per worker process, not per image
     for name in ("rgb00_x2.png", "rgb01_x2.png", "grey0_x2.png", "sub/photo0_x2.jpg"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
@@ -253,3 +253,17 @@ def test_cli_help_and_errors(capsys, tmp_path):
     rc = main(["beam", str(tmp_path / "x.png"), str(tmp_path / "o"), "--runner", "DirectRunner"])
     err = capsys.readouterr().err
     assert rc == 2 and "--name=value" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_share_model_across_processes(folder, reference, model_files, tmp_path, capsys):
+    """--share-model (RunInference large_model: one copy behind a cross-process proxy) gives the same files."""
+    root, _ = folder
+    out = tmp_path / "out"
+    rc = main(["beam", str(root / "sub" / "photo*.jpg"), str(out), "--model", str(model_files[2]), "--share-model"])
+    stdout, stderr = capsys.readouterr()
+    assert rc == 0, stderr
+    assert "3 image(s) upscaled x2" in stdout and "0 failed" in stdout
+    for i in range(3):
+        name = f"photo{i}_x2.jpg"
+        assert (out / name).read_bytes() == (reference / "sub" / name).read_bytes(), name

@@ -126,10 +126,12 @@ def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(t
     Image.fromarray(image).save(work / "photo.png")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    where = subprocess.run([str(py), "-c", "import drn_tf, drn_tf.utils as u; print(drn_tf.__file__); print(u.assets_dir())"],
-                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
-    module_file, assets = where.stdout.split()
+    code = ("import drn_tf, drn_tf.utils as u, drn_tf.commands.demo as d\n"
+            "print(drn_tf.__file__); print(u.assets_dir()); print(d.SAMPLE, d.SAMPLE.is_file())")
+    where = subprocess.run([str(py), "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    module_file, assets, sample, sample_found = where.stdout.split()
     assert Path(module_file).is_relative_to(venv) and Path(assets).is_relative_to(venv), where.stdout + where.stderr
+    assert Path(sample).is_relative_to(venv) and sample_found == "True"  # drn demo's photo came along
     r = subprocess.run([str(venv / "bin" / "drn"), "upscale", "photo.png", "-o", "out.png"],
                        cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]

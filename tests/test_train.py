@@ -162,6 +162,36 @@ def test_init_from_in_a_run(fit_run, data_dir, tmp_path):
     assert np.abs(got - src).max() < 0.01 < np.abs(src).max()
 
 
+def test_average_models_over_the_engine_files(fit_run, tmp_path):
+    """A run directory averages its kept checkpoints (weights of epochs 1 and 2, read through the run's
+    config); .keras files average as themselves; other architectures are refused."""
+    _, res = fit_run
+    run = res.run_dir
+    cfg = trainer.resolve_config(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    per_epoch = []
+    for f in sorted((run / "checkpoint").glob("ckpt-*.weights.h5")):
+        m = trainer.build_model(cfg)
+        m.load_weights(f)
+        per_epoch.append(m.get_weights())
+    assert len(per_epoch) == 2 and not np.array_equal(per_epoch[0][0], per_epoch[1][0])
+    files = trainer.average_models([run], tmp_path / "avg.keras")
+    assert [f.name for f in files] == ["ckpt-000001.weights.h5", "ckpt-000002.weights.h5"]
+    avg = load_model(tmp_path / "avg.keras")
+    assert avg.dtype_policy.name == "float32"
+    for got, a, b in zip(avg.get_weights(), *per_epoch):
+        np.testing.assert_allclose(got, (a.astype(np.float64) + b) / 2, rtol=1e-6, atol=1e-7)
+
+    trainer.average_models([run / "last.keras", run / "model.keras"], tmp_path / "same.keras")
+    for got, want in zip(load_model(tmp_path / "same.keras").get_weights(), res.model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+    other = DRN.from_preset("drn_s_x2", load_weights=False, **dict(TINY_OVERRIDES, channels=8))
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ValueError, match="not the architecture of"):
+        trainer.average_models([run / "last.keras", tmp_path / "other.keras"], tmp_path / "bad.keras")
+    assert not (tmp_path / "bad.keras").exists()
+
+
 def test_weight_values_are_the_ema_when_the_optimizer_keeps_one():
     keras.utils.set_random_seed(0)
     model = DRN.from_preset("drn_s_x2", load_weights=False, **TINY_OVERRIDES)

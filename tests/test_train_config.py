@@ -171,7 +171,7 @@ def test_cli_names_each_skipped_image_once_and_too_small_ones_as_too_small(capsy
 def test_fit_to_budget_counts_epochs_at_the_measured_speed():
     from drn_tf.trainer import fit_to_budget
 
-    # epochs of 2 s after a first one of 10 s (8 s compiling), 1 s overhead each: (100 - 8 - 1) // 3 more
-    assert fit_to_budget(seconds_left=100, epoch_seconds=[10, 2, 2], overhead_s=1,
-                         done_epochs=3) == 3 + 30
-    assert fit_to_budget(seconds_left=5, epoch_seconds=[10, 2], overhead_s=1, done_epochs=2) == 2
+    # epochs of 3 s after a first one of 11 s (8 s compiling): (95 % of 100 - 8 - 3) // 3 more, the reserve
+    # being one compilation, one epoch and 5 %
+    assert fit_to_budget(seconds_left=100, epoch_walls=[11, 3, 3], done_epochs=3) == 3 + 28
+    assert fit_to_budget(seconds_left=10, epoch_walls=[11, 3], done_epochs=2) == 2

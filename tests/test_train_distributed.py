@@ -124,6 +124,37 @@ def losses(run_dir):
     return [r["loss"] for r in read_history(Path(run_dir) / "history.csv")]
 
 
+def kill_then_resume(command, tmp_path, process_env):
+    """Starts an uninterrupted reference run (``tmp_path/ref``) and a victim (``tmp_path/victim``) of
+    ``command(out)``; kills the victim with SIGKILL once it has committed epoch 2, checks it left no final
+    model, starts it again and waits for both. Returns the checkpoint state the kill left."""
+    from drn_tf.trainer import read_state
+
+    victim = tmp_path / "victim"
+    with processes() as start:
+        ref = start(command(tmp_path / "ref"), tmp_path / "ref.txt", env=process_env)
+        p = start(command(victim), tmp_path / "victim1.txt", env=process_env)
+        deadline = time.monotonic() + 180
+        while True:
+            state = read_state(victim)
+            if state and state["epoch"] >= 2:
+                os.killpg(p.pid, signal.SIGKILL)
+                break
+            assert p.poll() is None, (tmp_path / "victim1.txt").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.02)
+        p.wait(timeout=30)
+        assert p.returncode == -signal.SIGKILL
+        killed = read_state(victim)
+        assert 2 <= killed["epoch"] < 8, killed
+        assert not (victim / "model.keras").exists()
+
+        p2 = start(command(victim), tmp_path / "victim2.txt", env=process_env)
+        wait_ok(p2, tmp_path / "victim2.txt", timeout=240)
+        wait_ok(ref, tmp_path / "ref.txt", timeout=240)
+    return killed
+
+
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache")
@@ -188,27 +219,7 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(data_dir, tmp_path):
         return [sys.executable, "-c", DRN, "train", "--config", str(cfg), "--out", str(out), "--verbose", "2"]
 
     victim = tmp_path / "victim"
-    with processes() as start:
-        ref = start(command(tmp_path / "ref"), tmp_path / "ref.txt", env=env())
-        p = start(command(victim), tmp_path / "victim1.txt", env=env())
-        deadline = time.monotonic() + 180
-        while True:
-            state = read_state(victim)
-            if state and state["epoch"] >= 2:
-                os.killpg(p.pid, signal.SIGKILL)
-                break
-            assert p.poll() is None, (tmp_path / "victim1.txt").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.02)
-        p.wait(timeout=30)
-        assert p.returncode == -signal.SIGKILL
-        killed = read_state(victim)
-        assert 2 <= killed["epoch"] < 8, killed
-        assert not (victim / "model.keras").exists()
-
-        p2 = start(command(victim), tmp_path / "victim2.txt", env=env())
-        wait_ok(p2, tmp_path / "victim2.txt", timeout=240)
-        wait_ok(ref, tmp_path / "ref.txt", timeout=240)
+    killed = kill_then_resume(command, tmp_path, env())
 
     log = (tmp_path / "victim2.txt").read_text()
     k = killed["epoch"]

@@ -9,16 +9,13 @@ patches of 16, Set5 as training data."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_train_distributed import env, processes, wait_ok, write_config
+from test_train_distributed import env, kill_then_resume, processes, wait_ok, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +122,7 @@ def test_sigkill_then_resume_under_jax_continues_from_the_checkpoint(data_dir, t
     """As the TensorFlow test: killed mid-way, started again with the same command, the run ends where an
     uninterrupted one ends (same steps, history and weights)."""
     from drn_tf.model import load_model
-    from drn_tf.trainer import read_history, read_state
+    from drn_tf.trainer import read_history
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=40)
 
@@ -133,27 +130,7 @@ def test_sigkill_then_resume_under_jax_continues_from_the_checkpoint(data_dir, t
         return [sys.executable, "-c", DRN, "train", "--config", str(cfg), "--out", str(out), "--verbose", "2"]
 
     victim = tmp_path / "victim"
-    jax_env = env(KERAS_BACKEND="jax")
-    with processes() as start:
-        ref = start(command(tmp_path / "ref"), tmp_path / "ref.txt", env=jax_env)
-        p = start(command(victim), tmp_path / "victim1.txt", env=jax_env)
-        deadline = time.monotonic() + 180
-        while True:
-            state = read_state(victim)
-            if state and state["epoch"] >= 2:
-                os.killpg(p.pid, signal.SIGKILL)
-                break
-            assert p.poll() is None, (tmp_path / "victim1.txt").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.02)
-        p.wait(timeout=30)
-        assert p.returncode == -signal.SIGKILL
-        killed = read_state(victim)
-        assert 2 <= killed["epoch"] < 8, killed
-        assert not (victim / "model.keras").exists()
-        p2 = start(command(victim), tmp_path / "victim2.txt", env=jax_env)
-        wait_ok(p2, tmp_path / "victim2.txt", timeout=240)
-        wait_ok(ref, tmp_path / "ref.txt", timeout=240)
+    killed = kill_then_resume(command, tmp_path, env(KERAS_BACKEND="jax"))
 
     k = killed["epoch"]
     assert f"resuming {victim} from epoch {k} (step {5 * k}) of 8" in (tmp_path / "victim2.txt").read_text()
@@ -169,7 +146,7 @@ def test_sigkill_then_resume_under_jax_continues_from_the_checkpoint(data_dir, t
 
 
 def test_minutes_fits_the_step_count_to_the_budget(data_dir, tmp_path):
-    """--minutes 1 on JAX: after the 2 calibration epochs the step count is fitted (run.json, state.json,
+    """--minutes 1 on JAX: after the 3 calibration epochs the step count is fitted (run.json, state.json,
     config.yaml), the run ends within the budget with model.keras written, the learning rate decays to
     final_ratio x peak by the fitted last step, and the same command again has nothing left to do."""
     import yaml
@@ -185,15 +162,18 @@ def test_minutes_fits_the_step_count_to_the_budget(data_dir, tmp_path):
         summary = json.loads((run / "run.json").read_text())
         planned = summary["planned_steps"]
         assert "--minutes 1: " in log and f"-> {planned} steps" in log
-        assert planned % 10 == 0 and 20 < planned < 100000  # fitted beyond the 2 calibration epochs
+        assert planned % 10 == 0 and 30 < planned < 100000  # fitted beyond the 3 calibration epochs
         assert read_state(run)["planned_steps"] == planned
         assert yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"] == planned
         assert summary["steps"] <= planned and (run / "model.keras").is_file()
         assert summary["wall_s"] < 60 + 10
         rows = read_history(run / "history.csv")
-        if summary["steps"] == planned:  # not stopped early by the deadline on a loaded machine
-            assert rows[-1]["lr"] == pytest.approx(2e-3 * 0.01, rel=1e-3)
-            assert max(r["lr"] for r in rows) > 10 * rows[-1]["lr"]
+        peak = max(r["lr"] for r in rows)  # warmed up to the peak, then decaying
+        assert peak == pytest.approx(2e-3, rel=1e-3) and rows[-1]["lr"] < 0.9 * peak
+        if summary["steps"] == planned:
+            assert rows[-1]["lr"] == pytest.approx(2e-3 * 0.01, rel=1e-3)  # the schedule ran to its end
             again = run_python(start, DRN, args, tmp_path / "l2.txt", "jax")
             assert "nothing to do" in again
+        else:  # a loaded machine slowed down after the calibration: the deadline stopped the run, and says so
+            assert f"stopped after epoch {summary['steps'] // 10} of {planned // 10}" in log
 

@@ -1,51 +1,67 @@
 #!/usr/bin/env bash
-# One GPU session (JAX, no TensorFlow): trains the six presets side by side on
-# one GPU for a fixed wall-clock budget and packs the results under $OUT.
+# One GPU session (JAX, no TensorFlow): `drn train` continues the bundled model of PRESET for MINUTES
+# of wall clock (--minutes: the step count is fitted to the budget after 3 epochs, warm-up + cosine over
+# it), validates on Set5 (and Set14 where .gpu/ has it), and copies the run's files to $OUT (7 files: model/best/last.keras,
+# history.csv, run.json with steps, patches, device and training TFLOP/s, config.yaml, session.log).
 #
-# Expects, in the ignored folder .gpu/ (made by training/prepare_gpu_bundle.py):
-#   .gpu/whl/        keras, namex, optree wheels for cp312 (pillow, numpy, h5py: the image's own)
-#   .gpu/data/train  T91 + BSD200 as lossless WebP (same pixels as the PNGs)
-#   .gpu/data/val    Set5
-# Usage (on the GPU machine): MINUTES=7.5 bash training/gpu_session.sh
-# Knobs (environment): PRESETS, MINUTES, BATCH, PATCH, EPOCH_STEPS, WORKERS (patch-cutting threads per
-# process; 0 = in the main thread, between steps), INIT=assets (continue from the bundled
-# assets/<preset>.keras instead of from scratch), LR_DRN / LR_S (peak learning rates).
-# The GPU's throughput is shared by the processes (python training/gpu_throughput.py), so one preset per
-# session, continuing the bundled model at a larger batch:
-#   PRESETS=drn_x2 MINUTES=9 BATCH=64 WORKERS=6 INIT=assets LR_DRN=4e-4 bash training/gpu_session.sh
+# Needs the ignored folder .gpu/ (python training/prepare_gpu_bundle.py): wheels of keras and its
+# pure-Python deps for cp312, the training set and Set5 as lossless WebP, a snapshot of the code.
+# Usage (device machine, carry: [".gpu"]):   bash training/gpu_session.sh drn_x2 [MINUTES, default 8.5]
+# Knobs (environment): BATCH (64), PATCH (48), EPOCH_STEPS (250), WORKERS (6, patch-cutting threads),
+#   LR (4e-4), MP (mixed precision policy, default mixed_bfloat16; false for float32), SPE (train steps
+#   per jitted call, 1; same weights as 1 step per call, measured on CPU),
+#   INIT (default assets/PRESET.keras), DATA (.gpu/data), TRAIN (train), VAL ("val/Set5"; "val/Set5 val/Set14" when prepared with Set14),
+#   EXTRA (more `drn train` options), SKIP_PIP=1 (use the installed packages), OUT (runs/gpu).
+# On CPU, end to end with a 1-minute budget and a tiny batch (what the tests cannot afford to repeat):
+#   SKIP_PIP=1 DATA=../shared/data TRAIN=benchmark/Set14 VAL=benchmark/Set5 BATCH=4 PATCH=24 EPOCH_STEPS=10 \
+#     WORKERS=0 MP=false OUT=/tmp/gpu_out bash training/gpu_session.sh drn_s_x2 1
 set -u
-MINUTES=${MINUTES:-7}
+PRESET=${1:?usage: bash training/gpu_session.sh PRESET [MINUTES]}
+MINUTES=${2:-8.5}
 OUT=${OUT:-runs/gpu}
-PRESETS=${PRESETS:-"drn_x2 drn_x3 drn_x4 drn_s_x2 drn_s_x3 drn_s_x4"}
+BATCH=${BATCH:-64}; PATCH=${PATCH:-48}; EPOCH_STEPS=${EPOCH_STEPS:-250}; WORKERS=${WORKERS:-6}
+LR=${LR:-4e-4}; MP=${MP:-mixed_bfloat16}; SPE=${SPE:-1}; INIT=${INIT:-$PWD/assets/$PRESET.keras}
+DATA=${DATA:-.gpu/data}; TRAIN=${TRAIN:-train}; VAL=${VAL:-val/Set5}; EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
-BATCH=${BATCH:-32}; PATCH=${PATCH:-48}; EPOCH_STEPS=${EPOCH_STEPS:-250}; WORKERS=${WORKERS:-0}
-INIT=${INIT:-}; LR_DRN=${LR_DRN:-6e-4}; LR_S=${LR_S:-1e-3}
 if [ -z "${SKIP_PIP:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
 fi
 # code: the tested snapshot in .gpu/code if present (the working tree may be mid-edit), else the tree
 CODE=$PWD; [ -d .gpu/code/drn_tf ] && CODE=$PWD/.gpu/code
-export PYTHONPATH=/tmp/site:$CODE KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$CODE KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 python3 -c "from PIL import features; assert features.check('webp'), 'this pillow cannot read WebP'" || exit 1
-python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
-RUN=/tmp/drnrun; mkdir -p $RUN/logs
-pids=()
-for p in $PRESETS; do
-  case $p in drn_s_*) lr=$LR_S;; *) lr=$LR_DRN;; esac
-  init=(); [ -n "$INIT" ] && init=(--init "$PWD/$INIT/$p.keras")
-  timeout "$(python3 -c "print(int($MINUTES * 60 + 80))")" python3 "$CODE/training/train_gpu.py" --preset "$p" --train .gpu/data/train --val .gpu/data/val/Set5 \
-    --minutes "$MINUTES" --batch $BATCH --patch $PATCH --lr $lr --epoch-steps $EPOCH_STEPS --val-every 2 \
-    --workers $WORKERS "${init[@]}" --mixed-bfloat16 --cache /tmp/drncache --out $RUN >"$RUN/logs/$p.log" 2>&1 &
-  pids+=($!)
+python3 -c "import jax, keras, yaml; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 1
+RUN=/tmp/drnrun/$PRESET
+rm -rf "$RUN"; mkdir -p "$RUN"
+# shellcheck disable=SC2086  # VAL and EXTRA are word lists
+timeout "$(python3 -c "print(int($MINUTES * 60 + 120))")" python3 -c \
+  "import sys; from drn_tf.cli import main; sys.exit(main(sys.argv[1:]))" train --preset "$PRESET" \
+  --init-from "$INIT" --data "$DATA" --train $TRAIN --val $VAL --minutes "$MINUTES" --batch-size "$BATCH" \
+  --patch-size "$PATCH" --epoch-steps "$EPOCH_STEPS" --lr "$LR" --mixed-precision "$MP" \
+  --set data.workers="$WORKERS" --set data.cache_dir=/tmp/drncache --set train.val_every=2 \
+  --set train.steps_per_execution="$SPE" \
+  --set schedule.warmup_steps=500 --out "$RUN" --verbose 2 $EXTRA >"$RUN.log" 2>&1
+rc=$?
+grep -E "^\[(data|train|done)\]" "$RUN.log"; tail -n 3 "$RUN.log" | cut -c1-300
+# the matmul rate of this device in the training's precision, beside the training rate in run.json
+[ -f "$RUN/run.json" ] && python3 - "$RUN/run.json" "$MP" <<'EOF'
+import json, sys
+from drn_tf.trainer import jax_matmul_peak_tflops, write_file
+path, mp = sys.argv[1], sys.argv[2]
+run = json.load(open(path))
+peak = jax_matmul_peak_tflops("bfloat16" if "bfloat16" in mp else "float16" if "float16" in mp else "float32")
+run["matmul_peak"] = peak
+run["train_percent_of_peak"] = round(100 * (run.get("train_tflops") or 0) / peak["tflops"], 1)
+write_file(path, json.dumps(run, indent=2, default=str))
+print(f"training {run.get('train_tflops')} TFLOP/s = {run['train_percent_of_peak']} % of a {peak['dtype']} "
+      f"{peak['n']}x{peak['n']} matmul at {peak['tflops']:.2f} TFLOP/s on {peak['device']}")
+EOF
+for f in model.keras best.keras last.keras history.csv run.json config.yaml; do
+  [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/$f"
 done
-sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-for pid in "${pids[@]}"; do wait "$pid"; done
-for p in $PRESETS; do echo "== $p"; grep -E "^\[(data|done)\]" "$RUN/logs/$p.log"; tail -n 3 "$RUN/logs/$p.log" | cut -c1-300; done
-# at most 8 files of at most 16 MiB come back: one tar per model family
-(cd $RUN && tar cf "$OUT/drn_models.tar" drn_x?.weights.h5 drn_x*.csv drn_x*.json 2>/dev/null)
-(cd $RUN && tar cf "$OUT/drn_last.tar" drn_x?.last.weights.h5 2>/dev/null)
-(cd $RUN && tar cf "$OUT/drn_s_models.tar" drn_s_x*.h5 drn_s_x*.csv drn_s_x*.json 2>/dev/null)
-(cd $RUN && tar czf "$OUT/logs.tar.gz" logs)
+cp "$RUN.log" "$OUT/session.log"
 ls -la "$OUT"
+exit $rc

@@ -5,11 +5,13 @@ on what travels with the working tree.
     python training/prepare_gpu_bundle.py [--data ../shared/data] [--out .gpu]
 
 Makes:
-  .gpu/whl/         keras, namex, optree wheels for CPython 3.12 (pip download; the GPU image has
-                    numpy, h5py and pillow, and a pillow wheel would cost 7 MB of the 64 MiB)
+  .gpu/whl/         keras, namex, optree and PyYAML (the config of `drn train`) wheels for CPython 3.12
+                    (pip download; the GPU image has numpy, h5py and pillow, and a pillow wheel would
+                    cost 7 MB of the 64 MiB)
   .gpu/data/train/  T91 + BSD200 as lossless WebP (about 42 MB instead of 62 MB of PNG;
                     every file is checked to decode to the same pixels)
-  .gpu/data/val/    Set5 (PNG)
+  .gpu/data/val/    Set5 as lossless WebP (the validation set of `gpu_session.sh`; --val-sets Set5 Set14
+                    adds Set14, 3.4 MB, which does not fit beside the tracked bundled models today)
   .gpu/code/        a snapshot of drn_tf/ and training/ from git HEAD, so the run uses
                     committed code even while the working tree is being edited
 """
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0"]
+WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "PyYAML==6.0.2"]
 LIMIT = 64 * 2**20  # what may travel to the device machine: tracked files + .gpu/
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 
@@ -38,6 +40,8 @@ def download_wheels(dest: Path) -> None:
 
 
 def convert_images(src: Path, dest: Path) -> int:
+    """Every image of ``src`` as lossless WebP in ``dest`` (checked to decode to the same pixels); grey images
+    are copied as they are (WebP has no grey mode, and the protocol evaluates grey images on their one channel)."""
     import numpy as np
     from PIL import Image
 
@@ -48,6 +52,10 @@ def convert_images(src: Path, dest: Path) -> int:
             continue
         out = dest / (f.stem + ".webp")
         with Image.open(f) as im:
+            if im.mode in ("L", "1", "I;16", "I"):
+                shutil.copy2(f, dest / f.name)
+                total += f.stat().st_size
+                continue
             rgb = im.convert("RGB")
         if not out.exists():
             rgb.save(out, lossless=True, quality=100, method=2)
@@ -63,6 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=str(ROOT / ".gpu"))
     p.add_argument("--skip-wheels", action="store_true")
+    p.add_argument("--val-sets", nargs="+", default=["Set5"], help="benchmark sets to validate on (default: Set5)")
     args = p.parse_args(argv)
     data, out = Path(args.data), Path(args.out)
     if not args.skip_wheels:
@@ -70,10 +79,11 @@ def main(argv=None) -> int:
     size = 0
     for name in ("T91", "BSD200"):
         size += convert_images(data / "train" / name, out / "data" / "train" / name)
-    val = out / "data" / "val" / "Set5"
-    if val.exists():
-        shutil.rmtree(val)
-    shutil.copytree(data / "benchmark" / "Set5", val)
+    for name in args.val_sets:
+        val = out / "data" / "val" / name
+        if val.exists():
+            shutil.rmtree(val)
+        size += convert_images(data / "benchmark" / name, val)
     code = out / "code"
     if code.exists():
         shutil.rmtree(code)
@@ -81,7 +91,7 @@ def main(argv=None) -> int:
     archive = subprocess.run(["git", "archive", "HEAD", "drn_tf", "training"], cwd=ROOT, check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "x", "-C", str(code)], input=archive, check=True)
-    print(f"{out}: training images {size / 1e6:.1f} MB as WebP; code snapshot of HEAD in {code}")
+    print(f"{out}: training and validation images {size / 1e6:.1f} MB as WebP; code snapshot of HEAD in {code}")
     return check_size(out)
 
 

@@ -2,8 +2,8 @@
 
     python training/train.py --config training/configs/drn_x2.yaml [--out RUN_DIR] [--set sec.key=value ...]
 
-The driver is :mod:`drn_tf.trainer`; ``training/train_gpu.py`` is the
-backend-agnostic (JAX) time-budgeted variant.
+The engine is :mod:`drn_tf.trainer` (TensorFlow or JAX, by ``KERAS_BACKEND``);
+``training/gpu_session.sh`` runs it on a GPU machine with JAX only.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def _run(args):
     mp = stats["output_pixels"] / 1e6
     print(
         f"drn beam: {stats['images']} image(s) upscaled x{stats['scale']} ({mp:.2f} output megapixels), "
-        f"{stats['failures']} failed, {stats['skipped']} skipped, model loaded {stats['model_loads']} time(s), "
+        f"{stats['failures']} failed, {stats['skipped']} skipped, model loaded by {stats['model_loads']} worker process(es), "
         f"{stats['seconds']:.1f} s"
     )
     if stats["failures"]:

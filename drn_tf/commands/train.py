@@ -61,8 +61,9 @@ def add_parser(sub, help_text):
                    help="start from this .keras file, run directory, .weights.h5 or preset: matching layers by "
                         "name and shape, the upsampler skipped unless the scale is the same (model.init_from)")
     p.add_argument("--steps", type=int, help="train.steps")
-    p.add_argument("--minutes", type=float, help="train.minutes: wall-clock budget of the command; the step count "
-                   "is fitted to it after 2 epochs (warm-up + cosine over it), the run stops in time, all saved")
+    p.add_argument("--minutes", type=float, help="train.minutes: wall-clock budget from the start of the run (data "
+                   "loading included); the step count is fitted to it after 3 epochs (warm-up + cosine over it), "
+                   "the run stops in time with everything saved")
     p.add_argument("--epoch-steps", type=int, help="train.epoch_steps (checkpoint/validation interval)")
     p.add_argument("--batch-size", type=int, help="train.batch_size (global)")
     p.add_argument("--patch-size", type=int, help="data.patch_size (LR)")

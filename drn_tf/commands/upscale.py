@@ -529,8 +529,8 @@ def _load_model(args):
         model = resolve_model(args.model, args.preset, args.scale)
         from drn_tf.runtimes import runtime_model
 
-        model = runtime_model(model, getattr(args, "runtime", "auto"),
-                              progress=lambda msg: print(f"drn upscale: {msg}", file=sys.stderr, flush=True))
+        model = runtime_model(model, getattr(args, "runtime", "auto"), progress=None if getattr(args, "quiet", False)
+                              else lambda msg: print(f"drn upscale: {msg}", file=sys.stderr, flush=True))
     except ModelError as exc:
         raise UserError(str(exc)) from None
     return model, model_scale(model)
