@@ -55,17 +55,22 @@ def _raise_terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def cleanup_on_sigterm():
-    """Turn SIGTERM (``kill``, ``timeout``) into :class:`Terminated` for the block."""
+def _handling(signum, handler):
+    """``handler`` for signal ``signum`` inside the block, the previous one after."""
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.signal(signum, handler)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signum, previous)
+
+
+def cleanup_on_sigterm():
+    """Turn SIGTERM (``kill``, ``timeout``) into :class:`Terminated` for the block."""
+    return _handling(signal.SIGTERM, _raise_terminated)
 
 
 _BACKEND_STARTED = False
@@ -126,12 +131,27 @@ def import_backend_quietly():
     _BACKEND_STARTED = True
     from drn_tf.utils import quiet_stderr
 
-    with quiet_stderr(), _unimportable(*_optional_imports_of_keras()):
+    with quiet_stderr(), _unimportable(*_optional_imports_of_keras()), _deferred_sigint():
         import keras
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow  # noqa: F401
         keras.ops.zeros((1,))
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+    """Hold Ctrl-C back during the block and raise KeyboardInterrupt after it.
+
+    A KeyboardInterrupt raised in the middle of TensorFlow's import can be
+    swallowed by the import machinery's own ``except`` clauses (the command then
+    ran on as if nothing happened); noted here, it is raised once the import is
+    done, a second or two later, where :func:`main` turns it into one line."""
+    pressed = []
+    with _handling(signal.SIGINT, lambda signum, frame: pressed.append(signum)):
+        yield
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def _command_in(argv) -> str | None:

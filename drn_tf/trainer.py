@@ -38,9 +38,9 @@ same loop itself: ``strategy.run(model.train_step)`` in a ``tf.function``,
 metrics reduced with ``axis=None``, and the same callbacks (progress bar,
 validation, CSV, TensorBoard, checkpoints) through a ``CallbackList``.
 
-JAX: ``model.fit`` (jitted) over :class:`drn_tf.data.PatchSampler`, a
-``keras.utils.PyDataset`` giving the same batches as the ``tf.data`` stream
-(``data.pipeline: numpy``; optional threads with ``data.workers``); several
+JAX: ``model.fit`` (jitted) over :meth:`drn_tf.data.PatchSampler.stream`, a
+generator of the same batches as the ``tf.data`` stream from the same global
+step (``data.pipeline: numpy``; threads cut patches ahead with ``data.workers``); several
 local devices -> ``keras.distribution.DataParallel``. Nothing on this path
 imports TensorFlow (TensorBoard logs are written only where it is importable).
 
@@ -110,7 +110,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "cache_dir": (None, "LR cache folder (null: $DRN_CACHE_DIR or ~/.cache/drn_tf)"),
         "patch_size": (48, "LR patch size (HR patch = patch_size * scale)"),
         "augment": (True, "random flips/rotations"),
-        "pipeline": ("auto", "auto (tf.data on TensorFlow, numpy elsewhere) | tf.data | numpy (keras PyDataset, "
+        "pipeline": ("auto", "auto (tf.data on TensorFlow, numpy elsewhere) | tf.data | numpy (a generator of "
                              "the same batches; the only one without TensorFlow)"),
         "workers": (0, "numpy pipeline: threads cutting patches ahead of the step (0: between steps)"),
     },
@@ -1186,6 +1186,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         dist_name = "DataParallel" if strategy is not None else "default"
     if pipeline == "numpy" and multi:
         raise ConfigError("data.pipeline numpy does not shard across workers; use tf.data under multi-worker")
+    if t["minutes"] is not None and multi:
+        raise ConfigError("train.minutes is not supported under multi-worker (each worker would fit its own step "
+                          "count); set train.steps")
     gpus = _accelerators()
     mp, why = mixed_precision_policy(t["mixed_precision"], bool(gpus))
     if why:
@@ -1381,9 +1384,10 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         histories.append(run_fit(start_epoch, first_stop))
         done = start_epoch + len(histories[-1].epoch)
         walls = deadline.epoch_walls
-        total = fit_to_budget(seconds_left=deadline.deadline - time.monotonic(), epoch_walls=walls,
-                              done_epochs=done)
-        if deadline.stopped_epoch or model.stop_training:
+        if walls and not (deadline.stopped_epoch or model.stop_training):
+            total = fit_to_budget(seconds_left=deadline.deadline - time.monotonic(), epoch_walls=walls,
+                                  done_epochs=done)
+        else:  # out of time already, or stopped (NaN loss)
             total = done
         epochs = total
         t["steps"] = total * t["epoch_steps"]
@@ -1392,13 +1396,13 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         if ckpt_cb is not None:
             ckpt_cb.extra["planned_steps"] = t["steps"]
         val_cb.last_epoch = total
-        timed = walls[1:] or walls
+        timed = walls[1:] or walls or [float("nan")]
         _log(f"[train] --minutes {minutes:g}: epochs of {t['epoch_steps']} steps take {sum(timed) / len(timed):.2f} s "
-             f"(the first {walls[0]:.1f} s, compiling) -> {t['steps']} steps ({total} epochs)", quiet)
+             f"(the first {(walls or timed)[0]:.1f} s, compiling) -> {t['steps']} steps ({total} epochs)", quiet)
         if chief:
             write_file(run_dir / "config.yaml", dump_config(cfg))
-            if ckpt_cb is not None and done > start_epoch:  # the commit point names the plan from now on
-                st = read_state(run_dir)
+            st = read_state(run_dir) if ckpt_cb is not None and done > start_epoch else None
+            if st:  # the commit point names the plan from now on
                 st["planned_steps"] = t["steps"]
                 write_file(ckpt_dir / "state.json", json.dumps(st, indent=2), ckpt_cb.need)
         if total > done:

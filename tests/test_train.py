@@ -192,6 +192,37 @@ def test_average_models_over_the_engine_files(fit_run, tmp_path):
     assert not (tmp_path / "bad.keras").exists()
 
 
+def test_numpy_pipeline_trains_on_the_tf_data_batches_also_after_a_resume(data_dir, tmp_path):
+    """data.pipeline numpy (what JAX trains on) = tf.data, from any step: a tf.data run resumed at step 10 with
+    the numpy pipeline ends with the weights of a tf.data run straight to 20. (Keras ends an epoch of a
+    PyDataset after peeking at it, which shifted the numpy stream by an epoch.)"""
+    straight = train(tiny_config(data_dir, tmp_path / "cache", train={"steps": 20}), tmp_path / "a", verbose=0,
+                     quiet=True)
+    train(tiny_config(data_dir, tmp_path / "cache"), tmp_path / "b", verbose=0, quiet=True)
+    resumed = train(tiny_config(data_dir, tmp_path / "cache", train={"steps": 20}, data={"pipeline": "numpy"}),
+                    tmp_path / "b", verbose=0, quiet=True)
+    assert resumed.summary["pipeline"] == "numpy" and resumed.resumed_from["step"] == 10
+    np.testing.assert_allclose([r["loss"] for r in read_history(tmp_path / "b" / "history.csv")],
+                               [r["loss"] for r in read_history(tmp_path / "a" / "history.csv")], rtol=1e-5)
+    for a, b in zip(resumed.model.get_weights(), straight.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_sampler_stream_is_the_global_batch_sequence_with_and_without_threads(set5):
+    import itertools
+
+    from drn_tf.data import PatchSampler, load_pairs
+
+    lrs, hrs, _ = load_pairs([set5], 2, cache_dir=False, min_lr_size=16)
+    sampler = PatchSampler(lrs, hrs, 2, patch_size=16, batch_size=3, steps_per_epoch=4, seed=2)
+    want = [sampler.batch(g % 4, epoch=g // 4) for g in range(6, 15)]
+    for workers in (0, 3):
+        got = list(itertools.islice(sampler.stream(6, workers=workers), 9))
+        for (lr, hr), (wlr, whr) in zip(got, want):
+            np.testing.assert_array_equal(lr, wlr)
+            np.testing.assert_array_equal(hr, whr)
+
+
 def test_weight_values_are_the_ema_when_the_optimizer_keeps_one():
     keras.utils.set_random_seed(0)
     model = DRN.from_preset("drn_s_x2", load_weights=False, **TINY_OVERRIDES)
