@@ -447,7 +447,9 @@ def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0)
     lows = {n: np.inf for n in names}
     highs = {n: -np.inf for n in names}
     for sample in samples:
-        for name, t in taps(tf.constant(np.asarray(sample, np.float32)[None])).items():
+        with quiet_stderr():  # grappler's "remapper failed" chatter about the returned intermediates
+            outputs = taps(tf.constant(np.asarray(sample, np.float32)[None]))
+        for name, t in outputs.items():
             a = t.numpy().ravel()
             lows[name], highs[name] = min(lows[name], float(a.min())), max(highs[name], float(a.max()))
             values[name].append(a if a.size <= per else rng.choice(a, per, replace=False))

@@ -118,7 +118,14 @@ def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
     if progress is not None:
         progress(f"converting the model to TFLite {quantize} (once; cached in {folder}) ...")
     flat = E.convert_tflite(model, quantize)
-    return write_atomic(path, flat)
+    try:
+        return write_atomic(path, flat)
+    except OSError as exc:  # a read-only or full cache: use the model without caching it
+        import tempfile
+        import warnings
+
+        warnings.warn(f"TFLite cache {folder} not used: {exc.strerror or exc}", stacklevel=2)
+        return write_atomic(Path(tempfile.mkdtemp(prefix="drn-tflite-")) / path.name, flat)
 
 
 class LiteRTModel:

@@ -68,6 +68,15 @@ def test_tflite_cache_hit_and_rebuild(tmp_path, monkeypatch):
     assert sorted(p.name for p in cache.iterdir()) == sorted([first.path.name, rebuilt.path.name])
 
 
+def test_unwritable_cache_still_runs(tmp_path, rng):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")  # the cache folder cannot be created under a file
+    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    with pytest.warns(UserWarning, match="cache .* not used"):
+        lite = R.runtime_model(model, "litert", cache_dir=blocker / "cache")
+    assert lite.path.is_file() and not (blocker / "cache").exists()
+
+
 def test_litert_runtime_matches_keras(tmp_path, rng):
     """float32 LiteRT through drn_tf.upscale: the Keras output within float rounding, tiled or not."""
     model = DRN.from_preset("drn_s_x2", load_weights=False)
