@@ -994,8 +994,8 @@ def explain(result: dict) -> dict:
                 f" The model's convolutions alone in int8 (`tflite-int8-convs`) take {convs['latency_ms']:.0f} ms "
                 f"of its {int8['latency_ms']:.0f} ms ({share:.0f}%)"
                 + (f" and reach {100 * conv_at_peak:.0f}% of the int8 peak" if conv_at_peak else "")
-                + "; the rest is the LEAKY_RELU, ADD and PAD passes and the ELUs, which the int8 converter leaves in "
-                "float (DEQUANTIZE, ELU, QUANTIZE)."
+                + "; the rest is the LEAKY_RELU, ADD and PAD passes and the three ELUs (in int8: the int8 export "
+                "replaces the converter's DEQUANTIZE / ELU / QUANTIZE round trips)."
             )
         if not g["met"]:
             if convs and conv_at_peak and conv_at_peak >= 0.9:
@@ -1004,9 +1004,8 @@ def explain(result: dict) -> dict:
                     "the two peaks against how well oneDNN does in fp32, plus the non-convolution passes. Without "
                     f"those passes the ratio would be {g['measured'] * int8['latency_ms'] / convs['latency_ms']:.2f}x. "
                     "What would close it: fusing LeakyReLU and the residual add into the int8 convolutions "
-                    "(XNNPACK fuses only clamp-type activations into a convolution), an int8 ELU instead of the "
-                    "float round trip (a converter/export matter), or int8 kernels beyond XNNPACK's (e.g. AMX on "
-                    "newer CPUs). Nothing on the model side can do it without changing the architecture (e.g. ReLU "
+                    "(XNNPACK fuses only clamp-type activations into a convolution), or int8 kernels beyond "
+                    "XNNPACK's (e.g. AMX on newer CPUs). Nothing on the model side can do it without changing the architecture (e.g. ReLU "
                     "for LeakyReLU/ELU), which the trained weights rule out; and the faster the fp32 baseline, the "
                     "harder a 4x ratio."
                 )
@@ -1014,7 +1013,7 @@ def explain(result: dict) -> dict:
                 body += (
                     " What would close it: int8 3x3 convolution kernels nearer XNNPACK's own int8 matrix peak (these "
                     "are indirect GEMMs with only 64-128 output channels), fusing LeakyReLU and the residual add into "
-                    "them (XNNPACK fuses only clamp-type activations), an int8 ELU instead of the float round trip. "
+                    "them (XNNPACK fuses only clamp-type activations). "
                     "Nothing on the model side can do it without changing the architecture, which the trained "
                     "weights rule out."
                 )

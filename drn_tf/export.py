@@ -1003,18 +1003,28 @@ def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bo
 
 
 def _set5_pairs(data_dir: Path, scale: int, limit: int | None = None):
-    from drn_tf.data import list_images, read_image
-    from drn_tf.imresize import bicubic_degrade, modcrop
+    """(name, LR, HR) of the evaluation protocol (``evaluation.load_pair``: a grey file stays one channel,
+    as ``drn evaluate`` scores it)."""
+    from drn_tf.data import list_images
+    from drn_tf.evaluation import load_pair
 
     folder = data_dir / "benchmark" / "Set5" if (data_dir / "benchmark" / "Set5").is_dir() else data_dir
     files = list_images(folder)
     if not files:
         raise ExportError(f"no benchmark images in {folder} (pass --data with benchmark/Set5)")
-    pairs = []
-    for path in files[:limit]:
-        hr = modcrop(read_image(path, mode="rgb"), scale)
-        pairs.append((path.name, bicubic_degrade(hr, scale), hr))
-    return folder, pairs
+    return folder, [(path.name, *load_pair(path, scale)) for path in files[:limit]]
+
+
+def _protocol_sr(upscale, lr: np.ndarray) -> np.ndarray:
+    """uint8 SR of ``upscale`` (an RGB runtime) for a protocol LR: a grey LR goes in as RGB and the three
+    output channels are averaged back to one, as ``drn evaluate`` does."""
+    from drn_tf.metrics import to_uint8
+
+    grey = lr.shape[-1] == 1
+    sr = upscale(np.repeat(lr, 3, axis=-1) if grey else lr)
+    if grey:
+        sr = sr.astype(np.float64).mean(axis=-1, keepdims=True)
+    return sr if sr.dtype == np.uint8 else to_uint8(sr / 255.0)
 
 
 def _dir_size(path: Path) -> int:
@@ -1076,7 +1086,8 @@ def build_report(
 
     reference = {}
     for name, lr, _ in pairs:
-        reference[name] = np.clip(predict_image(model, lr), 0.0, 1.0) * 255.0
+        reference[name] = np.clip(predict_image(model, np.repeat(lr, 3, axis=-1) if lr.shape[-1] == 1 else lr),
+                                  0.0, 1.0) * 255.0
 
     results: list[VariantResult] = []
     timers = {}
@@ -1087,8 +1098,9 @@ def build_report(
     def score(result: VariantResult, upscale):
         psnrs, ssims, maxd, sumd, count = [], [], 0.0, 0.0, 0
         for name, lr, hr in pairs:
-            sr = upscale(lr)  # float in [0, 255] (uint8 variants: their integers)
-            sr8 = to_uint8(sr / 255.0) if sr.dtype != np.uint8 else sr
+            rgb = np.repeat(lr, 3, axis=-1) if lr.shape[-1] == 1 else lr
+            sr = upscale(rgb)  # float in [0, 255] (uint8 variants: their integers)
+            sr8 = _protocol_sr(lambda _: sr, lr)
             psnrs.append(psnr_y(sr8, hr, scale))
             ssims.append(ssim_y(sr8, hr, scale))
             diff = np.abs(sr.astype(np.float64) - reference[name])
@@ -1099,8 +1111,7 @@ def build_report(
         for set_name, set_pairs in extra.items():
             values = []
             for _, lr, hr in set_pairs:
-                sr = upscale(lr)
-                values.append(psnr_y(to_uint8(sr / 255.0) if sr.dtype != np.uint8 else sr, hr, scale))
+                values.append(psnr_y(_protocol_sr(upscale, lr), hr, scale))
             result.extra_psnr[set_name] = float(np.mean(values))
         result.max_diff, result.mean_diff = maxd, sumd / count
 
