@@ -526,6 +526,29 @@ def query_metrics(result) -> dict:
     return out
 
 
+def check_pipeline_options(pipeline_args) -> None:
+    """Parse the Beam pipeline options and resolve the runner now, before any model loads: a bad
+    value (``--direct_num_workers=abc``) or an unknown runner raises :class:`BeamError` with Beam's
+    own one-line reason instead of an argparse exit or a traceback later on."""
+    import contextlib
+    import io
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            options = PipelineOptions(list(pipeline_args))
+            options.get_all_options()
+            beam.Pipeline(options=options)
+    except SystemExit:  # argparse inside Beam: its message went to stderr
+        lines = [line.strip() for line in err.getvalue().splitlines() if line.strip()]
+        reason = lines[-1].split(" error: ", 1)[-1] if lines else "invalid pipeline options"
+        raise BeamError(f"bad pipeline option: {reason}") from None
+    except ValueError as exc:
+        raise BeamError(f"bad pipeline option: {str(exc).strip().splitlines()[0]}") from None
+
+
 def run(
     input_pattern: str,
     output_dir: str,

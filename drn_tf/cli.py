@@ -141,7 +141,8 @@ def import_backend_quietly():
 
 @contextlib.contextmanager
 def _deferred_sigint():
-    """Hold Ctrl-C back during the block and raise KeyboardInterrupt after it.
+    """Hold Ctrl-C (and, under :func:`cleanup_on_sigterm`, SIGTERM) back during the block and raise
+    KeyboardInterrupt (:class:`Terminated`) after it.
 
     A KeyboardInterrupt raised in the middle of TensorFlow's import can be
     swallowed by the import machinery's own ``except`` clauses (the command then
@@ -149,7 +150,13 @@ def _deferred_sigint():
     done, a second or two later, where :func:`main` turns it into one line."""
     pressed = []
     with _handling(signal.SIGINT, lambda signum, frame: pressed.append(signum)):
-        yield
+        if signal.getsignal(signal.SIGTERM) is _raise_terminated:  # SIGTERM likewise, under cleanup_on_sigterm
+            with _handling(signal.SIGTERM, lambda signum, frame: pressed.append(signum)):
+                yield
+        else:
+            yield
+    if signal.SIGTERM in pressed:
+        raise Terminated()
     if pressed:
         raise KeyboardInterrupt
 
@@ -238,4 +245,8 @@ def _discard_stdout():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m drn_tf.cli`: run the imported module's main, so that UserError & co. are the classes
+    # the commands raise (this file as __main__ would define second copies)
+    from drn_tf.cli import main as _main
+
+    sys.exit(_main())

@@ -75,11 +75,10 @@ class ExportError(Exception):
 
 
 def default_data_dir() -> Path:
-    """``$DRN_DATA`` or ``<checkout>/../shared/data`` (the project's data folder)."""
-    env = os.environ.get("DRN_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    """The project's data folder (:func:`drn_tf.utils.default_data_root`: ``$DRN_DATA``, ``../shared/data``)."""
+    from drn_tf.utils import default_data_root
+
+    return default_data_root()
 
 
 def _tf():
@@ -514,8 +513,8 @@ def calibration_images(source=None, scale: int = 2, count: int = CALIBRATION_COU
         source = default_data_dir() / "train"
         if not Path(source).is_dir():
             raise ExportError(
-                f"int8 needs calibration images: {source} does not exist; pass --calibration DIR "
-                "(a folder of typical photos)"
+                f"int8 needs calibration images: {source} does not exist; set DRN_DATA to a data folder "
+                "with a train/ folder of typical photos (drn export: or pass --calibration DIR)"
             )
     try:
         files = list_images(source)

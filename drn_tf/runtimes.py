@@ -26,6 +26,8 @@ receptive radius, whose cores equal a whole-image run of that TFLite model.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -99,10 +101,45 @@ def tflite_cache_key(model, quantize: str) -> str:
 
     settings = {"quantize": quantize, "format": "dynamic-size, builtin ops"}
     if quantize == "int8":
+        train = E.default_data_dir() / "train"
         settings.update(recipe=E.INT8_RECIPE, count=E.CALIBRATION_COUNT, patch=E.CALIBRATION_PATCH,
-                        data=str(E.default_data_dir() / "train"))
+                        data=str(train), calibration_files=_listing(train))
     raw = json.dumps([weights_digest(model), settings, _versions()], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _listing(folder: Path) -> str:
+    """Digest of the image files under ``folder`` (relative path, size, modification time): new or
+    changed calibration images make a new int8 file."""
+    from drn_tf.data import list_images
+
+    h = hashlib.sha256()
+    try:
+        files = list_images(folder) if folder.is_dir() else []
+    except Exception:  # noqa: BLE001 - unreadable folder: the conversion will say why
+        files = []
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _conversion_lock(folder: Path, name: str):
+    """An exclusive lock per cache file while it is converted: a second process waits for the first
+    and then finds the file instead of converting it again. No lock where the folder is not writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / f".{name}.lock", "a+")
+    except OSError:
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
@@ -115,17 +152,35 @@ def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
     path = folder / f"{name}-{quantize}-{tflite_cache_key(model, quantize)}.tflite"
     if path.is_file() and path.stat().st_size > 0:
         return path
-    if progress is not None:
-        progress(f"converting the model to TFLite {quantize} (once; cached in {folder}) ...")
-    flat = E.convert_tflite(model, quantize)
-    try:
-        return write_atomic(path, flat)
-    except OSError as exc:  # a read-only or full cache: use the model without caching it
-        import tempfile
-        import warnings
+    with _conversion_lock(folder, path.name):
+        if path.is_file() and path.stat().st_size > 0:  # another process converted it meanwhile
+            return path
+        if progress is not None:
+            progress(f"converting the model to TFLite {quantize} (once; cached in {folder}) ...")
+        flat = E.convert_tflite(model, quantize)
+        try:
+            return write_atomic(path, flat)
+        except OSError as exc:  # a read-only or full cache: use the model without caching it
+            import atexit
+            import tempfile
+            import warnings
 
-        warnings.warn(f"TFLite cache {folder} not used: {exc.strerror or exc}", stacklevel=2)
-        return write_atomic(Path(tempfile.mkdtemp(prefix="drn-tflite-")) / path.name, flat)
+            warnings.warn(f"TFLite cache {folder} not used: {exc.strerror or exc}", stacklevel=2)
+            if not _SCRATCH:
+                atexit.register(remove_scratch)  # nothing left in /tmp at exit
+            _SCRATCH.append(tempfile.mkdtemp(prefix="drn-tflite-"))
+            return write_atomic(Path(_SCRATCH[-1]) / path.name, flat)
+
+
+_SCRATCH: list = []  # temporary folders of models that could not be cached
+
+
+def remove_scratch() -> None:
+    """Remove the temporary copies made where the cache could not be written (runs at exit)."""
+    import shutil
+
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
 
 
 class LiteRTModel:

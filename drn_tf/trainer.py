@@ -279,14 +279,10 @@ def _as_list(cfg, sec, key):
 
 
 def default_data_root() -> Path:
-    """``$DRN_DATA``, else ``../shared/data`` from the working directory, else beside the checkout."""
-    env = os.environ.get("DRN_DATA")
-    if env:
-        return Path(env)
-    here = Path("../shared/data")
-    if here.is_dir():
-        return here.resolve()
-    return (Path(__file__).resolve().parent.parent.parent / "shared" / "data").resolve()
+    """The data folder of the config's ``data.root: null`` (:func:`drn_tf.utils.default_data_root`)."""
+    from drn_tf.utils import default_data_root as root
+
+    return root()
 
 
 def resolve_config(cfg: dict) -> dict:

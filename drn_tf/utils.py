@@ -63,6 +63,18 @@ def assets_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets"
 
 
+def default_data_root() -> Path:
+    """The project's data folder (``train/``, ``benchmark/``): ``$DRN_DATA``, else ``../shared/data``
+    from the working directory, else ``shared/data`` beside the checkout."""
+    env = os.environ.get("DRN_DATA")
+    if env:
+        return Path(env)
+    here = Path("../shared/data")
+    if here.is_dir():
+        return here.resolve()
+    return (Path(__file__).resolve().parent.parent.parent / "shared" / "data").resolve()
+
+
 def write_atomic(path, data: bytes | str) -> Path:
     """Write ``data`` (bytes or text) to ``path`` through a temporary file in
     the same folder (flushed to disk) and a rename: readers, and a process

@@ -253,6 +253,15 @@ def test_cli_help_and_errors(capsys, tmp_path):
     rc = main(["beam", str(tmp_path / "x.png"), str(tmp_path / "o"), "--runner", "DirectRunner"])
     err = capsys.readouterr().err
     assert rc == 2 and "--name=value" in err and "Traceback" not in err
+    # bad pipeline options: Beam's reason in one line, before any model loads (a preset that does not exist
+    # would fail later, so reaching it would change the message)
+    for option, reason in (("--direct_num_workers=abc", "invalid int value: 'abc'"),
+                           ("--runner=NoSuchRunner", "Unexpected pipeline runner: NoSuchRunner")):
+        rc = main(["beam", str(tmp_path / "x.png"), str(tmp_path / "o"), "--model", str(tmp_path / "none.keras"),
+                   option])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("drn beam: error: bad pipeline option: ") and reason in err, err
+        assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

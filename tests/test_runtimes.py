@@ -29,7 +29,15 @@ INT8_LOSS_DB = 0.10
 def test_runtime_names_and_auto_rule():
     assert R.default_runtime(["avx2", "fma", "avx512f", "avx512_vnni"]) == "keras"
     assert R.default_runtime(["avx2", "fma"]) == "litert"
-    assert R.resolve_runtime("auto") == R.default_runtime()
+    from drn_tf import utils
+
+    for flags, want in ((["avx2", "avx512f"], "keras"), (["avx2", "fma"], "litert")):  # auto reads this CPU's flags
+        original = utils.cpu_flags
+        utils.cpu_flags = lambda flags=flags: flags
+        try:
+            assert R.resolve_runtime("auto") == R.resolve_runtime(None) == want
+        finally:
+            utils.cpu_flags = original
     assert R.resolve_runtime("litert-int8") == "litert-int8"
     with pytest.raises(ValueError, match="runtime must be one of"):
         R.resolve_runtime("tflite")
@@ -65,7 +73,47 @@ def test_tflite_cache_hit_and_rebuild(tmp_path, monkeypatch):
     monkeypatch.setattr(E, "convert_tflite", counting)
     rebuilt = R.runtime_model(resolve_model(str(model_path)), "litert", cache_dir=cache)
     assert calls == ["float32", "float32"] and rebuilt.path != first.path
-    assert sorted(p.name for p in cache.iterdir()) == sorted([first.path.name, rebuilt.path.name])
+    files = sorted(p.name for p in cache.iterdir() if not p.name.endswith(".tflite.lock"))
+    assert files == sorted([first.path.name, rebuilt.path.name])  # no temporary files left
+
+
+def test_concurrent_misses_convert_once(tmp_path, monkeypatch):
+    """Two runs missing the cache at once: the second waits for the first's file instead of converting again."""
+    import threading
+    import time
+
+    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    calls = []
+    convert = E.convert_tflite
+
+    def slow(model, quantize, **kw):
+        calls.append(quantize)
+        time.sleep(1.0)
+        return convert(model, quantize, **kw)
+
+    monkeypatch.setattr(E, "convert_tflite", slow)
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(R.cached_tflite(model, "float32", cache_dir=tmp_path)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["float32"] and len(set(paths)) == 1 and paths[0].is_file()
+
+
+def test_int8_cache_key_follows_the_calibration_images(tmp_path, monkeypatch):
+    from PIL import Image
+
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(train / "a.png")
+    monkeypatch.setenv("DRN_DATA", str(tmp_path / "data"))
+    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    key = R.tflite_cache_key(model, "int8")
+    assert R.tflite_cache_key(model, "int8") == key and R.tflite_cache_key(model, "float32") != key
+    Image.new("RGB", (64, 64), (200, 20, 30)).save(train / "b.png")  # a new calibration image
+    assert R.tflite_cache_key(model, "int8") != key
 
 
 def test_unwritable_cache_still_runs(tmp_path, rng):
@@ -75,6 +123,8 @@ def test_unwritable_cache_still_runs(tmp_path, rng):
     with pytest.warns(UserWarning, match="cache .* not used"):
         lite = R.runtime_model(model, "litert", cache_dir=blocker / "cache")
     assert lite.path.is_file() and not (blocker / "cache").exists()
+    R.remove_scratch()  # registered with atexit: the scratch copy goes at exit
+    assert not lite.path.exists()
 
 
 def test_litert_runtime_matches_keras(tmp_path, rng):

@@ -114,6 +114,10 @@ def _run(args):
         raise UserError(f"--quality must be 1-100, got {args.quality}")
     if args.tile is not None and args.tile < 0:
         raise UserError(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
+    try:
+        B.check_pipeline_options(args.beam_args)
+    except B.BeamError as exc:
+        raise UserError(str(exc)) from None
     pattern = args.input_pattern
     try:
         matched = B.FileSystems.match([B.input_layout(pattern, args.output_dir, 2)[0]])[0].metadata_list

@@ -15,8 +15,8 @@ def add_parser(sub, help_text):
         help=help_text,
         description="Draw the training loss, the validation PSNR (with the bicubic baseline when the run "
         "recorded it) and the learning rate of training runs against the optimizer step. A RUN is a run "
-        "directory of 'drn train' (its history.csv and run.json) or a history CSV file (also the CSV of "
-        "training/train_gpu.py). Several runs are overlaid.",
+        "directory of 'drn train' (its history.csv and run.json) or a history CSV file (also the per-epoch CSVs "
+        "of the first GPU runs under assets/training/). Several runs are overlaid.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directory or history CSV file")
     p.add_argument("--out", help="PNG to write (default: <first run dir>/curves.png)")

@@ -508,6 +508,7 @@ def _run(args):
         progress.total = len(jobs)
         ok, failed_now = upscale_files(jobs, model, opts, progress=progress)
         failed += failed_now
+        skipped += len(jobs) - ok - failed_now  # outputs that appeared meanwhile (--skip-existing)
     failed += len(plan.errors)
     total = ok + failed + skipped
     also = f"; {skipped} skipped (output exists)" if skipped else ""
