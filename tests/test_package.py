@@ -116,7 +116,9 @@ def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(t
     # --system-site-packages: TensorFlow & co. come from this interpreter, nothing is downloaded
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
-    r = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
+    # --ignore-installed: the interpreter running the tests may have drn-tf installed itself (CI installs it
+    # non-editable), which pip would call "already satisfied" and leave the venv without the wheel
+    r = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
