@@ -70,14 +70,6 @@ def atomic_save_weights(model: keras.Model, path: str | os.PathLike) -> None:
     write_atomic(path, weights_file_bytes(clone))
 
 
-def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> None:
-    """``model.save`` (``.keras``) atomically: serialised in memory, written under a temporary name
-    (removed if the write fails), then renamed."""
-    from drn_tf.utils import write_atomic
-
-    write_atomic(path, model_file_bytes(model))
-
-
 def predict_image(model: keras.Model, lr_uint8: np.ndarray) -> np.ndarray:
     """Run the model on one uint8 (H, W, 3) image; returns float32 (H*s, W*s, 3), unclipped."""
     x = lr_uint8[None].astype(np.float32) / 255.0
@@ -275,26 +267,24 @@ class Checkpoint(keras.callbacks.Callback):
         self.t_start = t_start
 
     def on_train_begin(self, logs=None):
-        from drn_tf.trainer import check_free_space
-
         if self.t_start is None:
             self.t_start = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
-        check_free_space(self.run_dir, self.need)
 
     def on_epoch_begin(self, epoch, logs=None):
         from drn_tf.trainer import check_free_space
 
-        check_free_space(self.run_dir, self.need)  # before the epoch's work, not after it
+        # before the epoch's work, not after it (also the check at the start: no step runs before this)
+        check_free_space(self.run_dir, self.need)
 
     def on_epoch_end(self, epoch, logs=None):
-        from drn_tf.trainer import model_bytes, weight_values, write_file
+        from drn_tf.trainer import model_bytes, write_file
 
         t = time.monotonic()
         logs = logs or {}
         psnr = logs.get("val_psnr")
         improved = psnr is not None and np.isfinite(psnr) and psnr > self.best
-        model_file = model_bytes(self.model, weight_values(self.model), self.clone)
+        model_file = model_bytes(self.model, clone=self.clone)
         if improved:
             self.best, self.best_epoch = float(psnr), epoch + 1
             self.best_file = f"best-{epoch + 1:06d}.keras"

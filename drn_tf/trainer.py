@@ -744,10 +744,9 @@ def checkpoint_need(model, clone, validating: bool) -> int:
     checkpoint (with the optimizer state), ``last.keras`` and, when validating, a new
     ``best-N.keras`` and ``best.keras``, plus 1 MB for state, history and TensorBoard logs.
     Measured by serialising them in memory once."""
-    from drn_tf.train import model_file_bytes, weights_file_bytes
+    from drn_tf.train import weights_file_bytes
 
-    clone.set_weights(weight_values(model))
-    keras_size = len(model_file_bytes(clone))
+    keras_size = len(model_bytes(model, clone=clone))
     return len(weights_file_bytes(model)) + keras_size * (3 if validating else 1) + 1_000_000
 
 
@@ -808,12 +807,8 @@ def average_models(sources, out, preset=None) -> list[Path]:
             raise ValueError(f"{f}: not the architecture of {files[0]}")
         for acc, v in zip(total, values):
             acc += v
-    clone = plain_clone(first)
-    clone.set_weights([(acc / len(files)).astype(np.float32) for acc in total])
-    from drn_tf.train import model_file_bytes
-
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_file(out, model_file_bytes(clone))
+    save_model_file(first, out, [(acc / len(files)).astype(np.float32) for acc in total])
     return files
 
 
@@ -1388,7 +1383,6 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         epochs = total
         t["steps"] = total * t["epoch_steps"]
         set_schedule_steps(schedule, cfg)
-        budget_extra["planned_steps"] = t["steps"]
         if ckpt_cb is not None:
             ckpt_cb.extra["planned_steps"] = t["steps"]
         val_cb.last_epoch = total
