@@ -342,7 +342,7 @@ class _Decode(beam.DoFn):
         self.layout, self.overwrite, self.skip_existing = layout, overwrite, skip_existing
 
     def process(self, readable):
-        from drn_tf.commands.upscale import MAX_OUTPUT_PIXELS
+        from drn_tf.commands.upscale import check_output_size
         from drn_tf.data import ImageReadError, read_image
 
         src = readable.metadata.path
@@ -364,11 +364,7 @@ class _Decode(beam.DoFn):
                 for w in caught:
                     _LOG.warning("drn beam: %s", str(w.message).replace(local, src))
             h, w = image.shape[:2]
-            s = self.layout.scale
-            if h < 2 or w < 2:
-                raise ValueError(f"image of {w}x{h} pixels is too small to upscale (at least 2x2)")
-            if h * w * s * s > MAX_OUTPUT_PIXELS:
-                raise ValueError(f"{w}x{h} x{s} would give {h * w * s * s:,} pixels, over the limit of {MAX_OUTPUT_PIXELS:,}")
+            check_output_size(w, h, self.layout.scale)
             if alpha is not None:
                 image = np.concatenate([image, alpha[..., None]], axis=-1)
         except (ValueError, OSError) as exc:  # ImageReadError is a ValueError

@@ -1001,29 +1001,39 @@ def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bo
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def _set5_pairs(data_dir: Path, scale: int, limit: int | None = None):
-    """(name, LR, HR) of the evaluation protocol (``evaluation.load_pair``: a grey file stays one channel,
-    as ``drn evaluate`` scores it)."""
+def _set5_pairs(data_dir: Path, scale: int, limit: int | None = None, set_name: str = "Set5"):
+    """(folder, [(name, LR, HR)]) of ``<data_dir>/benchmark/<set_name>`` (or of ``data_dir`` itself, a folder
+    of images) by the evaluation protocol (``evaluation.load_pair``: a grey file stays one channel, as
+    ``drn evaluate`` scores it)."""
     from drn_tf.data import list_images
     from drn_tf.evaluation import load_pair
 
-    folder = data_dir / "benchmark" / "Set5" if (data_dir / "benchmark" / "Set5").is_dir() else data_dir
+    named = data_dir / "benchmark" / set_name
+    folder = named if named.is_dir() else data_dir
     files = list_images(folder)
     if not files:
-        raise ExportError(f"no benchmark images in {folder} (pass --data with benchmark/Set5)")
+        raise ExportError(f"no benchmark images in {folder} (pass --data with benchmark/{set_name})")
     return folder, [(path.name, *load_pair(path, scale)) for path in files[:limit]]
 
 
-def _protocol_sr(upscale, lr: np.ndarray) -> np.ndarray:
-    """uint8 SR of ``upscale`` (an RGB runtime) for a protocol LR: a grey LR goes in as RGB and the three
-    output channels are averaged back to one, as ``drn evaluate`` does."""
+def _as_rgb(lr: np.ndarray) -> np.ndarray:
+    """A protocol LR as the RGB the runtimes take (a grey one replicated)."""
+    return np.repeat(lr, 3, axis=-1) if lr.shape[-1] == 1 else lr
+
+
+def _protocol_uint8(sr: np.ndarray, grey: bool) -> np.ndarray:
+    """A runtime's RGB output (float in [0, 255], or uint8) as the protocol scores it: for a grey LR the three
+    channels averaged back to one, as ``drn evaluate`` does; rounded to uint8."""
     from drn_tf.metrics import to_uint8
 
-    grey = lr.shape[-1] == 1
-    sr = upscale(np.repeat(lr, 3, axis=-1) if grey else lr)
     if grey:
         sr = sr.astype(np.float64).mean(axis=-1, keepdims=True)
     return sr if sr.dtype == np.uint8 else to_uint8(sr / 255.0)
+
+
+def _protocol_sr(upscale, lr: np.ndarray) -> np.ndarray:
+    """uint8 SR of ``upscale`` (an RGB runtime) for a protocol LR (see :func:`_protocol_uint8`)."""
+    return _protocol_uint8(upscale(_as_rgb(lr)), lr.shape[-1] == 1)
 
 
 def _dir_size(path: Path) -> int:
@@ -1076,7 +1086,7 @@ def build_report(
     extra = {}
     for set_name in extra_sets or ():
         if (data_dir / "benchmark" / set_name).is_dir() and folder == data_dir / "benchmark" / "Set5":
-            extra[set_name] = _set5_pairs(data_dir / "benchmark" / set_name, scale, limit_images)[1]
+            extra[set_name] = _set5_pairs(data_dir, scale, limit_images, set_name)[1]
     threads = num_threads or os.cpu_count()
     lh, lw = parse_size(latency_size)
     rng = np.random.default_rng(0)
@@ -1085,8 +1095,7 @@ def build_report(
 
     reference = {}
     for name, lr, _ in pairs:
-        reference[name] = np.clip(predict_image(model, np.repeat(lr, 3, axis=-1) if lr.shape[-1] == 1 else lr),
-                                  0.0, 1.0) * 255.0
+        reference[name] = np.clip(predict_image(model, _as_rgb(lr)), 0.0, 1.0) * 255.0
 
     results: list[VariantResult] = []
     timers = {}
@@ -1097,9 +1106,8 @@ def build_report(
     def score(result: VariantResult, upscale):
         psnrs, ssims, maxd, sumd, count = [], [], 0.0, 0.0, 0
         for name, lr, hr in pairs:
-            rgb = np.repeat(lr, 3, axis=-1) if lr.shape[-1] == 1 else lr
-            sr = upscale(rgb)  # float in [0, 255] (uint8 variants: their integers)
-            sr8 = _protocol_sr(lambda _: sr, lr)
+            sr = upscale(_as_rgb(lr))  # float in [0, 255] (uint8 variants: their integers)
+            sr8 = _protocol_uint8(sr, lr.shape[-1] == 1)
             psnrs.append(psnr_y(sr8, hr, scale))
             ssims.append(ssim_y(sr8, hr, scale))
             diff = np.abs(sr.astype(np.float64) - reference[name])

@@ -319,8 +319,7 @@ def upsampler_stages(scale: int, layout: str) -> list[int]:
     ``C -> 4C`` convolution each (EDSR style), then a 3x3 convolution to RGB.
     """
     scale = check_int("scale", scale, 1, MAX_BLOCK_SIZE)
-    if layout not in UPSAMPLER_LAYOUTS:
-        raise ValueError(f"upsampler must be 'single' or 'progressive', got {layout!r}")
+    check_choice("upsampler", layout, UPSAMPLER_LAYOUTS)
     if layout == "single" or scale in (1, 2, 3):
         return [scale]
     if scale & (scale - 1):

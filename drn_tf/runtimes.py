@@ -206,11 +206,13 @@ class LiteRTModel:
         return {"scale": self.scale}
 
     def predict_on_batch(self, batch) -> np.ndarray:
+        from drn_tf.metrics import to_uint8
+
         batch = np.asarray(batch, np.float32)
         out = []
         for image in batch:
             if self.runner.uint8_io:
-                x = np.floor(np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+                x = to_uint8(image)
             else:
                 x = np.ascontiguousarray(image)
             out.append(self.runner._to_float(self.runner.run(x[None]))[0])
@@ -275,7 +277,7 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         folder = data_dir / "benchmark" / name
         if not folder.is_dir():
             raise E.ExportError(f"{folder} does not exist (pass --data with benchmark/{name})")
-        pairs[name] = E._set5_pairs(folder, scale)[1]
+        pairs[name] = E._set5_pairs(data_dir, scale, set_name=name)[1]
     names = [n for n in RUNTIMES if n != "auto"]
     models = {}
     for name in names:

@@ -80,10 +80,10 @@ def write_atomic(path, data: bytes | str) -> Path:
     the same folder (flushed to disk) and a rename: readers, and a process
     killed at any moment, never see a partial file. Creates the parent
     folder. On any failure (a full disk, an interrupt) the temporary file is
-    removed and the error re-raised; :func:`temp_name` is its name."""
+    removed and the error re-raised. The temporary file is ``.NAME.tmpPID`` beside ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w" if isinstance(data, str) else "wb") as fh:
             fh.write(data)
@@ -94,12 +94,6 @@ def write_atomic(path, data: bytes | str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
-
-
-def temp_name(path) -> Path:
-    """The temporary name :func:`write_atomic` writes ``path`` under: ``.NAME.tmpPID`` beside it."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
 def _cpuinfo_field(name: str) -> str | None:

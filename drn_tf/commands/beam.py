@@ -72,8 +72,9 @@ def add_parser(sub, help_text):
     src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
     p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
     p.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality, 1-100 (default: 95)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--skip-existing", action="store_true", help="leave inputs whose output exists (resume a run)")
+    existing = p.add_mutually_exclusive_group()  # as drn upscale's
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument("--skip-existing", action="store_true", help="leave inputs whose output exists (resume a run)")
     p.add_argument("--tile", type=int, metavar="N", help="LR tile side as in drn upscale (default: auto; 0: never)")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
     p.add_argument(
@@ -108,12 +109,9 @@ def _run(args):
     bad = [a for a in args.beam_args if not a.startswith("-")]
     if bad:
         raise UserError(f"unexpected argument {bad[0]!r}: give Beam pipeline options as --name=value")
-    if args.overwrite and args.skip_existing:
-        raise UserError("--overwrite and --skip-existing exclude each other")
-    if args.quality is not None and not 1 <= args.quality <= 100:
-        raise UserError(f"--quality must be 1-100, got {args.quality}")
-    if args.tile is not None and args.tile < 0:
-        raise UserError(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
+    from drn_tf.commands.upscale import check_quality_and_tile
+
+    check_quality_and_tile(args, UserError)
     try:
         B.check_pipeline_options(args.beam_args)
     except B.BeamError as exc:

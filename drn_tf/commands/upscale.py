@@ -346,13 +346,10 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
             for w in caught:
                 progress.message(f"drn upscale: warning: {w.message}", sys.stderr)
             h, w_ = image.shape[:2]
-            if h < 2 or w_ < 2:
-                raise _Fail(f"{job.src}: image of {w_}x{h} pixels is too small to upscale (at least 2x2)")
-            if h * w_ * s * s > MAX_OUTPUT_PIXELS:
-                raise _Fail(
-                    f"{job.src}: {w_}x{h} x{s} would give {w_ * s}x{h * s} = {h * w_ * s * s:,} pixels, "
-                    f"over the limit of {MAX_OUTPUT_PIXELS:,}; downscale it or split it first"
-                )
+            try:
+                check_output_size(w_, h, s)
+            except ValueError as exc:
+                raise _Fail(f"{job.src}: {exc}") from None
             import numpy as np
 
             if alpha is not None:
@@ -407,6 +404,23 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
     return ok, failed
 
 
+def check_output_size(w: int, h: int, s: int) -> None:
+    """ValueError for an image too small to upscale or whose x``s`` output would pass :data:`MAX_OUTPUT_PIXELS`."""
+    if h < 2 or w < 2:
+        raise ValueError(f"image of {w}x{h} pixels is too small to upscale (at least 2x2)")
+    if h * w * s * s > MAX_OUTPUT_PIXELS:
+        raise ValueError(f"{w}x{h} x{s} would give {w * s}x{h * s} = {h * w * s * s:,} pixels, "
+                         f"over the limit of {MAX_OUTPUT_PIXELS:,}; downscale it or split it first")
+
+
+def check_quality_and_tile(args, error) -> None:
+    """The ``--quality`` and ``--tile`` values ``drn upscale`` and ``drn beam`` share; ``error`` is raised."""
+    if args.tile is not None and args.tile < 0:
+        raise error(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise error(f"--quality must be between 1 and 100, got {args.quality}")
+
+
 def _scale_without_loading(args) -> int | None:
     """The run's scale from the arguments alone (--scale, the preset, the
     ``.keras`` file's config.json); None if only loading the model can tell."""
@@ -452,12 +466,9 @@ def _run(args):
         raise UserError(f"-o {out} names a file, but the inputs are not one image file; give a folder for -o")
     if out_is_file and args.format and format_for(out) != format_for("x" + FORMAT_EXTENSIONS[args.format]):
         raise UserError(f"-o {out} has a {out.suffix} extension but --format is {args.format}")
-    if args.tile is not None and args.tile < 0:
-        raise UserError(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
+    check_quality_and_tile(args, UserError)
     if args.tile_overlap is not None and args.tile_overlap < 0:
         raise UserError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
-    if args.quality is not None and not 1 <= args.quality <= 100:
-        raise UserError(f"--quality must be between 1 and 100, got {args.quality}")
 
     model = None
     scale = _scale_without_loading(args)
