@@ -4,7 +4,7 @@ Subpackages are found by discovery (``drn_tf`` and everything below it, so a
 new ``drn_tf.<sub>`` package cannot be left out of the wheel). The bundled
 trained models and the demo photo stay in the checkout's top-level
 ``assets/`` (the design card's layout) and install as the package data
-``drn_tf/assets/`` that ``drn_tf.utils.assets_dir`` finds. pyproject.toml
+``drn_tf/assets/`` that ``drn_tf.core.utils.assets_dir`` finds. pyproject.toml
 cannot combine package discovery with such a folder mapping, hence this file.
 """
 

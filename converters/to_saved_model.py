@@ -6,7 +6,7 @@
 
 Writes ``DIR/<version>/`` with the signatures ``serving_default`` (uint8
 images -> uint8 SR images) and ``upscale_bytes`` (PNG/JPEG bytes -> PNG
-bytes); the logic lives in :mod:`drn_tf.export`.
+bytes); the logic lives in :mod:`drn_tf.export.tflite`.
 """
 
 import sys
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drn_tf.cli import main  # noqa: E402
+from drn_tf.cli.main import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["export", "saved-model", *sys.argv[1:]]))

@@ -8,29 +8,32 @@ does not import Keras: the public names below are loaded on first use.
     sr = drn_tf.upscale(image_uint8, scale=2)
 """
 
-__version__ = "0.1.0"
+from drn_tf.core.version import VERSION as __version__  # noqa: F401  (the public version attribute)
 
 _LAZY = {
-    "DRN": "drn_tf.model",
-    "load_model": "drn_tf.model",
-    "bundled_model_path": "drn_tf.model",
-    "PRESETS": "drn_tf.presets",
-    "get_preset": "drn_tf.presets",
-    "preset_names": "drn_tf.presets",
-    "upscale": "drn_tf.inference",
-    "layers": None,
-    "metrics": None,
-    "tfdata": None,
+    "DRN": "drn_tf.models.drn",
+    "load_model": "drn_tf.models.drn",
+    "bundled_model_path": "drn_tf.models.drn",
+    "PRESETS": "drn_tf.models.presets",
+    "get_preset": "drn_tf.models.presets",
+    "preset_names": "drn_tf.models.presets",
+    "upscale": "drn_tf.inference.upscale",
+}
+# modules reachable as attributes (``drn_tf.layers.PixelShuffle``)
+_MODULES = {
+    "layers": "drn_tf.models.layers",
+    "metrics": "drn_tf.models.metrics",
+    "tfdata": "drn_tf.data.tfdata",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, *_MODULES])
 
 
 def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'drn_tf' has no attribute {name!r}")
     import importlib
 
-    if _LAZY[name] is None:
-        return importlib.import_module(f"drn_tf.{name}")
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
+    if name not in _LAZY:
+        raise AttributeError(f"module 'drn_tf' has no attribute {name!r}")
     return getattr(importlib.import_module(_LAZY[name]), name)

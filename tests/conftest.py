@@ -38,7 +38,7 @@ def rng():
 @pytest.fixture(scope="session")
 def model_files(tmp_path_factory) -> dict:
     """Freshly initialised (untrained) ``drn_s`` models saved as ``.keras``, by scale."""
-    from drn_tf.model import DRN
+    from drn_tf.models.drn import DRN
 
     d = tmp_path_factory.mktemp("fresh_models")
     paths = {}

@@ -1,4 +1,4 @@
-"""``drn beam`` / :mod:`drn_tf.beam`: the Apache Beam pipeline on the DirectRunner.
+"""``drn beam`` / :mod:`drn_tf.inference.beam`: the Apache Beam pipeline on the DirectRunner.
 
 The outputs are compared byte for byte with ``drn upscale``'s for the same
 (freshly initialised, so cheap) drn_s_x2 model. apache-beam comes with the
@@ -22,8 +22,8 @@ if os.environ.get("CI"):
 else:
     pytest.importorskip("apache_beam", reason="apache-beam not installed (pip install -e '.[test]')")
 
-from drn_tf import beam as B  # noqa: E402
-from drn_tf.cli import main  # noqa: E402
+from drn_tf.cli.main import main  # noqa: E402
+from drn_tf.inference import beam as B  # noqa: E402
 
 # 20 good images: (name, height, width, mode); one above 512x512 so drn upscale's
 # automatic tiling (and so the handler's) is exercised.
@@ -190,7 +190,7 @@ def test_same_output_name_goes_to_dead_letters(model_files, tmp_path):
 
 
 def test_layout_names_like_drn_upscale(tmp_path):
-    from drn_tf.commands.upscale import Job, output_path
+    from drn_tf.inference.files import Job, output_path
 
     out = str(tmp_path / "o")
     folder = B.Layout(out, 3, None, str(tmp_path / "in"))
@@ -211,8 +211,9 @@ def test_saved_model_handler_tiles_like_keras(model_files, tmp_path):
     """The SavedModel's serving_default behind the handler: its radius read from
     the variables equals the Keras model's, and tiled output equals drn upscale's
     Keras output within the one level the uint8 signature may round differently."""
-    from drn_tf.export import export_saved_model
-    from drn_tf.inference import model_receptive_radius, resolve_model, upscale
+    from drn_tf.export.savedmodel import export_saved_model
+    from drn_tf.inference.upscale import upscale
+    from drn_tf.models.resolve import model_receptive_radius, resolve_model
 
     keras_model = resolve_model(str(model_files[2]))
     base = tmp_path / "sm"

@@ -1,4 +1,4 @@
-"""``drn benchmark`` (drn_tf.benchmark, drn_tf/commands/benchmark.py).
+"""``drn benchmark`` (drn_tf.bench.benchmark, drn_tf/cli/commands/benchmark.py).
 
 No timed assertions (the machine is shared and noisy): the tests check that
 every variant is measured and every field reported, that the derived figures
@@ -20,9 +20,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from drn_tf import benchmark as B  # noqa: E402
-from drn_tf.analysis import count_macs  # noqa: E402
-from drn_tf.presets import get_preset  # noqa: E402
+from drn_tf.bench import benchmark as B  # noqa: E402
+from drn_tf.models.analysis import count_macs  # noqa: E402
+from drn_tf.models.presets import get_preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_parse_variants_groups_and_errors():
-    from drn_tf.cli import UserError
-    from drn_tf.commands.benchmark import parse_variants
+    from drn_tf.cli.base import UserError
+    from drn_tf.cli.commands.benchmark import parse_variants
 
     assert parse_variants(None) == B.ALL_VARIANTS
     assert parse_variants("train") == (
@@ -134,7 +134,7 @@ def test_markdown_and_notes_report_every_goal_and_unavailable_variants():
         "train-bf16": _row("train-bf16", 0.5, 241.8e9),
     }
     missing = B.Row("tflite-float16", B.DESCRIPTIONS["tflite-float16"], "inference", available=False,
-                    reason="RuntimeError: drn_tf.export has no TFLite conversion")
+                    reason="RuntimeError: drn_tf.export.tflite has no TFLite conversion")
     rows["tflite-float16"] = missing
     profiles = {
         "inference": B.summarise_profile({"_MklNativeFusedConv2D": 900.0, "Pad": 60.0, "AddV2": 40.0,
@@ -155,7 +155,7 @@ def test_markdown_and_notes_report_every_goal_and_unavailable_variants():
     text = B.to_markdown(result, notes)
     for r in rows.values():
         assert f"| {r.name} |" in text
-    assert "unavailable: RuntimeError: drn_tf.export has no TFLite conversion" in text
+    assert "unavailable: RuntimeError: drn_tf.export.tflite has no TFLite conversion" in text
     assert "**2 cores**" in text and "Test CPU" in text
     assert "| inference | 1000.0 |" in text and "profile unavailable" in text
     assert text.count("**not met**") == 1 and "| **no** |" in text
@@ -173,7 +173,7 @@ def test_profile_summary_flags_overlapping_convolutions():
 
 
 def test_cli_user_errors(capsys):
-    from drn_tf.cli import main
+    from drn_tf.cli.main import main
 
     assert main(["benchmark", "--size", "big"]) == 2
     err = capsys.readouterr().err
@@ -190,7 +190,7 @@ def test_cli_user_errors(capsys):
 
 
 def test_conv_chain_has_the_models_convolutions():
-    from drn_tf.model import DRN
+    from drn_tf.models.drn import DRN
 
     model = DRN.from_preset("drn_s_x3", load_weights=False)
     chain = B.conv_chain_model(model)
@@ -203,13 +203,14 @@ def test_conv_chain_has_the_models_convolutions():
 
 
 def test_unavailable_variant_is_reported_not_fatal(monkeypatch):
-    import drn_tf.export as E
+    import drn_tf.export.tflite as E
+    from drn_tf.export import common as EC  # noqa: E402
 
     def broken(*args, **kwargs):
-        raise E.ExportError("conversion exploded")
+        raise EC.ExportError("conversion exploded")
 
     monkeypatch.setattr(E, "convert_tflite", broken)
-    monkeypatch.setattr("drn_tf.model.bundled_model_path", lambda name: None)
+    monkeypatch.setattr("drn_tf.models.drn.bundled_model_path", lambda name: None)
     settings = B.Settings(size=(12, 16), runs=1, warmup=0, matmul_n=128, int8_matmul_n=64, profile=False)
     result = B.run_benchmark("drn_s_x2", variants=("keras-graph", "tflite-int8"), settings=settings)
     rows = {r["name"]: r for r in result["rows"]}
@@ -226,7 +227,7 @@ def test_unavailable_variant_is_reported_not_fatal(monkeypatch):
 def test_drn_benchmark_quick_reports_every_field(tmp_path):
     js, md = tmp_path / "bench.json", tmp_path / "bench.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "drn_tf.cli", "benchmark", "--quick", "--json", str(js), "--markdown", str(md)],
+        [sys.executable, "-m", "drn_tf.cli.main", "benchmark", "--quick", "--json", str(js), "--markdown", str(md)],
         capture_output=True, text=True, timeout=240, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

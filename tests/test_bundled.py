@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from drn_tf import DRN, bundled_model_path
-from drn_tf.analysis import count_params
-from drn_tf.evaluation import evaluate_folder
-from drn_tf.model import load_model
-from drn_tf.presets import PRESETS, get_preset
+from drn_tf.inference.evaluation import evaluate_folder
+from drn_tf.models.analysis import count_params
+from drn_tf.models.drn import load_model
+from drn_tf.models.presets import PRESETS, get_preset
 
 MARGIN_DB = {2: 2.0, 3: 1.5, 4: 1.0}
 REQUIRED = ["drn_x2", "drn_x3", "drn_x4"]

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-import tensorflow as tf
-
-from drn_tf.data import ImageReadError, PatchSampler, dihedral, load_pairs, read_image
-from drn_tf.imresize import bicubic_degrade, imresize, modcrop
-from drn_tf.tfdata import (
+from drn_tf.core.imageio import ImageReadError, read_image
+from drn_tf.core.imresize import bicubic_degrade, imresize, modcrop
+from drn_tf.core.tiling import dihedral
+from drn_tf.data.patches import PatchSampler, load_pairs
+from drn_tf.data.tfdata import (
     OnTheFlySampler,
     bicubic_downscale_tf,
     dataset_from_sampler,
@@ -249,12 +250,12 @@ def test_an_unwritable_lr_cache_is_warned_about_once_and_leaves_no_temporary_fil
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
     cache = tmp_path / "cache"
-    import drn_tf.utils
+    import drn_tf.core.utils
 
     def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(drn_tf.utils.os, "fsync", full)
+    monkeypatch.setattr(drn_tf.core.utils.os, "fsync", full)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         lrs, _, _ = load_pairs(tmp_path, 2, cache_dir=cache)
@@ -305,9 +306,9 @@ def test_model_evaluate_on_the_val_dataset_gives_the_protocol_numbers_grey_inclu
     # Set14 has a grey image (bridge): model.evaluate with the Keras metrics must equal drn evaluate
     import keras
 
-    from drn_tf.evaluation import evaluate_folder
-    from drn_tf.metrics import YPSNR, YSSIM
-    from drn_tf.model import DRN
+    from drn_tf.inference.evaluation import evaluate_folder
+    from drn_tf.models.drn import DRN
+    from drn_tf.models.metrics import YPSNR, YSSIM
 
     keras.utils.set_random_seed(0)
     model = DRN.from_preset("drn_s_x3", load_weights=False)  # untrained: any deterministic model will do
@@ -346,8 +347,8 @@ def test_live_iterator_at_exit_does_not_hang(tmp_path):
     script = tmp_path / "live_iterator.py"
     script.write_text(
         "import numpy as np\n"
-        "from drn_tf.data import PatchSampler\n"
-        "from drn_tf.tfdata import dataset_from_sampler, make_val_dataset\n"
+        "from drn_tf.data.patches import PatchSampler\n"
+        "from drn_tf.data.tfdata import dataset_from_sampler, make_val_dataset\n"
         "rng = np.random.default_rng(0)\n"
         "hrs = [rng.integers(0, 256, (200, 200, 3), dtype=np.uint8) for _ in range(3)]\n"
         "lrs = [h[::2, ::2].copy() for h in hrs]\n"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drn_tf.cli import main
-from drn_tf.commands.demo import SAMPLE, pick_crop
+from drn_tf.cli.commands.demo import SAMPLE, pick_crop
+from drn_tf.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_X2 = ROOT / "assets" / "drn_x2.keras"
@@ -31,8 +31,8 @@ def test_sample_photo_is_bundled():
 
 
 def test_demo_with_a_model_file(tmp_path, capsys, model_files):
-    from drn_tf.imresize import bicubic_degrade, bicubic_upscale
-    from drn_tf.metrics import psnr_y
+    from drn_tf.core.imresize import bicubic_degrade, bicubic_upscale
+    from drn_tf.core.metrics import psnr_y
 
     out = tmp_path / "demo"
     rc = main(["demo", "--model", str(model_files[2]), "--out", str(out)])
@@ -73,7 +73,7 @@ def test_demo_scale_3_and_own_image(tmp_path, capsys, model_files):
 
 
 def test_demo_without_bundled_model_says_so(tmp_path, capsys, monkeypatch):
-    import drn_tf.model as model_mod
+    import drn_tf.models.drn as model_mod
 
     monkeypatch.setattr(model_mod, "bundled_model_path", lambda name: None)
     monkeypatch.chdir(tmp_path)

@@ -1,21 +1,22 @@
-"""The evaluation protocol (drn_tf.evaluation) and ``drn evaluate``."""
+"""The evaluation protocol (drn_tf.inference.evaluation) and ``drn evaluate``."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-import keras
-
-from drn_tf import evaluation as ev
-from drn_tf.cli import main
-from drn_tf.data import read_image
-from drn_tf.imresize import bicubic_degrade, bicubic_upscale, modcrop
-from drn_tf.metrics import psnr_y, ssim_y
+from drn_tf.cli.main import main
+from drn_tf.core import protocol as P  # noqa: E402
+from drn_tf.core.imageio import read_image
+from drn_tf.core.imresize import bicubic_degrade, bicubic_upscale, modcrop
+from drn_tf.core.metrics import psnr_y, ssim_y
+from drn_tf.inference import evaluation as ev
+from drn_tf.inference import upscale as U  # noqa: E402
 
 # Published bicubic results under the protocol (shared/data/README.md): (PSNR, SSIM)
 PUBLISHED = {
@@ -85,7 +86,7 @@ def test_self_ensemble_undoes_each_transform(rng):
     model = _channel_model(3)
     lr = rng.integers(0, 150, (7, 11, 3), dtype=np.uint8)
     x = lr.astype(np.float32) / 255.0
-    np.testing.assert_allclose(ev.super_resolve(model, x, self_ensemble=True), ev.super_resolve(model, x), atol=1e-6)
+    np.testing.assert_allclose(U.super_resolve(model, x, self_ensemble=True), U.super_resolve(model, x), atol=1e-6)
     # a model that is not equivariant: ensemble = mean of the 8 inverted outputs
     conv = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
     outs = []
@@ -94,9 +95,9 @@ def test_self_ensemble_undoes_each_transform(rng):
         y = np.asarray(conv(t[None]))[0]
         y = np.rot90(y, -(k % 4))
         outs.append(y[:, ::-1] if k >= 4 else y)
-    got = ev.super_resolve(conv, x, self_ensemble=True)
+    got = U.super_resolve(conv, x, self_ensemble=True)
     np.testing.assert_allclose(got, np.mean(outs, axis=0), atol=1e-5)
-    assert not np.allclose(got, ev.super_resolve(conv, x), atol=1e-3)
+    assert not np.allclose(got, U.super_resolve(conv, x), atol=1e-3)
 
 
 def test_cli_bicubic_x4_table_json_and_progress(set5, set14, tmp_path, capsys, bicubic_results):
@@ -133,13 +134,13 @@ def test_cli_bicubic_x4_table_json_and_progress(set5, set14, tmp_path, capsys, b
 
 
 def _tiny_drn(scale):
-    from drn_tf.model import DRN
+    from drn_tf.models.drn import DRN
 
     return DRN(scale=scale, channels=8, growth=4, num_blocks=1, num_groups=1)
 
 
 def test_cli_model_scale_mismatch_and_default_preset(tmp_path, set5, capsys, monkeypatch):
-    import drn_tf.model as model_mod
+    import drn_tf.models.drn as model_mod
 
     path = tmp_path / "tiny_x3.keras"
     _tiny_drn(3).save(path)
@@ -160,7 +161,7 @@ def test_cli_model_scale_mismatch_and_default_preset(tmp_path, set5, capsys, mon
 
 
 def test_cli_model_and_bundled_preset(tmp_path, set5, capsys, monkeypatch):
-    import drn_tf.model as model_mod
+    import drn_tf.models.drn as model_mod
 
     assets = tmp_path / "assets"
     assets.mkdir()
@@ -175,7 +176,7 @@ def test_cli_model_and_bundled_preset(tmp_path, set5, capsys, monkeypatch):
     res = json.loads(out.read_text())
     assert res["model"] == "preset drn_x2" and res["sets"][0]["images"] == 1
     # the number is the protocol applied to this model's output
-    lr, hr = ev.load_pair(one / "bird.png", 2)
+    lr, hr = P.load_pair(one / "bird.png", 2)
     sr = ev.upscale_model(tiny, lr)
     assert res["sets"][0]["psnr"] == pytest.approx(psnr_y(sr, hr, 2), abs=1e-3)
     assert res["sets"][0]["ssim"] == pytest.approx(ssim_y(sr, hr, 2), abs=1e-5)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from drn_tf.imresize import (
+from drn_tf.core.imresize import (
     bicubic_degrade,
     bicubic_upscale,
     contributions,

@@ -1,4 +1,4 @@
-"""drn_tf.inference: seamless tiling, self-ensemble, channel layouts, model resolution."""
+"""drn_tf.inference.upscale: seamless tiling, self-ensemble, channel layouts, model resolution."""
 
 from __future__ import annotations
 
@@ -10,20 +10,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from drn_tf.imresize import imresize
-from drn_tf.inference import (
+from drn_tf.core.imresize import imresize
+from drn_tf.core.tiling import auto_tile, balanced_tile, tile_starts
+from drn_tf.inference.upscale import super_resolve, upscale, upscale_array
+from drn_tf.models.drn import DRN
+from drn_tf.models.resolve import (
     ModelError,
-    auto_tile,
-    balanced_tile,
     model_receptive_radius,
     model_scale,
     resolve_model,
-    super_resolve,
-    tile_starts,
-    upscale,
-    upscale_array,
 )
-from drn_tf.model import DRN
 
 
 def _sharp_model(preset):
@@ -180,7 +176,7 @@ def test_scale_and_radius_from_a_loaded_file(tmp_path, models):
 
 
 def test_no_bundled_model_refused_clearly(monkeypatch):
-    import drn_tf.model as model_mod
+    import drn_tf.models.drn as model_mod
 
     monkeypatch.setattr(model_mod, "bundled_model_path", lambda name: None)
     with pytest.raises(ModelError, match="no trained model bundled for preset drn_x2; pass --model FILE"):

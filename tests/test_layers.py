@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-
-from drn_tf import layers as L
+from drn_tf.models import layers as L
 
 # (layer class, constructor kwargs, input shape (N, H, W, C))
 LAYER_CASES = [

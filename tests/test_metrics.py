@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 import tensorflow as tf
 
-from drn_tf.imresize import bicubic_degrade, bicubic_upscale, modcrop
-from drn_tf.metrics import YPSNR, YSSIM, psnr_y, rgb_to_y, shave, ssim_y, to_uint8
+from drn_tf.core.imresize import bicubic_degrade, bicubic_upscale, modcrop
+from drn_tf.core.metrics import psnr_y, rgb_to_y, shave, ssim_y, to_uint8
+from drn_tf.models.metrics import YPSNR, YSSIM
 
 
 def _y_of(img, border):
@@ -21,8 +21,9 @@ def _y_of(img, border):
 @pytest.fixture(scope="module")
 def pairs():
     """(SR, HR) uint8 pairs of the bicubic baseline on three Set5 images (x2), of different quality."""
-    from drn_tf.data import read_image
     from pathlib import Path
+
+    from drn_tf.core.imageio import read_image
     from tests.conftest import DATA
 
     out = []

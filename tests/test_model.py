@@ -9,19 +9,18 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-
 import drn_tf
 from drn_tf import DRN
-from drn_tf.analysis import count_macs, count_params
-from drn_tf.presets import PRESETS, get_preset
+from drn_tf.models.analysis import count_macs, count_params
+from drn_tf.models.presets import PRESETS, get_preset
 
 
 def hand_param_count(scale, channels, growth, num_blocks, num_groups, upsampler="single", image_channels=3, **_):
-    """Parameters from the layer shapes, written out independently of drn_tf.analysis.
+    """Parameters from the layer shapes, written out independently of drn_tf.models.analysis.
 
     conv k x k, cin -> cout: k*k*cin*cout weights + cout biases.
     """
@@ -163,7 +162,7 @@ JAX_SCRIPT = textwrap.dedent(
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
     from drn_tf import DRN
-    from drn_tf.train import atomic_save_weights
+    from drn_tf.train.callbacks import atomic_save_weights
     start_weights, x_path, out_weights = sys.argv[1], sys.argv[2], sys.argv[3]
     model = DRN.from_preset("drn_s_x3", load_weights=False)
     model.load_weights(start_weights)

@@ -46,7 +46,7 @@ def test_import_loads_no_framework_and_names_load_lazily():
 
 
 def test_from_preset_raises_without_bundled_file_and_fresh_is_explicit(tmp_path):
-    from drn_tf.model import DRN
+    from drn_tf.models.drn import DRN
 
     with pytest.raises(FileNotFoundError, match="drn_s_x2.*load_weights=False"):
         DRN.from_preset("drn_s_x2", assets_dir=tmp_path)
@@ -128,7 +128,7 @@ def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(t
     Image.fromarray(image).save(work / "photo.png")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    code = ("import drn_tf, drn_tf.utils as u, drn_tf.commands.demo as d\n"
+    code = ("import drn_tf, drn_tf.core.utils as u, drn_tf.cli.commands.demo as d\n"
             "print(drn_tf.__file__); print(u.assets_dir()); print(d.SAMPLE, d.SAMPLE.is_file())")
     where = subprocess.run([str(py), "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=120)
     module_file, assets, sample, sample_found = where.stdout.split()
@@ -140,8 +140,8 @@ def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(t
     out = np.asarray(Image.open(work / "out.png")).astype(int)
 
     import drn_tf
-    from drn_tf.inference import upscale_array
-    from drn_tf.model import DRN
+    from drn_tf.inference.upscale import upscale_array
+    from drn_tf.models.drn import DRN
 
     expected = drn_tf.upscale(image, scale=2).astype(int)  # the checkout's bundled drn_x2
     assert out.shape == expected.shape == (80, 96, 3)

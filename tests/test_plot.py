@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from drn_tf.cli import main
-from drn_tf.commands.plot import draw, load_run
+from drn_tf.cli.commands.plot import draw, load_run
+from drn_tf.cli.main import main
 
 ROWS = [  # epoch, step, loss, lr, val Set5 PSNR (NaN: not validated that epoch)
     (1, 100, 0.080, 1e-3, float("nan")),

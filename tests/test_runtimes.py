@@ -1,4 +1,4 @@
-"""drn_tf.runtimes: the LiteRT runtimes of ``drn upscale --runtime`` / ``drn_tf.upscale(runtime=...)``.
+"""drn_tf.inference.runtimes: the LiteRT runtimes of ``drn upscale --runtime`` / ``drn_tf.upscale(runtime=...)``.
 
 TFLite files go to a per-test cache folder (``cache_dir`` or ``DRN_CACHE_DIR``),
 never to the user's cache.
@@ -14,11 +14,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from drn_tf import export as E
-from drn_tf import runtimes as R
-from drn_tf.inference import resolve_model, upscale
-from drn_tf.metrics import psnr_y
-from drn_tf.model import DRN
+from drn_tf.core.metrics import psnr_y
+from drn_tf.export import int8 as EI  # noqa: E402
+from drn_tf.bench import export_report as ER  # noqa: E402
+from drn_tf.export import tflite as E
+from drn_tf.inference import runtimes as R
+from drn_tf.inference.upscale import upscale
+from drn_tf.models.drn import DRN
+from drn_tf.models.resolve import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 # int8 goal of issue 17, held by test_int8_runtime_tiling_and_quality (bundled drn_s_x2, the preset
@@ -29,7 +32,7 @@ INT8_LOSS_DB = 0.10
 def test_runtime_names_and_auto_rule():
     assert R.default_runtime(["avx2", "fma", "avx512f", "avx512_vnni"]) == "keras"
     assert R.default_runtime(["avx2", "fma"]) == "litert"
-    from drn_tf import utils
+    from drn_tf.core import utils as utils
 
     for flags, want in ((["avx2", "avx512f"], "keras"), (["avx2", "fma"], "litert")):  # auto reads this CPU's flags
         original = utils.cpu_flags
@@ -141,7 +144,7 @@ def test_litert_runtime_matches_keras(tmp_path, rng):
 def test_cli_runtime(tmp_path, monkeypatch, rng):
     from PIL import Image
 
-    from drn_tf.cli import main
+    from drn_tf.cli.main import main
 
     monkeypatch.setenv("DRN_CACHE_DIR", str(tmp_path / "cache"))
     model_path = tmp_path / "m.keras"
@@ -163,19 +166,19 @@ def test_cli_runtime(tmp_path, monkeypatch, rng):
 @pytest.mark.slow
 def test_int8_runtime_tiling_and_quality(data_dir, tmp_path):
     """``litert-int8``: tiled output == the int8 model on the whole image; Set5/Set14 x2 loss <= 0.10 dB."""
-    from drn_tf.model import bundled_model_path
+    from drn_tf.models.drn import bundled_model_path
 
     if bundled_model_path("drn_s_x2") is None:
         pytest.skip("assets/drn_s_x2.keras (trained weights) not bundled")
     model = resolve_model(preset="drn_s_x2")
     lite = R.runtime_model(model, "litert-int8", cache_dir=tmp_path)
-    assert lite.runner.uint8_io and E.tflite_metadata(lite.path)["int8_recipe"] == E.INT8_RECIPE
+    assert lite.runner.uint8_io and E.tflite_metadata(lite.path)["int8_recipe"] == EI.INT8_RECIPE
     whole = E.TFLiteUpscaler(lite.path)
     loss = {}
     for name in ("Set5", "Set14"):
         deltas = []
         # the protocol's pairs: grey bridge.png of Set14 stays one channel, as drn evaluate scores it
-        for i, (_, lr, hr) in enumerate(E._set5_pairs(data_dir / "benchmark" / name, 2)[1]):
+        for i, (_, lr, hr) in enumerate(ER._set5_pairs(data_dir / "benchmark" / name, 2)[1]):
             tiled = i < 3 and lr.shape[-1] == 3
             int8 = upscale(lr, model=lite, tile=64 if tiled else None)
             if tiled:  # tiled (64-pixel tiles, overlap 11) == one run of the same int8 model on the whole image

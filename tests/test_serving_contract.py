@@ -43,8 +43,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from drn_tf import export as E  # noqa: E402
-from drn_tf.model import DRN  # noqa: E402
+from drn_tf.export import common as EC  # noqa: E402
+from drn_tf.export import savedmodel as ES  # noqa: E402
+from drn_tf.models.drn import DRN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "drn"
@@ -58,7 +59,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def version_dir(model, tmp_path_factory):
-    return E.export_saved_model(model, tmp_path_factory.mktemp("serving") / MODEL_NAME)
+    return ES.export_saved_model(model, tmp_path_factory.mktemp("serving") / MODEL_NAME)
 
 
 @pytest.fixture(scope="module")
@@ -140,20 +141,20 @@ def test_signature_defs_are_what_clients_are_told(version_dir):
     from tensorflow.python.tools import saved_model_utils
 
     sigs = saved_model_utils.get_meta_graph_def(str(version_dir), "serve").signature_def
-    assert {"serving_default", E.BYTES_SIGNATURE} <= set(sigs)
+    assert {"serving_default", EC.BYTES_SIGNATURE} <= set(sigs)
 
     def spec(info):
         return tf.dtypes.as_dtype(info.dtype), [d.size for d in info.tensor_shape.dim]
 
     default = sigs["serving_default"]
-    assert list(default.inputs) == [E.SERVING_INPUT] and list(default.outputs) == [E.SERVING_OUTPUT]
-    assert spec(default.inputs[E.SERVING_INPUT]) == (tf.uint8, [-1, -1, -1, 3])
-    assert spec(default.outputs[E.SERVING_OUTPUT]) == (tf.uint8, [-1, -1, -1, 3])
-    raw = sigs[E.BYTES_SIGNATURE]
-    assert list(raw.inputs) == [E.BYTES_INPUT] and list(raw.outputs) == [E.BYTES_OUTPUT]
-    assert spec(raw.inputs[E.BYTES_INPUT]) == (tf.string, [-1])
-    assert spec(raw.outputs[E.BYTES_OUTPUT]) == (tf.string, [-1])
-    assert E.BYTES_INPUT.endswith("_bytes") and E.BYTES_OUTPUT.endswith("_bytes")  # REST's b64 rule
+    assert list(default.inputs) == [EC.SERVING_INPUT] and list(default.outputs) == [EC.SERVING_OUTPUT]
+    assert spec(default.inputs[EC.SERVING_INPUT]) == (tf.uint8, [-1, -1, -1, 3])
+    assert spec(default.outputs[EC.SERVING_OUTPUT]) == (tf.uint8, [-1, -1, -1, 3])
+    raw = sigs[EC.BYTES_SIGNATURE]
+    assert list(raw.inputs) == [EC.BYTES_INPUT] and list(raw.outputs) == [EC.BYTES_OUTPUT]
+    assert spec(raw.inputs[EC.BYTES_INPUT]) == (tf.string, [-1])
+    assert spec(raw.outputs[EC.BYTES_OUTPUT]) == (tf.string, [-1])
+    assert EC.BYTES_INPUT.endswith("_bytes") and EC.BYTES_OUTPUT.endswith("_bytes")  # REST's b64 rule
 
 
 # ---------------------------------------------------------------- PredictRequest / PredictResponse
@@ -182,7 +183,7 @@ def test_predict_request_upscale_bytes(model, loaded, rng):
     a = rng.integers(0, 256, (11, 9, 3), dtype=np.uint8)
     grey = rng.integers(0, 256, (8, 10), dtype=np.uint8)
     files = [png_bytes(a), png_bytes(grey)]
-    request = over_the_wire(make_request(E.BYTES_SIGNATURE, image_bytes=np.array(files, dtype=object)))
+    request = over_the_wire(make_request(EC.BYTES_SIGNATURE, image_bytes=np.array(files, dtype=object)))
     assert request.inputs["image_bytes"].dtype == tf.string.as_datatype_enum
     assert list(request.inputs["image_bytes"].string_val) == files
     response = over_the_wire(serve_predict(loaded, request))
@@ -213,7 +214,7 @@ def test_grpc_stub_against_a_loopback_stand_in(model, loaded, rng):
             response = stub.Predict(make_request("serving_default", images=images), timeout=60)
             assert_within_one_level(tf.make_ndarray(response.outputs["sr_images"]), keras_uint8(model, images))
             response = stub.Predict(
-                make_request(E.BYTES_SIGNATURE, image_bytes=np.array([png_bytes(images[0])], dtype=object)), timeout=60
+                make_request(EC.BYTES_SIGNATURE, image_bytes=np.array([png_bytes(images[0])], dtype=object)), timeout=60
             )
             (data,) = tf.make_ndarray(response.outputs["sr_image_bytes"])
             assert_within_one_level(decode_png(data), keras_uint8(model, images)[0])
@@ -241,7 +242,7 @@ def test_saved_model_cli_runs_both_signatures(model, version_dir, tmp_path, rng)
                      "--outdir", tmp_path / "o1")
     out = np.load(tmp_path / "o1" / "sr_images.npy")
     assert_within_one_level(out, keras_uint8(model, images))
-    _saved_model_cli(*common, "--signature_def", E.BYTES_SIGNATURE,
+    _saved_model_cli(*common, "--signature_def", EC.BYTES_SIGNATURE,
                      "--inputs", f"image_bytes={tmp_path / 'files.npy'}", "--outdir", tmp_path / "o2")
     (data,) = np.load(tmp_path / "o2" / "sr_image_bytes.npy", allow_pickle=True)
     np.testing.assert_array_equal(decode_png(data), out[0])  # both signatures: the same pixels
@@ -348,7 +349,7 @@ def test_readme_rest_bodies(model, loaded, rng):
     bodies = readme_bodies(base64.b64encode(png_bytes(photo)).decode("ascii"))
     rows = [b for b in bodies if "instances" in b and b.get("signature_name", "serving_default") == "serving_default"]
     columnar = [b for b in bodies if "inputs" in b]
-    encoded = [b for b in bodies if b.get("signature_name") == E.BYTES_SIGNATURE]
+    encoded = [b for b in bodies if b.get("signature_name") == EC.BYTES_SIGNATURE]
     assert len(rows) == 1 and len(columnar) == 1 and len(encoded) == 1, bodies
 
     # row format: one 2x2 image -> "predictions": one 4x4x3 image
@@ -367,7 +368,7 @@ def test_readme_rest_bodies(model, loaded, rng):
     data = base64.b64decode(answer_b["predictions"][0]["b64"])
     assert_within_one_level(decode_png(data), keras_uint8(model, photo[None])[0])
     # the bytes signature in columnar form, and refusals the server would give
-    answer_bc = rest_predict(loaded, {"signature_name": E.BYTES_SIGNATURE, "inputs": [{"b64": encoded[0]["instances"][0]["b64"]}]})
+    answer_bc = rest_predict(loaded, {"signature_name": EC.BYTES_SIGNATURE, "inputs": [{"b64": encoded[0]["instances"][0]["b64"]}]})
     assert base64.b64decode(answer_bc["outputs"][0]["b64"]) == data
     with pytest.raises(ValueError, match="out of range"):
         rest_predict(loaded, {"instances": [[[[256, 0, 0]]]]})

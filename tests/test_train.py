@@ -1,4 +1,4 @@
-"""``drn_tf.trainer`` in this process (one device): outputs of a run, the strategy.run loop
+"""``drn_tf.train.engine`` in this process (one device): outputs of a run, the strategy.run loop
 against model.fit, --init-from, EMA weights. Tiny models, Set5 as training data."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from drn_tf import trainer  # noqa: E402
-from drn_tf.model import DRN, load_model  # noqa: E402
-from drn_tf.trainer import load_config, read_history, read_state, train  # noqa: E402
+from drn_tf.models.drn import DRN, load_model  # noqa: E402
+from drn_tf.train import engine as trainer  # noqa: E402
+from drn_tf.train import state  # noqa: E402
+from drn_tf.train.engine import load_config, read_history, read_state, train  # noqa: E402
 
 TINY_OVERRIDES = {"channels": 16, "num_groups": 1, "num_blocks": 2}
 
@@ -72,8 +73,8 @@ def test_run_directory_holds_config_history_checkpoint_and_models(fit_run):
 
 def test_best_model_has_the_best_logged_psnr(fit_run, set5):
     """best.keras re-evaluated with the shared protocol code gives the best PSNR of the history."""
-    from drn_tf.data import load_pairs
-    from drn_tf.train import evaluate_pairs
+    from drn_tf.data.patches import load_pairs
+    from drn_tf.train.callbacks import evaluate_pairs
 
     _, res = fit_run
     rows = read_history(res.run_dir / "history.csv")
@@ -211,7 +212,7 @@ def test_numpy_pipeline_trains_on_the_tf_data_batches_also_after_a_resume(data_d
 def test_sampler_stream_is_the_global_batch_sequence_with_and_without_threads(set5):
     import itertools
 
-    from drn_tf.data import PatchSampler, load_pairs
+    from drn_tf.data.patches import PatchSampler, load_pairs
 
     lrs, hrs, _ = load_pairs([set5], 2, cache_dir=False, min_lr_size=16)
     sampler = PatchSampler(lrs, hrs, 2, patch_size=16, batch_size=3, steps_per_epoch=4, seed=2)
@@ -233,7 +234,7 @@ def test_weight_values_are_the_ema_when_the_optimizer_keeps_one():
     for _ in range(3):
         model.train_on_batch(x, y)
     raw = model.get_weights()
-    ema = trainer.weight_values(model)
+    ema = state.weight_values(model)
     averages = {id(v): a.numpy() for v, a in zip(model.trainable_variables,
                                                  model.optimizer._model_variables_moving_average)}
     differs = 0
@@ -244,7 +245,7 @@ def test_weight_values_are_the_ema_when_the_optimizer_keeps_one():
         else:
             np.testing.assert_array_equal(e, r)
     assert differs > 0
-    assert all(np.array_equal(a, b) for a, b in zip(trainer.weight_values(model, use_ema=False), raw))
+    assert all(np.array_equal(a, b) for a, b in zip(state.weight_values(model, use_ema=False), raw))
 
 
 def test_summary_is_json(fit_run):
@@ -267,13 +268,13 @@ def test_mixed_precision_run_saves_a_float32_model(data_dir, tmp_path):
 
 
 def test_training_validation_matches_drn_evaluate_on_grey_and_rgb(tmp_path, set14):
-    """train.evaluate_pairs on data.validation_pairs == drn_tf.evaluation (grey kept single-channel)."""
+    """train.evaluate_pairs on data.validation_pairs == drn_tf.inference.evaluation (grey kept single-channel)."""
     from PIL import Image
 
     from drn_tf import DRN
-    from drn_tf.data import validation_pairs
-    from drn_tf.evaluation import evaluate_folder
-    from drn_tf.train import evaluate_pairs
+    from drn_tf.core.protocol import validation_pairs
+    from drn_tf.inference.evaluation import evaluate_folder
+    from drn_tf.train.callbacks import evaluate_pairs
 
     Image.open(set14 / "bridge.png").crop((0, 0, 40, 36)).save(tmp_path / "grey.png")
     Image.open(set14 / "baboon.png").convert("RGB").crop((0, 0, 38, 40)).save(tmp_path / "rgb.png")
@@ -300,7 +301,7 @@ def test_a_full_disk_mid_checkpoint_is_an_error_that_keeps_the_committed_checkpo
     before training; with space again the run resumes from epoch 1."""
     import os
 
-    import drn_tf.utils
+    import drn_tf.core.utils
 
     cfg = tiny_config(data_dir, tmp_path / "cache", train={"steps": 5})
     run = tmp_path / "run"
@@ -315,9 +316,9 @@ def test_a_full_disk_mid_checkpoint_is_an_error_that_keeps_the_committed_checkpo
             raise OSError(28, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(drn_tf.utils.os, "fsync", fsync)
+    monkeypatch.setattr(drn_tf.core.utils.os, "fsync", fsync)
     cfg["train"]["steps"] = 10
-    with pytest.raises(trainer.DiskSpaceError, match=r"ckpt-000002\.weights\.h5: no space left on device while "
+    with pytest.raises(state.DiskSpaceError, match=r"ckpt-000002\.weights\.h5: no space left on device while "
                        r"writing the checkpoint; [\d.]+ MB free, a checkpoint needs ~[\d.]+ MB"):
         train(cfg, run, verbose=0, quiet=True)
     assert _temp_files(run) == []
@@ -325,10 +326,10 @@ def test_a_full_disk_mid_checkpoint_is_an_error_that_keeps_the_committed_checkpo
     monkeypatch.undo()
 
     # still full: refused before an epoch's work is spent
-    monkeypatch.setattr(trainer, "free_bytes", lambda path: 300_000)
+    monkeypatch.setattr(state, "free_bytes", lambda path: 300_000)
     calls = []
     monkeypatch.setattr(keras.Model, "train_step", lambda self, data: calls.append(1))
-    with pytest.raises(trainer.DiskSpaceError, match=r"no space left on device for the checkpoint; 0\.3 MB free, "
+    with pytest.raises(state.DiskSpaceError, match=r"no space left on device for the checkpoint; 0\.3 MB free, "
                        r"a checkpoint needs ~[\d.]+ MB"):
         train(cfg, run, verbose=0, quiet=True)
     assert calls == [] and len(read_history(run / "history.csv")) == 1
@@ -423,7 +424,7 @@ def test_drn_train_on_a_really_full_disk_fails_in_one_line_without_a_crash(data_
     env = dict(os.environ, DRN_CACHE_DIR=str(tmp_path / "cache"))
     args = ["train", "--preset", "drn_s_x2", "--data", str(data_dir), "--train", "benchmark/Set5", "--val",
             "--steps", "1", "--batch-size", "2", "--patch-size", "16", "--verbose", "0", "--out", str(small_disk / "run")]
-    drn = "import sys; from drn_tf.cli import main; sys.exit(main(sys.argv[1:]))"
+    drn = "import sys; from drn_tf.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run([sys.executable, "-c", drn, *args], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -431,8 +432,8 @@ def test_drn_train_on_a_really_full_disk_fails_in_one_line_without_a_crash(data_
         f"drn train: error: {small_disk / 'run'}: no space left on device for the checkpoint; ")
     assert _temp_files(small_disk) == [] and not (small_disk / "run" / "checkpoint" / "state.json").exists()
 
-    script = ("import sys; from drn_tf import trainer, cli; trainer.check_free_space = lambda *a: None; "
-              "sys.exit(cli.main(sys.argv[1:]))")
+    script = ("import sys; from drn_tf.train import state; from drn_tf.cli.main import main; "
+              "state.check_free_space = lambda *a: None; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]  # not 139
     last = proc.stderr.strip().splitlines()[-1]

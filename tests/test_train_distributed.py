@@ -23,14 +23,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DRN = "import sys; from drn_tf.cli import main; sys.exit(main())"  # the `drn` console script
+DRN = "import sys; from drn_tf.cli.main import main; sys.exit(main())"  # the `drn` console script
 
 # Runs the trainer, then reports what only this process can see: the per-replica copies
 # of every variable and the final weights.
 DRIVER = r"""
 import json, sys
 import numpy as np
-from drn_tf.trainer import load_config, train
+from drn_tf.train.engine import load_config, train
 
 cfg_path, out, result, cpu_replicas = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 res = train(load_config(cfg_path), out, verbose=2, cpu_replicas=cpu_replicas)
@@ -119,7 +119,7 @@ def wait_ok(p, log, timeout):
 
 
 def losses(run_dir):
-    from drn_tf.trainer import read_history
+    from drn_tf.train.engine import read_history
 
     return [r["loss"] for r in read_history(Path(run_dir) / "history.csv")]
 
@@ -128,7 +128,7 @@ def kill_then_resume(command, tmp_path, process_env):
     """Starts an uninterrupted reference run (``tmp_path/ref``) and a victim (``tmp_path/victim``) of
     ``command(out)``; kills the victim with SIGKILL once it has committed epoch 2, checks it left no final
     model, starts it again and waits for both. Returns the checkpoint state the kill left."""
-    from drn_tf.trainer import read_state
+    from drn_tf.train.engine import read_state
 
     victim = tmp_path / "victim"
     with processes() as start:
@@ -195,7 +195,7 @@ def test_two_workers_multi_worker_mirrored(data_dir, tmp_path):
     assert len(w0.files) == len(w1.files) > 0
     for k in w0.files:
         np.testing.assert_array_equal(w0[k], w1[k])  # both workers end with the same weights
-    from drn_tf.model import load_model
+    from drn_tf.models.drn import load_model
 
     saved = load_model(run / "model.keras").get_weights()  # written by the chief only
     for k, a in zip(w0.files, saved):
@@ -209,8 +209,8 @@ def test_two_workers_multi_worker_mirrored(data_dir, tmp_path):
 def test_sigkill_then_resume_continues_from_the_checkpoint(data_dir, tmp_path):
     """A run killed mid-way and started again with the same command ends bitwise where an
     uninterrupted run ends (op determinism on): same step counter, same weights, one history."""
-    from drn_tf.model import load_model
-    from drn_tf.trainer import read_history, read_state
+    from drn_tf.models.drn import load_model
+    from drn_tf.train.engine import read_history, read_state
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=40,
                        deterministic=True)

@@ -14,22 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from test_train_distributed import env, kill_then_resume, processes, wait_ok, write_config
+from test_train_distributed import (
+    env,
+    kill_then_resume,
+    processes,
+    wait_ok,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
 # `drn` with TensorFlow made unimportable (as on the GPU machines): prints TF-FREE at the end when no
 # tensorflow module was loaded.
-NO_TF = ("import sys; sys.modules['tensorflow'] = None; from drn_tf.cli import main; rc = main(sys.argv[1:]); "
+NO_TF = ("import sys; sys.modules['tensorflow'] = None; from drn_tf.cli.main import main; rc = main(sys.argv[1:]); "
          "loaded = [m for m, v in sys.modules.items() if v is not None and m.split('.')[0] == 'tensorflow']; "
          "print('TF-FREE' if not loaded else f'TF-LOADED {loaded[:3]}'); sys.exit(rc)")
-DRN = "import sys; from drn_tf.cli import main; sys.exit(main(sys.argv[1:]))"
+DRN = "import sys; from drn_tf.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 # Trains with the engine, then saves what it holds in memory: every model and optimizer variable by path.
 TRAIN_AND_DUMP = r"""
 import sys, numpy as np
-from drn_tf.trainer import load_config, train
+from drn_tf.train.engine import load_config, train
 res = train(load_config(sys.argv[1]), sys.argv[2], verbose=2)
 m = res.model
 np.savez(sys.argv[3], **{v.path.replace("/", "|"): np.asarray(v.numpy()) for v in m.weights + m.optimizer.variables})
@@ -55,7 +60,7 @@ def run_python(start, code, args, log, backend, timeout=180, **extra):
 
 
 def losses(run):
-    from drn_tf.trainer import read_history
+    from drn_tf.train.engine import read_history
 
     return [r["loss"] for r in read_history(Path(run) / "history.csv")]
 
@@ -96,8 +101,8 @@ def test_a_checkpoint_resumes_on_the_other_backend(data_dir, tmp_path, first, se
 def test_jax_trains_without_tensorflow_on_two_devices(data_dir, tmp_path):
     """TensorFlow unimportable, 2 host devices: DataParallel, the numpy pipeline, no TensorBoard (one line
     says so), the run directory complete, loss falling, and no tensorflow module loaded at the end."""
-    from drn_tf.model import load_model
-    from drn_tf.trainer import read_state
+    from drn_tf.models.drn import load_model
+    from drn_tf.train.engine import read_state
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=20)
     run = tmp_path / "run"
@@ -121,8 +126,8 @@ def test_jax_trains_without_tensorflow_on_two_devices(data_dir, tmp_path):
 def test_sigkill_then_resume_under_jax_continues_from_the_checkpoint(data_dir, tmp_path):
     """As the TensorFlow test: killed mid-way, started again with the same command, the run ends where an
     uninterrupted one ends (same steps, history and weights)."""
-    from drn_tf.model import load_model
-    from drn_tf.trainer import read_history
+    from drn_tf.models.drn import load_model
+    from drn_tf.train.engine import read_history
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=40)
 
@@ -151,7 +156,7 @@ def test_minutes_fits_the_step_count_to_the_budget(data_dir, tmp_path):
     final_ratio x peak by the fitted last step, and the same command again has nothing left to do."""
     import yaml
 
-    from drn_tf.trainer import read_history, read_state
+    from drn_tf.train.engine import read_history, read_state
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", steps=100000, epoch_steps=10)
     run = tmp_path / "run"

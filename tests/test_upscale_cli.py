@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drn_tf.cli import main
+from drn_tf.cli.main import main
 
 
 @pytest.fixture
@@ -233,7 +233,7 @@ def test_missing_and_corrupt_model(tmp_path, capsys, model_files):
 
 
 def test_no_bundled_model(tmp_path, capsys, monkeypatch):
-    import drn_tf.model as model_mod
+    import drn_tf.models.drn as model_mod
 
     monkeypatch.setattr(model_mod, "bundled_model_path", lambda name: None)
     rc, _, err = drn(capsys, save(tmp_path / "a.png", rgb()))
@@ -328,7 +328,7 @@ def test_bad_inputs_in_a_real_process(tmp_path, m2):
 def test_progress_bar_on_a_terminal():
     import io
 
-    from drn_tf.commands.upscale import Progress
+    from drn_tf.cli.commands.upscale import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -360,8 +360,9 @@ def _rss_mib() -> float:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
 def test_folder_of_200_images_flat_memory(tmp_path, model_files):
-    from drn_tf.commands.upscale import Options, Progress, expand_inputs, upscale_files
-    from drn_tf.inference import resolve_model
+    from drn_tf.cli.commands.upscale import Options, Progress, upscale_files
+    from drn_tf.inference.files import expand_inputs
+    from drn_tf.models.resolve import resolve_model
 
     src = tmp_path / "in"
     sizes = [(16, 16), (16, 21), (21, 16), (24, 24)]
@@ -392,14 +393,14 @@ def test_folder_of_200_images_flat_memory(tmp_path, model_files):
 
 def _no_model_loading(monkeypatch):
     """Loading the backend or the model fails the test."""
-    import drn_tf.cli
-    import drn_tf.inference
+    import drn_tf.models.backend
+    import drn_tf.models.resolve
 
     def boom(*a, **k):
         raise AssertionError("the model was loaded although nothing was left to do")
 
-    monkeypatch.setattr(drn_tf.cli, "import_backend_quietly", boom)
-    monkeypatch.setattr(drn_tf.inference, "resolve_model", boom)
+    monkeypatch.setattr(drn_tf.models.backend, "import_backend_quietly", boom)
+    monkeypatch.setattr(drn_tf.models.resolve, "resolve_model", boom)
 
 
 def test_output_problems_found_before_the_model_loads(tmp_path, capsys, m2, monkeypatch):
@@ -517,7 +518,7 @@ def test_quiet_prints_what_its_help_says(tmp_path, capsys, m2):
         main(["upscale", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "no summary unless something failed" in help_text
-    from drn_tf.presets import PRESETS
+    from drn_tf.models.presets import PRESETS
 
     assert all(name in help_text for name in PRESETS)  # the presets are listed
     rc, out, err = drn(capsys, save(tmp_path / "a.png", rgb()), "--model", m2, "-q")
@@ -526,7 +527,7 @@ def test_quiet_prints_what_its_help_says(tmp_path, capsys, m2):
 
 def _run_cli_process(args, **kw):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, "-c", kw.pop("code", "import sys; from drn_tf.cli import main; sys.exit(main())"),
+    return subprocess.Popen([sys.executable, "-c", kw.pop("code", "import sys; from drn_tf.cli.main import main; sys.exit(main())"),
                              "upscale", *map(str, args)], env=env, text=True, **kw)
 
 
@@ -542,7 +543,7 @@ def test_sigterm_mid_write_removes_the_temporary_file(tmp_path, m2):
         "def slow_save(self, fp, *a, **k):\n"
         "    fp.write(b'partial'); fp.flush(); time.sleep(120)\n"
         "Image.Image.save = slow_save\n"
-        "from drn_tf.cli import main\n"
+        "from drn_tf.cli.main import main\n"
         "sys.exit(main())\n"
     )
     proc = _run_cli_process([tmp_path / "a.png", "--model", m2], code=code, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

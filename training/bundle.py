@@ -1,4 +1,4 @@
-"""Average checkpoints into a bundled ``.keras`` model: :func:`drn_tf.trainer.average_models`.
+"""Average checkpoints into a bundled ``.keras`` model: :func:`drn_tf.train.callbacks.engine.average_models`.
 
 Uniform weight averaging (as in SWA) of ``.keras`` files, a run's ``checkpoint/ckpt-N.weights.h5``
 (its EMA weights when it kept one), whole run directories (their kept checkpoints) or, with
@@ -23,7 +23,7 @@ def main(argv=None):
     p.add_argument("-o", "--out", required=True, help="output .keras file")
     p.add_argument("sources", nargs="+", help=".keras files, run directories or checkpoint .weights.h5 files")
     args = p.parse_args(argv)
-    from drn_tf.trainer import average_models
+    from drn_tf.train.engine import average_models
 
     files = average_models(args.sources, args.out, preset=args.preset)
     print(f"wrote {args.out}: the mean of {len(files)} checkpoints ({', '.join(map(str, files))})")

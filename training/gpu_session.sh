@@ -38,7 +38,7 @@ RUN=/tmp/drnrun/$PRESET
 rm -rf "$RUN"; mkdir -p "$RUN"
 # shellcheck disable=SC2086  # VAL and EXTRA are word lists
 timeout "$(python3 -c "print(int($MINUTES * 60 + 120))")" python3 -c \
-  "import sys; from drn_tf.cli import main; sys.exit(main(sys.argv[1:]))" train --preset "$PRESET" \
+  "import sys; from drn_tf.cli.main import main; sys.exit(main(sys.argv[1:]))" train --preset "$PRESET" \
   --init-from "$INIT" --data "$DATA" --train $TRAIN --val $VAL --minutes "$MINUTES" --batch-size "$BATCH" \
   --patch-size "$PATCH" --epoch-steps "$EPOCH_STEPS" --lr "$LR" --mixed-precision "$MP" \
   --set data.workers="$WORKERS" --set data.cache_dir=/tmp/drncache --set train.val_every=2 \
@@ -49,7 +49,7 @@ grep -E "^\[(data|train|done)\]" "$RUN.log"; tail -n 3 "$RUN.log" | cut -c1-300
 # the matmul rate of this device in the training's precision, beside the training rate in run.json
 [ -f "$RUN/run.json" ] && python3 - "$RUN/run.json" "$MP" <<'EOF'
 import json, sys
-from drn_tf.trainer import jax_matmul_peak_tflops, write_file
+from drn_tf.train.engine import jax_matmul_peak_tflops, write_file
 path, mp = sys.argv[1], sys.argv[2]
 run = json.load(open(path))
 peak = jax_matmul_peak_tflops("bfloat16" if "bfloat16" in mp else "float16" if "float16" in mp else "float32")

@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="drn_x2", help="preset of the projection")
     args = p.parse_args(argv)
 
-    from drn_tf.analysis import count_macs
-    from drn_tf.presets import get_preset
+    from drn_tf.models.analysis import count_macs
+    from drn_tf.models.presets import get_preset
 
     def flops_per_patch(preset: str, patch: int) -> float:
         return 6.0 * count_macs(get_preset(preset)["config"], patch, patch)

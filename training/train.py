@@ -2,7 +2,7 @@
 
     python training/train.py --config training/configs/drn_x2.yaml [--out RUN_DIR] [--set sec.key=value ...]
 
-The engine is :mod:`drn_tf.trainer` (TensorFlow or JAX, by ``KERAS_BACKEND``);
+The engine is :mod:`drn_tf.train.engine` (TensorFlow or JAX, by ``KERAS_BACKEND``);
 ``training/gpu_session.sh`` runs it on a GPU machine with JAX only.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drn_tf.cli import main  # noqa: E402
+from drn_tf.cli.main import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,11 +1,15 @@
 import os as _os
 from pathlib import Path as _Path
+
 MODEL = _Path(__file__).resolve().parents[2] / "assets" / "drn_x2.keras"
 OUT = _os.environ.get("OUT_DIR", "int8_variants_out")
 _os.makedirs(OUT, exist_ok=True)
 import sys
-import drn_tf.export as E
-from drn_tf.model import load_model
+
+import drn_tf.export.tflite as E
+from drn_tf.export import int8 as EI  # noqa: E402
+from drn_tf.models.drn import load_model
+
 opts = set(sys.argv[2:]); name = sys.argv[1]
 def call(self, x, hook=lambda name, t: t, clip=True):
     import tensorflow as tf
@@ -36,8 +40,8 @@ def call(self, x, hook=lambda name, t: t, clip=True):
         y = hook("skip", y + y0)
     u = hook("output", conv(y, self.up))
     return self.shuffle(tf.clip_by_value(u, 0.0, 1.0) if clip else u)
-E._QuantGraph.__call__ = call
+EI._QuantGraph.__call__ = call
 m = load_model(str(MODEL))
-flat = E.convert_tflite(m, "int8", calibration_count=E.CALIBRATION_COUNT)
+flat = E.convert_tflite(m, "int8", calibration_count=EI.CALIBRATION_COUNT)
 open(f"{OUT}/{name}.tflite", "wb").write(flat)
 print(name, E.tflite_ops(flat))

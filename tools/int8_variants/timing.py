@@ -1,10 +1,16 @@
 import os as _os
 from pathlib import Path as _Path
+
 MODEL = _Path(__file__).resolve().parents[2] / "assets" / "drn_x2.keras"
 OUT = _os.environ.get("OUT_DIR", "int8_variants_out")
 _os.makedirs(OUT, exist_ok=True)
-import sys, time, statistics, numpy as np
+import statistics
+import sys
+import time
+
+import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
 rounds = int(sys.argv[1]); specs = sys.argv[2:]   # name[:opt]
 x = np.random.default_rng(0).integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
 runs = {}

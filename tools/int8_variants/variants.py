@@ -1,14 +1,18 @@
 import os as _os
 from pathlib import Path as _Path
+
 MODEL = _Path(__file__).resolve().parents[2] / "assets" / "drn_x2.keras"
 OUT = _os.environ.get("OUT_DIR", "int8_variants_out")
 _os.makedirs(OUT, exist_ok=True)
-import sys, time, numpy as np
-import drn_tf.export as E
-from drn_tf.model import load_model
+import sys
+import time
 
-orig_call = E._QuantGraph.__call__
-orig_ranges = E._tap_ranges
+import drn_tf.export.tflite as E
+from drn_tf.export import int8 as EI  # noqa: E402
+from drn_tf.models.drn import load_model
+
+orig_call = EI._QuantGraph.__call__
+orig_ranges = EI._tap_ranges
 
 def split_call(self, x, hook=lambda name, t: t, clip=True):
     """two convs per block (w and g outputs) + ADD + CONCAT, equal ranges on the concat's inputs"""
@@ -82,10 +86,10 @@ if __name__ == "__main__":
     variant = sys.argv[1]
     m = load_model(str(MODEL))
     if variant == "split":
-        E._QuantGraph.__call__ = split_call; E._tap_ranges = tied_ranges
+        EI._QuantGraph.__call__ = split_call; EI._tap_ranges = tied_ranges
     elif variant == "slice":
-        E._QuantGraph.__call__ = slice_call; E._tap_ranges = tied_ranges
+        EI._QuantGraph.__call__ = slice_call; EI._tap_ranges = tied_ranges
     t = time.time()
-    flat = E.convert_tflite(m, "int8", calibration_count=E.CALIBRATION_COUNT)
+    flat = E.convert_tflite(m, "int8", calibration_count=EI.CALIBRATION_COUNT)
     open(f"{OUT}/{variant}.tflite", "wb").write(flat)
     print(variant, time.time() - t, "s", E.tflite_ops(flat))

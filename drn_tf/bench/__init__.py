@@ -1,0 +1,1 @@
+"""``drn benchmark``: latency, throughput and FLOP rates against this machine's measured peak."""

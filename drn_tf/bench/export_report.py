@@ -1,0 +1,443 @@
+"""(split from drn_tf.export.tflite)"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from drn_tf.core.utils import write_atomic
+from drn_tf.export.common import (
+    SERVING_INPUT,
+    SERVING_OUTPUT,
+    ExportError,
+    _tf,
+    default_data_dir,
+    model_scale,
+    parse_size,
+)
+from drn_tf.export.int8 import CALIBRATION_COUNT
+from drn_tf.export.savedmodel import export_saved_model
+from drn_tf.export.tflite import (
+    TFLiteUpscaler,
+    convert_tflite,
+    gpu_compatibility,
+    tflite_ops,
+)
+from drn_tf.inference.runtimes import (
+    AUTO_RULE,
+    RUNTIMES,
+    _versions,
+    default_runtime,
+    runtime_model,
+)
+
+# ---------------------------------------------------------------- report
+
+
+@dataclass
+class VariantResult:
+    name: str
+    description: str
+    size_bytes: int | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    max_diff: float | None = None
+    mean_diff: float | None = None
+    latency_ms: float | None = None
+    ops: dict = field(default_factory=dict)
+    gpu: tuple | None = None
+    extra_psnr: dict = field(default_factory=dict)  # more benchmark sets (Set14): name -> PSNR
+    note: str = ""
+
+
+REPORT_VARIANTS = (
+    "keras",
+    "saved_model",
+    "tflite-float32",
+    "tflite-float16",
+    "tflite-dynamic",
+    "tflite-int8",
+    "tflite-float32-gpu",
+)
+
+
+def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bool = False) -> dict:
+    """Median seconds per call of each function, timed in round-robin order.
+
+    Interleaving spreads load changes on a shared machine over all the
+    variants instead of penalising whichever ran during a busy spell.
+    ``all_runs``: the list of every timed run's seconds instead of the median.
+    """
+    for fn in fns.values():
+        for _ in range(max(0, warmup)):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(max(1, runs)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    if all_runs:
+        return times
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _set5_pairs(data_dir: Path, scale: int, limit: int | None = None, set_name: str = "Set5"):
+    """(folder, [(name, LR, HR)]) of ``<data_dir>/benchmark/<set_name>`` (or of ``data_dir`` itself, a folder
+    of images) by the evaluation protocol (``evaluation.load_pair``: a grey file stays one channel, as
+    ``drn evaluate`` scores it)."""
+    from drn_tf.core.imageio import list_images
+    from drn_tf.core.protocol import load_pair
+
+    named = data_dir / "benchmark" / set_name
+    folder = named if named.is_dir() else data_dir
+    files = list_images(folder)
+    if not files:
+        raise ExportError(f"no benchmark images in {folder} (pass --data with benchmark/{set_name})")
+    return folder, [(path.name, *load_pair(path, scale)) for path in files[:limit]]
+
+
+def _as_rgb(lr: np.ndarray) -> np.ndarray:
+    """A protocol LR as the RGB the runtimes take (a grey one replicated)."""
+    return np.repeat(lr, 3, axis=-1) if lr.shape[-1] == 1 else lr
+
+
+def _protocol_uint8(sr: np.ndarray, grey: bool) -> np.ndarray:
+    """A runtime's RGB output (float in [0, 255], or uint8) as the protocol scores it: for a grey LR the three
+    channels averaged back to one, as ``drn evaluate`` does; rounded to uint8."""
+    from drn_tf.core.metrics import to_uint8
+
+    if grey:
+        sr = sr.astype(np.float64).mean(axis=-1, keepdims=True)
+    return sr if sr.dtype == np.uint8 else to_uint8(sr / 255.0)
+
+
+def _protocol_sr(upscale, lr: np.ndarray) -> np.ndarray:
+    """uint8 SR of ``upscale`` (an RGB runtime) for a protocol LR (see :func:`_protocol_uint8`)."""
+    return _protocol_uint8(upscale(_as_rgb(lr)), lr.shape[-1] == 1)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def build_report(
+    model,
+    description: str,
+    data_dir=None,
+    *,
+    variants=REPORT_VARIANTS,
+    latency_size=(256, 256),
+    runs: int = 10,
+    warmup: int = 2,
+    calibration=None,
+    calibration_count: int = CALIBRATION_COUNT,
+    num_threads: int | None = None,
+    workdir=None,
+    keep_dir=None,
+    limit_images: int | None = None,
+    extra_sets=("Set14",),
+    progress=None,
+) -> tuple[str, list[VariantResult]]:
+    """Export every variant, measure it, and return ``(markdown, results)``.
+
+    Per variant: file size, Set5 Y-PSNR/SSIM by the project's protocol
+    (LR = MATLAB bicubic of the modcropped HR; SR clipped and rounded),
+    max/mean absolute difference from the Keras model's clipped output in
+    8-bit levels over the Set5 SR images, and the median latency of one
+    ``latency_size`` input after warm-up on this machine. ``extra_sets``:
+    benchmark sets (``<data>/benchmark/<name>``, skipped if absent) whose
+    PSNR is reported too.
+    """
+    import keras
+
+    from drn_tf.core.metrics import psnr_y, ssim_y
+    from drn_tf.inference.upscale import predict_image
+
+    tf = _tf()
+    say = progress or (lambda msg: None)
+    unknown = [v for v in variants if v not in REPORT_VARIANTS]
+    if unknown:
+        raise ExportError(f"unknown report variant(s) {', '.join(unknown)}; choose from {', '.join(REPORT_VARIANTS)}")
+    if "keras" not in variants:
+        variants = ("keras", *variants)
+    scale = model_scale(model)
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    folder, pairs = _set5_pairs(data_dir, scale, limit_images)
+    extra = {}
+    for set_name in extra_sets or ():
+        if (data_dir / "benchmark" / set_name).is_dir() and folder == data_dir / "benchmark" / "Set5":
+            extra[set_name] = _set5_pairs(data_dir, scale, limit_images, set_name)[1]
+    threads = num_threads or os.cpu_count()
+    lh, lw = parse_size(latency_size)
+    rng = np.random.default_rng(0)
+    lat_uint8 = rng.integers(0, 256, size=(1, lh, lw, 3), dtype=np.uint8)
+    lat_float = lat_uint8.astype(np.float32) / 255.0
+
+    reference = {}
+    for name, lr, _ in pairs:
+        reference[name] = np.clip(predict_image(model, _as_rgb(lr)), 0.0, 1.0) * 255.0
+
+    results: list[VariantResult] = []
+    timers = {}
+    tmp_ctx = tempfile.TemporaryDirectory(prefix="drn-report-", dir=workdir)
+    out_dir = Path(keep_dir) if keep_dir else Path(tmp_ctx.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def score(result: VariantResult, upscale):
+        psnrs, ssims, maxd, sumd, count = [], [], 0.0, 0.0, 0
+        for name, lr, hr in pairs:
+            sr = upscale(_as_rgb(lr))  # float in [0, 255] (uint8 variants: their integers)
+            sr8 = _protocol_uint8(sr, lr.shape[-1] == 1)
+            psnrs.append(psnr_y(sr8, hr, scale))
+            ssims.append(ssim_y(sr8, hr, scale))
+            diff = np.abs(sr.astype(np.float64) - reference[name])
+            maxd = max(maxd, float(diff.max()))
+            sumd += float(diff.sum())
+            count += diff.size
+        result.psnr, result.ssim = float(np.mean(psnrs)), float(np.mean(ssims))
+        for set_name, set_pairs in extra.items():
+            values = []
+            for _, lr, hr in set_pairs:
+                values.append(psnr_y(_protocol_sr(upscale, lr), hr, scale))
+            result.extra_psnr[set_name] = float(np.mean(values))
+        result.max_diff, result.mean_diff = maxd, sumd / count
+
+    try:
+        for variant in variants:
+            say(f"{variant} ...")
+            if variant == "keras":
+                r = VariantResult("keras", "Keras model (float32), the reference")
+                path = out_dir / "model.keras"
+                model.save(path)
+                r.size_bytes = path.stat().st_size
+                score(r, lambda lr: np.clip(predict_image(model, lr), 0.0, 1.0) * 255.0)
+                timers[variant] = lambda: model.predict_on_batch(lat_float)
+                r.note = "output clipped to [0, 1] by the harness"
+            elif variant == "saved_model":
+                r = VariantResult("saved_model", "SavedModel for TF Serving, `serving_default` (uint8 in/out)")
+                version_dir = export_saved_model(model, out_dir / "saved_model", version=1, overwrite=True)
+                r.size_bytes = _dir_size(version_dir)
+                loaded = tf.saved_model.load(str(version_dir))
+                serve = loaded.signatures["serving_default"]
+
+                def run_sm(lr, serve=serve):
+                    return serve(**{SERVING_INPUT: tf.constant(lr[None])})[SERVING_OUTPUT].numpy()[0]
+
+                score(r, run_sm)
+                lat = tf.constant(lat_uint8)
+                timers[variant] = lambda serve=serve, lat=lat: serve(**{SERVING_INPUT: lat})
+            else:
+                quantize = variant.split("-")[1]
+                gpu = variant.endswith("-gpu")
+                r = VariantResult(
+                    variant,
+                    f"TFLite {quantize}" + (", pixel shuffle as TRANSPOSE_CONV (--gpu-friendly)" if gpu else ""),
+                )
+                flat = convert_tflite(
+                    model,
+                    quantize,
+                    gpu_friendly=gpu,
+                    calibration=calibration,
+                    calibration_count=calibration_count,
+                    workdir=workdir,
+                )
+                path = write_atomic(out_dir / f"drn_{variant}.tflite", flat)
+                r.size_bytes = path.stat().st_size
+                r.ops = tflite_ops(flat)
+                r.gpu = gpu_compatibility(flat)
+                runner = TFLiteUpscaler(flat, num_threads=threads)
+                if runner.uint8_io:
+                    score(r, lambda lr, runner=runner: runner.run(lr[None].astype(np.uint8))[0])
+                    lat = lat_uint8
+                else:
+                    score(r, lambda lr, runner=runner: runner.predict(lr) * 255.0)
+                    lat = lat_float
+                timers[variant] = lambda runner=runner, lat=lat: runner.run(lat)
+            results.append(r)
+            say(f"{variant}: {r.psnr:.3f} dB" + "".join(f", {k} {v:.3f} dB" for k, v in r.extra_psnr.items()))
+        say(f"latency: {len(timers)} variants x ({warmup} warm-up + {runs} timed runs), interleaved ...")
+        latencies = interleaved_latency(timers, runs, warmup)
+        for r in results:
+            r.latency_ms = 1e3 * latencies[r.name]
+    finally:
+        tmp_ctx.cleanup()
+    markdown = _report_markdown(
+        results, description, folder, scale, (lh, lw), runs, warmup, threads, len(pairs), keras.__version__, tf
+    )
+    return markdown, results
+
+
+def _machine() -> str:
+    from drn_tf.core.utils import cpu_model
+
+    cpu = cpu_model()
+    try:
+        load = ", load average {:.1f} when the report finished".format(os.getloadavg()[0])
+    except OSError:
+        load = ""
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}{load}"
+
+
+def _report_markdown(results, description, folder, scale, lat_size, runs, warmup, threads, n_images, keras_version, tf):
+    try:
+        from importlib.metadata import version
+
+        litert = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001 - version lookup only
+        litert = "?"
+    lines = [
+        "# Export report",
+        "",
+        f"Model: {description}, x{scale}. Generated by `drn export report` on "
+        f"{time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+    ]
+    if "untrained" in description:
+        lines += [
+            "**The model is untrained**: its PSNR/SSIM say nothing about the method; only sizes, latencies and "
+            "the differences between variants are meaningful. Rerun with the trained model "
+            "(`drn export report --model assets/drn_x2.keras -o assets/export_report.md`).",
+            "",
+        ]
+    lines += [
+        f"Machine: {_machine()}; TensorFlow {tf.__version__}, Keras {keras_version}, LiteRT (ai-edge-litert) "
+        f"{litert}; TFLite run with {threads} threads (XNNPACK, the interpreter's default).",
+        "",
+        f"Quality: {folder} ({n_images} images), the project's protocol (HR modcropped, LR by MATLAB bicubic, "
+        "SR clipped and rounded, Y channel, scale pixels shaved). Difference: absolute difference from the "
+        "Keras model's output clipped to [0, 1], in 8-bit levels (1 = 1/255), over all SR pixels of the set; "
+        "uint8 variants are compared as the integers they return. "
+        + "".join(f"{k} PSNR: the same protocol on benchmark/{k}. " for k in results[0].extra_psnr)
+        + "Latency: median of "
+        f"{runs} runs after {warmup} warm-up runs on one {lat_size[0]}x{lat_size[1]} input (x{scale} output), "
+        "invocation only (Keras: `predict_on_batch`; SavedModel: the `serving_default` signature; TFLite: "
+        "`invoke`), the variants timed in turn, round after round, so load changes hit them alike.",
+        "",
+        "| variant | what | size | PSNR (dB) | SSIM | max diff | mean diff | latency (ms) |"
+        + "".join(f" {k} PSNR (dB) |" for k in results[0].extra_psnr),
+        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(results[0].extra_psnr),
+    ]
+    for r in results:
+        size = "-" if r.size_bytes is None else f"{r.size_bytes / 1e6:.2f} MB"
+        lines.append(
+            f"| {r.name} | {r.description} | {size} | {r.psnr:.3f} | {r.ssim:.4f} | {r.max_diff:.2f} | "
+            f"{r.mean_diff:.4f} | {r.latency_ms:.1f} |" + "".join(f" {v:.3f} |" for v in r.extra_psnr.values())
+        )
+    keras = results[0]
+    sets = ", ".join([folder.name, *keras.extra_psnr])
+    lines += ["", f"PSNR change from the Keras model ({sets}):", ""]
+    for r in results[1:]:
+        change = [f"{r.psnr - keras.psnr:+.3f}"] + [f"{v - keras.extra_psnr[k]:+.3f}" for k, v in r.extra_psnr.items()]
+        lines.append(f"- {r.name}: {' / '.join(change)} dB")
+    tflite = [r for r in results if r.ops]
+    if tflite:
+        lines += [
+            "",
+            "## TFLite operators",
+            "",
+            "All builtin (no Flex/custom op: the export refuses otherwise). GPU: TensorFlow's GPU-delegate "
+            "compatibility checker (`tf.lite.experimental.Analyzer`, necessary but not sufficient).",
+            "",
+            "| variant | operators (count) | GPU delegate check |",
+            "|---|---|---|",
+        ]
+        for r in tflite:
+            ops = ", ".join(f"{k} ({v})" for k, v in r.ops.items())
+            gpu = "compatible" if r.gpu and r.gpu[0] else f"not compatible: {r.gpu[1] if r.gpu else '?'}"
+            lines.append(f"| {r.name} | {ops} | {gpu} |")
+    lines.append("")
+    return "\n".join(lines)
+
+# ---------------------------------------------------------------- the runtime table
+
+
+def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set14"), latency_size=(256, 256),
+                   runs: int = 6, warmup: int = 1, cache_dir=None, progress=None) -> tuple[str, list[dict]]:
+    """Markdown table: PSNR on ``sets`` and speed of every runtime, with the CPU it ran on.
+
+    PSNR: ``drn_tf.upscale(lr, model=..., runtime=...)`` (the whole main-job
+    path) on each set by the project's protocol. Speed: one
+    ``latency_size`` input through each runtime's ``predict_on_batch``
+    (Keras: the model's; LiteRT: ``invoke`` plus the uint8/float
+    conversions), the runtimes timed in turn round after round
+    (:func:`drn_tf.export.tflite.report.interleaved_latency`), median and best.
+    """
+    import platform
+    import statistics
+    import time
+
+    from drn_tf.bench.export_report import _set5_pairs, interleaved_latency
+    from drn_tf.core.metrics import psnr_y
+    from drn_tf.core.utils import cpu_flags, cpu_model, parse_size
+    from drn_tf.export.common import ExportError, default_data_dir
+    from drn_tf.inference.upscale import upscale
+    from drn_tf.models.resolve import model_scale
+
+    say = progress or (lambda msg: None)
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    scale = model_scale(model)
+    pairs = {}
+    for name in sets:
+        folder = data_dir / "benchmark" / name
+        if not folder.is_dir():
+            raise ExportError(f"{folder} does not exist (pass --data with benchmark/{name})")
+        pairs[name] = _set5_pairs(data_dir, scale, set_name=name)[1]
+    names = [n for n in RUNTIMES if n != "auto"]
+    models = {}
+    for name in names:
+        say(f"{name}: preparing ...")
+        models[name] = runtime_model(model, name, cache_dir=cache_dir, progress=say)
+    rows = []
+    for name in names:
+        row = {"runtime": name}
+        for set_name, set_pairs in pairs.items():
+            row[set_name] = float(np.mean([psnr_y(upscale(lr, model=models[name]), hr, scale)
+                                           for _, lr, hr in set_pairs]))
+        say(f"{name}: " + ", ".join(f"{k} {row[k]:.3f} dB" for k in pairs))
+        rows.append(row)
+    lh, lw = parse_size(latency_size, error=ExportError)
+    batch = np.random.default_rng(0).random((1, lh, lw, 3), dtype=np.float32)
+    say(f"latency: {len(names)} runtimes x ({warmup} warm-up + {runs} timed runs), interleaved ...")
+    fns = {name: (lambda m=models[name]: m.predict_on_batch(batch)) for name in names}
+    times = interleaved_latency(fns, runs, warmup, all_runs=True)
+    keras_median = statistics.median(times["keras"])
+    keras_best = min(times["keras"])
+    for row in rows:
+        t = times[row["runtime"]]
+        row["median_ms"], row["best_ms"] = 1e3 * statistics.median(t), 1e3 * min(t)
+        row["speedup"] = keras_median / statistics.median(t)
+        row["speedup_best"] = keras_best / min(t)
+    flags = cpu_flags()
+    try:
+        load = "; load average {:.1f}".format(os.getloadavg()[0])
+    except OSError:
+        load = ""
+    lines = [
+        f"Runtimes of {description}, x{scale}: `drn export report --runtimes`, {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, flags {', '.join(flags) or 'none of note'}; "
+        f"{platform.system()} {platform.release()}{load}. `auto` picks **{default_runtime(flags)}** here "
+        f"({AUTO_RULE}). Versions: {_versions()}.",
+        "",
+        f"PSNR: `drn_tf.upscale(..., runtime=...)` on {', '.join(pairs)} (Y channel, {scale} pixels shaved). "
+        f"Speed: one {lh}x{lw} input, median (best) of {runs} runs after {warmup} warm-up, the runtimes "
+        "timed in turn round after round; speed-up against keras in the same run.",
+        "",
+        "| runtime | " + " | ".join(f"{k} PSNR (dB)" for k in pairs) + " | ms (median) | ms (best) | x keras (median) | x keras (best) |",
+        "|---|" + "---:|" * (len(pairs) + 4),
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['runtime']} | " + " | ".join(f"{row[k]:.3f}" for k in pairs)
+            + f" | {row['median_ms']:.0f} | {row['best_ms']:.0f} | {row['speedup']:.2f} | {row['speedup_best']:.2f} |"
+        )
+    lines.append("")
+    return "\n".join(lines), rows

@@ -1,0 +1,1 @@
+"""One module per ``drn`` subcommand: ``add_parser(sub, help_text)`` and ``run(args)``."""

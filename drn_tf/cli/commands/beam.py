@@ -1,0 +1,163 @@
+"""``drn beam``: batch upscaling on Apache Beam (DirectRunner here; Dataflow,
+Flink, Spark through pipeline options). The work is in :mod:`drn_tf.inference.beam`;
+apache-beam is imported only when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+EPILOG = """\
+Every option this command does not know is a Beam pipeline option; give them
+after INPUT_PATTERN and OUTPUT_DIR, in the --name=value form. Examples:
+
+  # here: 2 local worker processes
+  drn beam "photos/*.jpg" out/ --model drn_x2.keras \\
+      --direct_num_workers=2 --direct_running_mode=multi_processing
+
+  # Google Cloud Dataflow (drn-tf must reach the workers: --setup_file or a container image)
+  drn beam "gs://bucket/photos/**" gs://bucket/sr/ --model gs://bucket/models/drn_x2.keras \\
+      --runner=DataflowRunner --project=my-project --region=europe-west1 \\
+      --temp_location=gs://bucket/tmp --setup_file=./setup.py --max_num_workers=50
+
+  # Flink / Spark (portable runners)
+  drn beam "s3://bucket/in/*.png" s3://bucket/out/ --preset drn_x2 \\
+      --runner=FlinkRunner --flink_master=host:8081 --environment_type=LOOPBACK
+  drn beam "hdfs://in/*.png" hdfs://out/ --runner=SparkRunner --spark_master_url=spark://host:7077
+
+Outputs are named as 'drn upscale' names them (NAME_x{s}.EXT), each written under
+a hidden temporary name and renamed. Files that fail (unreadable, too small, an
+existing output, ...) go to OUTPUT_DIR/_failures.jsonl, one JSON line each
+({"path", "reason", "stage"}); the others proceed. Exit status 1 if any failed.
+"""
+
+
+# The backend (TensorFlow) is started by drn_tf.inference.beam when the model is loaded,
+# after the arguments and the input pattern are checked.
+NEEDS_BACKEND = False
+
+
+class _BeamArgumentParser(argparse.ArgumentParser):
+    """Keeps the options it does not know (Beam's) in ``beam_args`` instead of failing."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        ns.beam_args = list(getattr(ns, "beam_args", None) or []) + list(extras)
+        return ns, []
+
+
+def add_parser(sub, help_text):
+    saved = sub._parser_class
+    sub._parser_class = _BeamArgumentParser
+    try:
+        p = sub.add_parser(
+            "beam",
+            help=help_text,
+            description="Upscale every file matching INPUT_PATTERN (a glob, or a folder searched recursively; "
+            "local, gs://, s3://... wherever Beam's file systems reach) into OUTPUT_DIR with an Apache Beam "
+            "pipeline: RunInference over a .keras model, a bundled preset or an exported SavedModel, loaded "
+            "once per worker. Needs the extra: pip install 'drn-tf[beam]'.",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    finally:
+        sub._parser_class = saved
+    p.add_argument("input_pattern", metavar="INPUT_PATTERN", help="glob of image files, or a folder")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="output folder (created if needed)")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the model's, else 2)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="PATH", help="a .keras file or a SavedModel folder (drn export saved-model)")
+    src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
+    p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
+    p.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality, 1-100 (default: 95)")
+    existing = p.add_mutually_exclusive_group()  # as drn upscale's
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument("--skip-existing", action="store_true", help="leave inputs whose output exists (resume a run)")
+    p.add_argument("--tile", type=int, metavar="N", help="LR tile side as in drn upscale (default: auto; 0: never)")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    p.add_argument(
+        "--share-model",
+        action="store_true",
+        help="one model copy per machine shared by its worker processes (RunInference large_model)",
+    )
+    p.set_defaults(func=run, beam_args=[])
+
+
+def run(args):
+
+    root_logger, level = logging.getLogger(), logging.getLogger().level
+    if not os.environ.get("DRN_VERBOSE"):  # Beam's notices (apitools, resource module ...)
+        root_logger.setLevel(logging.ERROR)
+    try:
+        return _run(args)
+    finally:
+        root_logger.setLevel(level)
+
+
+def _run(args):
+    from drn_tf.cli.base import UserError
+
+    try:
+        from drn_tf.inference import beam as B
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    from drn_tf.models.resolve import ModelError
+
+    bad = [a for a in args.beam_args if not a.startswith("-")]
+    if bad:
+        raise UserError(f"unexpected argument {bad[0]!r}: give Beam pipeline options as --name=value")
+    from drn_tf.cli.commands.upscale import check_quality_and_tile
+
+    check_quality_and_tile(args, UserError)
+    try:
+        B.check_pipeline_options(args.beam_args)
+    except B.BeamError as exc:
+        raise UserError(str(exc)) from None
+    pattern = args.input_pattern
+    try:
+        matched = B.FileSystems.match([B.input_layout(pattern, args.output_dir, 2)[0]])[0].metadata_list
+    except Exception as exc:  # noqa: BLE001 - Beam raises BeamIOError for unknown schemes etc.
+        raise UserError(f"{pattern}: cannot list: {str(exc).splitlines()[0]}") from None
+    if not matched:
+        raise UserError(f"{pattern}: no files match this pattern")
+    from drn_tf.core.utils import quiet_stderr
+
+    try:
+        # the workers inherit stderr: their start-up logs (Beam's, TensorFlow's) are silenced
+        # with it unless DRN_VERBOSE=1; per-file failures are in _failures.jsonl
+        with quiet_stderr():
+            stats = B.run(
+                pattern,
+                args.output_dir,
+                model=args.model,
+                preset=args.preset,
+                scale=args.scale,
+                pipeline_args=args.beam_args,
+                fmt=args.format,
+                overwrite=args.overwrite,
+                skip_existing=args.skip_existing,
+                quality=args.quality,
+                tile="auto" if args.tile is None else (None if args.tile == 0 else args.tile),
+                self_ensemble=args.self_ensemble,
+                large_model=args.share_model,
+            )
+    except (ModelError, B.BeamError) as exc:
+        raise UserError(str(exc)) from None
+    failures = sorted(B.read_failures(args.output_dir), key=lambda r: r["path"]) if stats["failures"] else []
+    for rec in failures[:20]:
+        print(f"drn beam: error: {rec['path']}: {rec['reason']}", file=sys.stderr)
+    if len(failures) > 20:
+        print(f"drn beam: ... {len(failures) - 20} more", file=sys.stderr)
+    mp = stats["output_pixels"] / 1e6
+    print(
+        f"drn beam: {stats['images']} image(s) upscaled x{stats['scale']} ({mp:.2f} output megapixels), "
+        f"{stats['failures']} failed, {stats['skipped']} skipped, model loaded by {stats['model_loads']} worker process(es), "
+        f"{stats['seconds']:.1f} s"
+    )
+    if stats["failures"]:
+        print(f"drn beam: failures listed in {B.FileSystems.join(args.output_dir.rstrip('/'), B.FAILURES_NAME)}",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,229 @@
+"""``drn export``: SavedModel (TF Serving), TFLite (Android) and a quality/latency report.
+
+The work is done by :mod:`drn_tf.export.tflite`; this module only parses arguments
+(no TensorFlow import at module level, so ``drn --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _add_source(p):
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="FILE", help="a .keras model file")
+    src.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a preset (default drn_x2): its bundled weights if present, else a freshly initialised (untrained) model",
+    )
+
+
+def add_parser(sub, help_text):
+    p = sub.add_parser(
+        "export",
+        help=help_text,
+        description="Export a DRN model: 'saved-model' for TF Serving, 'tflite' for Android (LiteRT), "
+        "'report' to measure every variant (size, Set5 PSNR/SSIM, difference from Keras, latency).",
+    )
+    what = p.add_subparsers(dest="export_command", metavar="WHAT")
+
+    sm = what.add_parser(
+        "saved-model",
+        help="SavedModel for TF Serving (DIR/<version>/)",
+        description="Write DIR/<version>/ (the layout TF Serving watches) with two signatures: "
+        "'serving_default' (images: uint8 [batch, height, width, 3] -> sr_images: uint8) and "
+        "'upscale_bytes' (image_bytes: string [batch] of PNG/JPEG files -> sr_image_bytes: PNG files; "
+        "REST clients send and receive {\"b64\": ...}).",
+    )
+    _add_source(sm)
+    sm.add_argument("-o", "--output", required=True, metavar="DIR", help="model base folder (TF Serving's model_base_path)")
+    sm.add_argument("--version", type=int, help="version number (default: one more than the highest in DIR, 1 for a new DIR)")
+    sm.add_argument("--overwrite", action="store_true", help="replace DIR/<version> if it exists")
+    sm.set_defaults(func=run_saved_model)
+
+    tl = what.add_parser(
+        "tflite",
+        help="TFLite model for Android / LiteRT (float32, float16, dynamic-range, int8)",
+        description="Convert to TFLite from a SavedModel with builtin ops only (fails if an op would need the "
+        "Flex delegate). float32/float16/dynamic: float32 input and output in [0, 1]; int8: full-integer "
+        "with uint8 pixel input and output. Input size is dynamic unless --input-size fixes it.",
+    )
+    _add_source(tl)
+    tl.add_argument("--quantize", choices=("float32", "float16", "dynamic", "int8"), default="float32")
+    tl.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="int8: folder of typical images for calibration (default: ../shared/data/train if present)",
+    )
+    tl.add_argument("--calibration-count", type=int, default=None, metavar="N", help="int8: number of calibration crops (default 24)")
+    tl.add_argument(
+        "--input-size",
+        metavar="HxW",
+        help="fixed input size [1, H, W, 3] (what Android apps ship; larger images are tiled); default: dynamic",
+    )
+    tl.add_argument(
+        "--gpu-friendly",
+        action="store_true",
+        help="pixel shuffle as a fixed-weight TRANSPOSE_CONV (on the LiteRT GPU delegate's op list) instead of DEPTH_TO_SPACE",
+    )
+    tl.add_argument("-o", "--output", required=True, metavar="FILE", help="output .tflite file")
+    tl.set_defaults(func=run_tflite)
+
+    rp = what.add_parser(
+        "report",
+        help="markdown table: size, Set5 PSNR/SSIM, difference from Keras and latency of every variant",
+        description="Export every variant (Keras, SavedModel, TFLite float32/float16/dynamic/int8 and the "
+        "GPU-friendly float32) and measure it on this machine.",
+    )
+    _add_source(rp)
+    rp.add_argument("--data", metavar="DIR", help="data folder with benchmark/Set5 (default ../shared/data), or an image folder")
+    rp.add_argument("-o", "--output", metavar="FILE", help="write the markdown here (default: print it)")
+    rp.add_argument("--variants", nargs="+", metavar="NAME", help="subset of: keras saved_model tflite-float32 "
+                    "tflite-float16 tflite-dynamic tflite-int8 tflite-float32-gpu")
+    rp.add_argument("--latency-size", default="256x256", metavar="HxW", help="latency input size (default 256x256)")
+    rp.add_argument("--runs", type=int, default=10, help="timed runs per variant (median reported; default 10)")
+    rp.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
+    rp.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all CPUs)")
+    rp.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default ../shared/data/train)")
+    rp.add_argument("--keep", metavar="DIR", help="keep the exported files in DIR")
+    rp.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="instead: the runtime table of `drn upscale --runtime` (keras, litert, litert-int8): Set5/Set14 "
+        "PSNR through drn_tf.upscale and interleaved speed, with this CPU's model and flags",
+    )
+    rp.set_defaults(func=run_report)
+
+    p.set_defaults(func=lambda args: _no_subcommand(p))
+
+
+def _no_subcommand(parser):
+    parser.print_help()
+    return 2
+
+
+def _load(args):
+    from drn_tf.export.common import load_export_model
+
+    model, description = load_export_model(args.model, args.preset)
+    if "untrained" in description:
+        print(f"drn export: warning: {description}", file=sys.stderr)
+    return model, description
+
+
+def _user_errors(fn):
+    def wrapped(args):
+        from drn_tf.cli.base import UserError
+        from drn_tf.core.imageio import ImageReadError
+        from drn_tf.export.common import ExportError
+        from drn_tf.models.resolve import ModelError
+
+        try:
+            return fn(args)
+        except (ExportError, ImageReadError, ModelError) as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapped
+
+
+@_user_errors
+def run_saved_model(args):
+    from drn_tf.export.common import (
+        BYTES_INPUT,
+        BYTES_OUTPUT,
+        BYTES_SIGNATURE,
+        SERVING_INPUT,
+        SERVING_OUTPUT,
+    )
+    from drn_tf.export.savedmodel import export_saved_model
+
+    model, description = _load(args)
+    target = export_saved_model(model, args.output, version=args.version, overwrite=args.overwrite)
+    print(f"wrote {target} ({description}, x{model.scale if hasattr(model, 'scale') else '?'})")
+    print(f"  serving_default: {SERVING_INPUT} uint8 [batch, h, w, 3] -> {SERVING_OUTPUT} uint8 [batch, h*s, w*s, 3]")
+    print(f"  {BYTES_SIGNATURE}: {BYTES_INPUT} string [batch] (PNG/JPEG) -> {BYTES_OUTPUT} string [batch] (PNG)")
+    return 0
+
+
+@_user_errors
+def run_tflite(args):
+    from drn_tf.core.utils import write_atomic
+    from drn_tf.export.common import parse_size
+    from drn_tf.export.int8 import CALIBRATION_COUNT
+    from drn_tf.export.tflite import (
+        TFLiteUpscaler,
+        convert_tflite,
+        gpu_compatibility,
+        tflite_ops,
+    )
+
+    size = parse_size(args.input_size)
+    if args.calibration and args.quantize != "int8":
+        print("drn export: warning: --calibration is only used with --quantize int8", file=sys.stderr)
+    if args.gpu_friendly and not size:
+        print("drn export: warning: --gpu-friendly without --input-size: the GPU delegate needs static shapes; "
+              "a dynamic-size model computes the transposed convolution's output shape at run time", file=sys.stderr)
+    model, description = _load(args)
+    flat = convert_tflite(
+        model,
+        args.quantize,
+        input_size=size,
+        gpu_friendly=args.gpu_friendly,
+        calibration=args.calibration,
+        calibration_count=args.calibration_count or CALIBRATION_COUNT,
+    )
+    path = write_atomic(args.output, flat)
+    runner = TFLiteUpscaler(flat, num_threads=1)
+    shape = [int(v) for v in runner.input["shape_signature"]]
+    ok, details = gpu_compatibility(flat)
+    print(f"wrote {path} ({len(flat) / 1e6:.2f} MB, {args.quantize}, {description})")
+    dynamic = " (-1: set with resize_tensor_input + allocate_tensors)" if -1 in shape else ""
+    io = "uint8 pixels" if args.quantize == "int8" else "float32 in [0, 1]"
+    print(f"  signature serving_default: input 'lr_image' {shape}{dynamic}, output 'sr_image'; {io}")
+    print("  ops: " + ", ".join(f"{k} x{v}" for k, v in tflite_ops(flat).items()))
+    print(f"  GPU delegate check: {'compatible' if ok else 'NOT compatible: ' + details}")
+    if size:
+        print(f"  fixed input: tile larger images with an overlap of {runner.overlap} LR pixels (see README)")
+    return 0
+
+
+@_user_errors
+def run_report(args):
+    from drn_tf.bench.export_report import REPORT_VARIANTS, build_report
+
+    model, description = _load(args)
+    say = lambda msg: print(f"drn export report: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.runtimes:
+        from drn_tf.bench.export_report import runtime_report
+
+        markdown, _ = runtime_report(model, description, args.data, latency_size=args.latency_size, runs=args.runs,
+                                     warmup=args.warmup, progress=say)
+        return _write_report(args, markdown)
+    markdown, _ = build_report(
+        model,
+        description,
+        args.data,
+        variants=tuple(args.variants) if args.variants else REPORT_VARIANTS,
+        latency_size=args.latency_size,
+        runs=args.runs,
+        warmup=args.warmup,
+        calibration=args.calibration,
+        num_threads=args.threads,
+        keep_dir=args.keep,
+        progress=say,
+    )
+    return _write_report(args, markdown)
+
+
+def _write_report(args, markdown: str) -> int:
+    from pathlib import Path
+
+    from drn_tf.core.utils import write_atomic
+
+    if args.output:
+        out = write_atomic(Path(args.output), markdown)
+        print(f"wrote {out}")
+    else:
+        print(markdown)
+    return 0

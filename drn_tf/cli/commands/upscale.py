@@ -1,0 +1,477 @@
+"""``drn upscale``: super-resolve image files, folders or globs.
+
+Every input is handled on its own: a bad input prints one line
+``drn upscale: error: FILE: reason`` and the others are still processed; the
+exit status is 1 if any input failed (2 for errors in the arguments or the
+model, before any image is touched). Outputs are written atomically
+(temporary file in the target folder + rename), never over an input, and
+never over an existing file without ``--overwrite`` (``--skip-existing``
+leaves finished outputs alone, to resume a folder job). ICC profile, EXIF
+(orientation reset: the pixels are turned upright) and DPI go from each
+input to its output where the format can store them.
+
+Start-up order: arguments, inputs and every output path are checked first,
+and TensorFlow is imported and the model loaded only if some image is left to
+do (``NEEDS_BACKEND = False``), so a mistake costs a fraction of a second.
+SIGTERM removes the temporary file being written and exits 143; a closed
+stdout (``drn upscale ... | head``) stops the run quietly (exit 141).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from drn_tf.inference.files import (
+    _GLOB_CHARS,
+    Job,
+    check_output_size,
+    expand_inputs,
+    output_path,
+)
+
+# The backend is started by run() itself, after the checks (see drn_tf.cli.main).
+NEEDS_BACKEND = False
+
+
+def _presets_epilog() -> str:
+    from drn_tf.core.utils import assets_dir
+    from drn_tf.models.presets import PRESETS
+
+    folder = assets_dir()
+    lines = [f"  {name:9s} {PRESETS[name]['description']}"
+             + ("" if (folder / PRESETS[name]["asset"]).is_file() else " (no bundled weights)")
+             for name in sorted(PRESETS)]
+    return "presets (--preset NAME; default drn_x{scale}):\n" + "\n".join(lines)
+
+
+def add_parser(sub, help_text):
+    import argparse
+    import textwrap
+
+    p = sub.add_parser(
+        "upscale",
+        help=help_text,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the preset table's lines
+        description=textwrap.fill(
+            "Super-resolve images with a DRN model. INPUT may be files, folders (searched "
+            "recursively) or globs. Outputs go next to each input as NAME_x{s}.EXT unless -o is given "
+            "(a file for a single input file, else a folder). Large images are processed in tiles "
+            "(exactly the same result as whole-image inference, bounded memory). ICC profile, EXIF and "
+            "DPI are kept where the output format can store them. Animated GIFs and multi-page TIFFs: "
+            "the first frame only, with a warning; GIF output is palette-quantised (256 colours).", 79),
+        epilog=_presets_epilog(),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (one input) or folder")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the model's, else 2)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="FILE", help="a trained .keras model file")
+    src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
+    p.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="LR tile side in pixels, context included (default: tile images over 512x512 "
+        "pixels, with tiles of at most 256 pixels; 0: never tile)",
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="N",
+        help="context pixels on each side of a tile (default and minimum: the model's receptive radius)",
+    )
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +PSNR)")
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "keras", "litert", "litert-int8"),
+        default="auto",
+        help="keras, litert (the float32 TFLite model, same output) or litert-int8 (full-integer: faster, "
+        "slightly different output); TFLite models are built on first use and cached. Default auto: the "
+        "faster float runtime on this CPU",
+    )
+    p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
+    p.add_argument("--quality", type=int, metavar="Q",
+                   help="JPEG/WebP quality, 1-100 (default: 95); ignored for lossless formats")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="leave inputs whose output exists alone (resume a folder job); counted in the summary")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only warnings and errors: no per-image lines, no progress bar, no summary "
+                   "unless something failed")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress:
+    """One status line on a terminal (images and tiles); per-image lines otherwise."""
+
+    def __init__(self, total: int, quiet: bool = False, stream=None):
+        self.total = total
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) and not quiet
+        self.index = 0
+        self.name = ""
+        self._width = 0
+
+    def _draw(self, text: str):
+        if not self.tty:
+            return
+        pad = max(0, self._width - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self._width = len(text)
+
+    def start(self, index: int, name: str):
+        self.index, self.name = index, name
+        self._draw(self._line())
+
+    def _line(self, tiles: str = "") -> str:
+        n = 24
+        filled = int(n * (self.index - 1) / max(self.total, 1))
+        bar = "#" * filled + "." * (n - filled)
+        name = self.name if len(self.name) <= 40 else "..." + self.name[-37:]
+        return f"[{bar}] {self.index}/{self.total} {name}{tiles}"
+
+    def tile(self, done: int, total: int):
+        if total > 1:
+            m = 16
+            filled = int(m * done / total)
+            self._draw(self._line(f"  tiles [{'#' * filled}{'.' * (m - filled)}] {done}/{total}"))
+
+    def clear(self):
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+    def message(self, text: str, stream=None):
+        self.clear()
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+# ---------------------------------------------------------------- the work
+
+
+@dataclass
+class Options:
+    scale: int
+    out: Path | None = None
+    out_is_file: bool = False
+    fmt: str | None = None
+    tile: object = "auto"  # "auto", None or int
+    tile_overlap: int | None = None
+    self_ensemble: bool = False
+    overwrite: bool = False
+    skip_existing: bool = False
+    quality: int | None = None  # JPEG/WebP; None: drn_tf.core.imageio.DEFAULT_QUALITY
+    keep_metadata: bool = True  # ICC profile, EXIF, DPI
+    quiet: bool = False
+
+
+def _error(progress: Progress, text: str):
+    progress.message(f"drn upscale: error: {text}", sys.stderr)
+
+
+class _Fail(Exception):
+    pass
+
+
+class _Skip(Exception):
+    """The output exists and --skip-existing was given."""
+
+
+def check_output(job: Job, opts: Options, inputs: set, claimed: set) -> Path:
+    """The output path of ``job``, or :class:`_Fail` / :class:`_Skip`: the
+    checks that need no pixels (run for every input before the model loads,
+    and again right before each write). ``inputs``: real paths of this run's
+    inputs; ``claimed``: real paths already written (or planned) in this run."""
+    dst = output_path(job, scale=opts.scale, out=opts.out, out_is_file=opts.out_is_file, fmt=opts.fmt)
+    real = os.path.realpath(dst)
+    if real == os.path.realpath(job.src) or (dst.exists() and job.src.exists() and os.path.samefile(dst, job.src)):
+        raise _Fail(f"{job.src}: output path {dst} is the input file itself; choose another -o")
+    if real in inputs:
+        raise _Fail(f"{job.src}: output {dst} is another input of this run; refusing to overwrite it")
+    if real in claimed:
+        raise _Fail(f"{job.src}: output {dst} is also the output of another input of this run")
+    if dst.exists() and not opts.overwrite:
+        if opts.skip_existing:
+            raise _Skip(str(dst))
+        raise _Fail(f"{job.src}: output {dst} exists (pass --overwrite to replace it, or --skip-existing)")
+    return dst
+
+
+def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
+    """Check every job's output before anything is computed: ``(jobs left,
+    failed, skipped)``; failures are reported as they are found."""
+    inputs = {os.path.realpath(j.src) for j in jobs}
+    claimed: set = set()
+    left, failed, skipped = [], 0, 0
+    for job in jobs:
+        try:
+            dst = check_output(job, opts, inputs, claimed)
+        except _Skip:
+            skipped += 1
+            continue
+        except _Fail as exc:
+            _error(progress, str(exc))
+            failed += 1
+            continue
+        claimed.add(os.path.realpath(dst))
+        left.append(job)
+    return left, failed, skipped
+
+
+def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progress | None = None) -> tuple[int, int]:
+    """Upscale each job; returns (written, failed); a job skipped by
+    ``opts.skip_existing`` counts as neither. ``on_image(i, job, ok)`` after each."""
+    import warnings
+
+    from drn_tf.core.imageio import (
+        DEFAULT_QUALITY,
+        ImageReadError,
+        ImageWriteError,
+        format_for,
+        read_image,
+        read_metadata,
+        save_image,
+    )
+    from drn_tf.core.tiling import auto_tile
+    from drn_tf.inference.upscale import upscale_array
+
+    progress = progress or Progress(len(jobs), opts.quiet)
+    inputs = {os.path.realpath(j.src) for j in jobs}
+    written: set = set()
+    ok = failed = 0
+    s = opts.scale
+    for i, job in enumerate(jobs, 1):
+        progress.start(i, str(job.src))
+        success = False
+        t0 = time.perf_counter()
+        try:
+            dst = check_output(job, opts, inputs, written)
+            real = os.path.realpath(dst)
+            fmt = format_for(dst)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                image, alpha = read_image(job.src, mode="keep", with_alpha=True)
+            for w in caught:
+                progress.message(f"drn upscale: warning: {w.message}", sys.stderr)
+            h, w_ = image.shape[:2]
+            try:
+                check_output_size(w_, h, s)
+            except ValueError as exc:
+                raise _Fail(f"{job.src}: {exc}") from None
+            import numpy as np
+
+            if alpha is not None:
+                image = np.concatenate([image, alpha[..., None]], axis=-1)
+                del alpha
+            sr = upscale_array(
+                image,
+                model,
+                tile=auto_tile(image.shape, opts.tile, opts.tile_overlap),
+                tile_overlap=opts.tile_overlap,
+                self_ensemble=opts.self_ensemble,
+                progress=progress.tile,
+            )
+            del image
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _Fail(f"{job.src}: cannot create output folder {dst.parent}: {exc.strerror or exc}") from None
+            note = save_image(
+                sr, dst, fmt=fmt, overwrite=opts.overwrite,
+                quality=opts.quality or DEFAULT_QUALITY,
+                metadata=read_metadata(job.src) if opts.keep_metadata else None,
+            )
+            del sr
+            if note:
+                progress.message(f"drn upscale: warning: {dst}: {note}", sys.stderr)
+            written.add(real)
+            success = True
+            ok += 1
+            if not opts.quiet:
+                progress.message(f"{job.src} -> {dst} ({w_}x{h} -> {w_ * s}x{h * s}, {time.perf_counter() - t0:.1f} s)")
+        except _Skip:
+            success = True
+        except _Fail as exc:
+            _error(progress, str(exc))
+        except (ImageReadError, ImageWriteError, FileExistsError) as exc:
+            _error(progress, str(exc))
+        except MemoryError:
+            _error(progress, f"{job.src}: out of memory; try a smaller --tile")
+        except BrokenPipeError:
+            raise  # stdout closed (drn upscale ... | head): drn_tf.cli.main stops quietly
+        except OSError as exc:  # e.g. mkdir of the output folder
+            where = exc.filename or job.src
+            _error(progress, f"{job.src}: {where}: {exc.strerror or exc}")
+        except ValueError as exc:
+            _error(progress, f"{job.src}: {exc}")
+        if not success:
+            failed += 1
+        if on_image is not None:
+            on_image(i, job, success)
+    progress.clear()
+    return ok, failed
+
+
+def check_quality_and_tile(args, error) -> None:
+    """The ``--quality`` and ``--tile`` values ``drn upscale`` and ``drn beam`` share; ``error`` is raised."""
+    if args.tile is not None and args.tile < 0:
+        raise error(f"--tile must be >= 0 (0: no tiling), got {args.tile}")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise error(f"--quality must be between 1 and 100, got {args.quality}")
+
+
+def _scale_without_loading(args) -> int | None:
+    """The run's scale from the arguments alone (--scale, the preset, the
+    ``.keras`` file's config.json); None if only loading the model can tell."""
+    if args.scale is not None:
+        return args.scale
+    if args.model:
+        import json
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(args.model) as z:
+                return int(json.loads(z.read("config.json"))["config"]["scale"])
+        except Exception:  # noqa: BLE001 - loading the model reports what is wrong
+            return None
+    from drn_tf.models.presets import get_preset
+
+    try:
+        return int(get_preset(args.preset)["config"]["scale"]) if args.preset else 2
+    except ValueError:
+        return None  # an unknown preset: resolve_model says which exist
+
+
+def run(args):
+    from drn_tf.core.signals import cleanup_on_sigterm
+
+    with cleanup_on_sigterm():  # SIGTERM: the temporary file being written is removed, exit 143
+        return _run(args)
+
+
+def _run(args):
+    from drn_tf.cli.base import UserError
+    from drn_tf.core.imageio import FORMAT_EXTENSIONS, FORMATS, format_for
+    from drn_tf.core.tiling import DEFAULT_TILE
+
+    # ---- arguments and the shape of the run, checked before loading anything
+    out = Path(args.output) if args.output else None
+    first = args.inputs[0]
+    # one input naming a file (even a missing one: reported as "no such file", not as an -o problem)
+    single = len(args.inputs) == 1 and not Path(first).is_dir() and (Path(first).exists() or not _GLOB_CHARS & set(first))
+    out_is_file = bool(out is not None and single and not out.is_dir() and out.suffix.lower() in FORMATS
+                       and not args.output.endswith(("/", os.sep)))
+    if out is not None and not out_is_file and not out.is_dir() and out.suffix.lower() in FORMATS:
+        raise UserError(f"-o {out} names a file, but the inputs are not one image file; give a folder for -o")
+    if out_is_file and args.format and format_for(out) != format_for("x" + FORMAT_EXTENSIONS[args.format]):
+        raise UserError(f"-o {out} has a {out.suffix} extension but --format is {args.format}")
+    check_quality_and_tile(args, UserError)
+    if args.tile_overlap is not None and args.tile_overlap < 0:
+        raise UserError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+
+    model = None
+    scale = _scale_without_loading(args)
+    if scale is None:  # only the model can tell: load it first
+        model, scale = _load_model(args)
+
+    # ---- inputs and outputs
+    plan = expand_inputs(args.inputs, scale)
+    if out is not None and not out_is_file:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UserError(f"output folder {out} is not writable")
+    elif out is not None:
+        parent = out.parent
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"cannot write {out}: {parent} is not a folder")
+    progress = Progress(len(plan.jobs), args.quiet)
+    for text in plan.errors:
+        _error(progress, text)
+    if plan.skipped and not args.quiet:
+        progress.message(f"skipped {len(plan.skipped)} file(s) that look like outputs of an earlier run (NAME_x{scale}.*)")
+    tile = "auto" if args.tile is None else (None if args.tile == 0 else args.tile)
+    opts = Options(
+        scale=scale,
+        out=out,
+        out_is_file=out_is_file,
+        fmt=args.format,
+        tile=tile,
+        self_ensemble=args.self_ensemble,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        quality=args.quality,
+        quiet=args.quiet,
+    )
+    jobs, failed, skipped = precheck(plan.jobs, opts, progress)
+
+    # ---- the model, only if there is something to do
+    ok = 0
+    if jobs:
+        if model is None:
+            model, model_scale_ = _load_model(args)
+            if model_scale_ != scale:  # cannot happen when config.json told the truth
+                raise UserError(f"the model is x{model_scale_}, its file said x{scale}")
+        opts.tile_overlap = _tile_overlap(args, model, tile, DEFAULT_TILE, UserError)
+        progress.total = len(jobs)
+        ok, failed_now = upscale_files(jobs, model, opts, progress=progress)
+        failed += failed_now
+        skipped += len(jobs) - ok - failed_now  # outputs that appeared meanwhile (--skip-existing)
+    failed += len(plan.errors)
+    total = ok + failed + skipped
+    also = f"; {skipped} skipped (output exists)" if skipped else ""
+    if failed:
+        print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled x{scale}{also}", file=sys.stderr)
+    elif not args.quiet:
+        print(f"upscaled {ok} input(s) x{scale}{also}")
+    return 1 if failed else 0
+
+
+def _load_model(args):
+    """Start the backend (quietly) and resolve the model: ``(model, scale)``."""
+    from drn_tf.cli.base import UserError
+    from drn_tf.models.backend import import_backend_quietly
+
+    import_backend_quietly()
+    from drn_tf.models.resolve import ModelError, model_scale, resolve_model
+
+    try:
+        model = resolve_model(args.model, args.preset, args.scale)
+        from drn_tf.inference.runtimes import runtime_model
+
+        model = runtime_model(model, getattr(args, "runtime", "auto"), progress=None if getattr(args, "quiet", False)
+                              else lambda msg: print(f"drn upscale: {msg}", file=sys.stderr, flush=True))
+    except ModelError as exc:
+        raise UserError(str(exc)) from None
+    return model, model_scale(model)
+
+
+def _tile_overlap(args, model, tile, default_tile: int, error) -> int:
+    """The tile overlap: --tile-overlap, else the model's receptive radius; checked against --tile."""
+    from drn_tf.models.resolve import model_receptive_radius
+
+    radius = model_receptive_radius(model)
+    overlap = args.tile_overlap if args.tile_overlap is not None else radius
+    if radius is not None and overlap < radius:
+        raise error(
+            f"--tile-overlap {overlap} is below the model's receptive radius ({radius}); tiles would show seams"
+        )
+    if overlap is None:
+        overlap = 16
+    tile_side = default_tile if tile == "auto" else tile
+    if tile_side is not None and tile_side - 2 * overlap < 1:
+        raise error(f"--tile {tile_side} is too small for an overlap of {overlap}: use at least {2 * overlap + 1}")
+    return overlap

@@ -1,0 +1,345 @@
+"""Image writing: uint8 arrays to files, atomically, never clobbering by accident.
+
+Reading lives in :func:`drn_tf.core.imageio.read_image`. Here: format choice from a
+file extension, conversion of ``(H, W[, 1|2|3|4])`` arrays to PIL modes, the
+metadata worth carrying from an input to its output (:func:`read_metadata`:
+ICC profile, EXIF, DPI) and :func:`save_image`, which writes to a temporary
+file in the target folder and renames it into place, so a failed or
+interrupted write never leaves a partial or empty output file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# image files that inputs (folders, globs) are searched for
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+# extension -> PIL format name
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".gif": "GIF",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+}
+# --format choices -> extension
+FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
+# formats that keep an alpha channel
+_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+# metadata each output format can store (PIL save() keywords)
+_METADATA_KEYS = {
+    "PNG": ("icc_profile", "exif", "dpi"),
+    "JPEG": ("icc_profile", "exif", "dpi"),
+    "WEBP": ("icc_profile", "exif"),
+    "TIFF": ("icc_profile", "dpi"),
+    "BMP": ("dpi",),
+}
+DEFAULT_QUALITY = 95  # JPEG/WebP
+_ORIENTATION = 0x0112
+_EXIF_IFD, _EXIF_WIDTH, _EXIF_HEIGHT = 0x8769, 0xA002, 0xA003
+
+
+class ImageWriteError(OSError):
+    """An output file that could not be written; the message names it and the reason."""
+
+
+def format_for(path) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise ImageWriteError(f"{path}: unknown image extension {ext!r} (use one of {', '.join(sorted(FORMATS))})")
+    return FORMATS[ext]
+
+
+def to_pil(array: np.ndarray, fmt: str):
+    """uint8 array -> (PIL image, note or None). Alpha is dropped (with a
+    note) for formats that cannot store it; grey stays grey."""
+    from PIL import Image
+
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        raise ValueError(f"expected uint8, got {a.dtype}")
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    note = None
+    if a.ndim == 3 and a.shape[-1] in (2, 4) and fmt not in _ALPHA_FORMATS:
+        a = a[..., :-1]
+        if a.shape[-1] == 1:
+            a = a[..., 0]
+        note = f"{fmt} cannot store transparency; alpha channel dropped"
+    if a.ndim == 2:
+        mode = "L"
+    elif a.shape[-1] == 2:
+        mode = "LA"
+        if fmt == "WEBP":
+            a = np.concatenate([np.repeat(a[..., :1], 3, axis=-1), a[..., 1:]], axis=-1)
+            mode = "RGBA"
+    elif a.shape[-1] == 3:
+        mode = "RGB"
+    elif a.shape[-1] == 4:
+        mode = "RGBA"
+    else:
+        raise ValueError(f"cannot write an image of shape {array.shape}")
+    if fmt == "GIF":
+        gif = "GIF stores at most 256 colours: the output is palette-quantised (PNG keeps every colour)"
+        note = f"{note}; {gif}" if note else gif
+    return Image.fromarray(np.ascontiguousarray(a), mode=mode), note
+
+
+def read_metadata(path) -> dict:
+    """What an output should inherit from the input ``path``: ``icc_profile``
+    (bytes), ``exif`` (a ``PIL.Image.Exif``; its orientation tag is reset,
+    because :func:`drn_tf.core.imageio.read_image` already turned the pixels upright)
+    and ``dpi``. Only the header is read; an unreadable file gives ``{}``."""
+    from PIL import Image
+
+    meta: dict = {}
+    try:
+        with Image.open(path) as im:
+            if im.info.get("icc_profile"):
+                meta["icc_profile"] = im.info["icc_profile"]
+            if im.info.get("dpi"):
+                meta["dpi"] = tuple(float(v) for v in im.info["dpi"][:2])
+            # an EXIF block (JPEG, PNG, WebP); a TIFF's own tags describe its layout, not kept
+            exif = im.getexif() if im.info.get("exif") else None
+    except Exception:  # noqa: BLE001 - the reader reports unreadable files
+        return meta
+    if exif is not None and len(exif):
+        if exif.get(_ORIENTATION, 1) != 1:
+            exif[_ORIENTATION] = 1
+        meta["exif"] = exif
+    return meta
+
+
+def _metadata_kwargs(meta: dict | None, fmt: str, im) -> tuple[dict, str | None]:
+    """PIL save() keywords carrying ``meta`` into format ``fmt`` for image ``im``; and a note."""
+    if not meta:
+        return {}, None
+    keys = _METADATA_KEYS.get(fmt, ())
+    kwargs, note = {}, None
+    profile = meta.get("icc_profile")
+    if profile and "icc_profile" in keys:
+        space = profile[16:20].decode("latin-1").strip().upper() if len(profile) >= 20 else ""
+        wanted = "GRAY" if im.mode in ("L", "LA") else "RGB"
+        if space == wanted:
+            kwargs["icc_profile"] = profile
+        else:
+            note = f"the input's {space or 'unknown'} ICC profile does not fit the {im.mode} output; not kept"
+    exif = meta.get("exif")
+    if exif is not None and "exif" in keys:
+        ifd = exif.get_ifd(_EXIF_IFD)
+        if _EXIF_WIDTH in ifd or _EXIF_HEIGHT in ifd:  # the pixel size the EXIF states: the new one
+            ifd[_EXIF_WIDTH], ifd[_EXIF_HEIGHT] = im.size
+        kwargs["exif"] = exif.tobytes()
+    if meta.get("dpi") and "dpi" in keys:
+        kwargs["dpi"] = meta["dpi"]
+    return kwargs, note
+
+
+def save_image(
+    array: np.ndarray,
+    path,
+    *,
+    fmt: str | None = None,
+    overwrite: bool = False,
+    quality: int = DEFAULT_QUALITY,
+    metadata: dict | None = None,
+):
+    """Write uint8 ``array`` to ``path`` atomically; returns a note (str) or None.
+
+    ``quality`` (1-100) applies to JPEG and WebP. ``metadata`` (from
+    :func:`read_metadata`) is written where the format can store it (ICC
+    profile, EXIF, DPI). Raises :class:`FileExistsError` if ``path`` exists
+    and not ``overwrite``, :class:`ImageWriteError` for anything else that
+    stops the write. The image is written to a temporary file in the same
+    folder and renamed into place; on any failure (or an exception such as
+    :class:`drn_tf.cli.main.base.Terminated` from SIGTERM) the temporary file is removed.
+    """
+    path = Path(path)
+    fmt = fmt or format_for(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)")
+    im, note = to_pil(array, fmt)
+    meta_kwargs, meta_note = _metadata_kwargs(metadata, fmt, im)
+    if meta_note:
+        note = f"{note}; {meta_note}" if note else meta_note
+    folder = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot write to folder {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            kwargs = dict(meta_kwargs)
+            if fmt in ("JPEG", "WEBP"):
+                kwargs["quality"] = quality
+            if fmt == "JPEG":
+                kwargs["subsampling"] = 0 if quality >= 90 else 2
+            im.save(f, format=fmt, **kwargs)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            # link() refuses to replace an existing file: no race with another writer
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)") from None
+            except OSError:  # file system without hard links
+                if path.exists():
+                    raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)") from None
+                os.replace(tmp, path)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except FileExistsError:
+        _remove(tmp)
+        raise
+    except (OSError, ValueError) as exc:
+        _remove(tmp)
+        raise ImageWriteError(f"{path}: cannot write: {getattr(exc, 'strerror', None) or exc}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    return note
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove(tmp):
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+# Refuse images above this many pixels before decoding (decompression bombs).
+MAX_PIXELS = 200_000_000
+
+
+class ImageReadError(ValueError):
+    """An input file that is not a readable image; the message names the file and the reason."""
+
+
+def _pil():
+    from PIL import Image, ImageFile, ImageOps
+
+    return Image, ImageFile, ImageOps
+
+
+def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alpha: bool = False):
+    """Read ``path`` as uint8.
+
+    ``mode="keep"`` gives ``(H, W, 3)`` for colour and ``(H, W, 1)`` for
+    grey images; ``mode="rgb"`` always gives ``(H, W, 3)``. With
+    ``with_alpha=True`` returns ``(image, alpha)`` where ``alpha`` is
+    ``(H, W)`` uint8 or None. 16-bit images are scaled to 8 bits with a
+    warning. Raises :class:`ImageReadError` with the file name and the reason
+    for anything that is not a whole, readable image.
+    """
+    Image, ImageFile, ImageOps = _pil()
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory")
+    if not path.is_file():  # never opened: reading a FIFO would block
+        raise ImageReadError(f"{path}: not a regular file (a FIFO, socket or device)")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageReadError(
+                    f"{path}: {w}x{h} pixels is over the limit of {max_pixels} (possible decompression bomb); refused"
+                )
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(f"{path}: {im.format} with {frames} frames/pages; only the first is used", stacklevel=2)
+            raw = [t.args[0] if isinstance(t.args, tuple) else t.args for t in (im.tile or [])[:1]]
+            if im.mode in ("RGB", "RGBA", "LA") and raw and ";16" in str(raw[0]):  # 16-bit read as 8
+                warnings.warn(f"{path}: 16-bit-per-channel {im.mode} image converted to 8 bits", stacklevel=2)
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            image, alpha = _to_uint8(im, path)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: refused, too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image file PIL can read"
+        raise ImageReadError(f"{path}: {reason}") from None
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageReadError(f"{path}: image has no pixels")
+    if mode == "rgb" and image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    elif mode not in ("keep", "rgb"):
+        raise ValueError(f"mode must be 'keep' or 'rgb', got {mode!r}")
+    return (image, alpha) if with_alpha else image
+
+
+def _to_uint8(im, path):
+    """PIL image -> (uint8 array (H, W, 3|1), alpha (H, W) uint8 or None)."""
+    Image, _, _ = _pil()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        warnings.warn(f"{path}: {im.mode} image converted to 8 bits", stacklevel=3)
+        arr = np.floor(np.clip(arr / top * 255.0, 0, 255) + 0.5).astype(np.uint8)
+        return arr[..., None], None
+    if im.mode == "F":
+        arr = np.asarray(im).astype(np.float64)
+        top = 1.0 if arr.max() <= 1.0 else 255.0
+        warnings.warn(f"{path}: floating-point image converted to 8 bits", stacklevel=3)
+        return np.floor(np.clip(arr / top * 255.0, 0, 255) + 0.5).astype(np.uint8)[..., None], None
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("1", "L"):
+        return np.asarray(im.convert("L"))[..., None], None
+    if im.mode == "LA":
+        arr = np.asarray(im)
+        return arr[..., :1].copy(), arr[..., 1].copy()
+    if im.mode in ("RGBA", "RGBa", "PA"):
+        im = im.convert("RGBA")
+        arr = np.asarray(im)
+        return arr[..., :3].copy(), arr[..., 3].copy()
+    if im.mode == "RGB" and getattr(im, "bits", 8) == 8:
+        return np.asarray(im).copy(), None
+    # CMYK, YCbCr, LAB, HSV, 48-bit RGB...: PIL's own conversion
+    if im.mode not in ("RGB",):
+        warnings.warn(f"{path}: {im.mode} image converted to RGB", stacklevel=3)
+    return np.asarray(im.convert("RGB")).copy(), None
+
+
+def list_images(paths, recursive: bool = True) -> list[Path]:
+    """Image files under the given files/folders, sorted; folders are searched recursively."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.glob("*")
+            found.extend(sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+    return found

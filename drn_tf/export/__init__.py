@@ -1,0 +1,1 @@
+"""Exporters (SavedModel, TFLite float/int8) and the export report. TensorFlow only."""

@@ -1,0 +1,309 @@
+"""(split from drn_tf.export.tflite)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from drn_tf.core.utils import quiet_stderr
+from drn_tf.export.common import (
+    TFLITE_INPUT,
+    TFLITE_OUTPUT,
+    ExportError,
+    _tf,
+    default_data_dir,
+)
+
+# int8 calibration: number of LR crops and their size (dynamic-size models)
+CALIBRATION_COUNT = 24
+CALIBRATION_PATCH = 96
+
+
+# ---------------------------------------------------------------- int8: activation ranges
+
+# Identifies the int8 recipe below (metadata, and the key of the runtime's .tflite cache).
+INT8_RECIPE = "taps/3: exact input, folded output mean, [0,1] output, full-range LFE, MSE ranges elsewhere, int8 ELU"
+
+
+class _QuantGraph:
+    """A DRN's forward pass written with TensorFlow ops, with a hook on every activation tensor.
+
+    Used only by the int8 export. Same function as the Keras model (tested
+    to float round-off), in a form the int8 converter quantizes better:
+
+    * the input is exact in int8: ``x - c`` with ``c`` a grey level (the
+      rest of the mean shift goes into the LFE bias and its border padding);
+    * the output mean (``add_mean``) is folded into the upsampler
+      convolution's bias (the pixel shuffle only moves channels), and the
+      clip to ``[0, 1]`` sits before the shuffle, so the last convolution's
+      int8 output *is* the image (range [0, 1], scale 1/255: one rounding
+      to grey levels, the one the float model's uint8 output gets anyway;
+      the int8 graph leaves the clip out, its quantization clamps);
+    * every activation tensor ("tap") passes through ``hook(name, tensor)``:
+      :func:`_tap_ranges` records them on calibration crops, and the export
+      graph puts a ``fake_quant_with_min_max_vars`` there with the chosen
+      range, which the TFLite converter takes as that tensor's quantization.
+
+    Raises :class:`ExportError` for models it does not know (not a DRN with
+    a one-stage upsampler); the export then falls back to plain min-max
+    calibration of the Keras model.
+    """
+
+    def __init__(self, model, gpu_friendly: bool = False):
+        from drn_tf.models import layers as L
+
+        try:
+            cfg = model.get_config()
+            up = model.get_layer("upsampler")
+            self.mean = np.asarray(model.get_layer("sub_mean").mean, np.float32)
+            out_mean = np.asarray(model.get_layer("add_mean").mean, np.float32)
+            self.lfe = self._conv(model.get_layer("lfe"))
+            self.groups = []
+            for g in range(int(cfg["num_groups"])):
+                rdg = model.get_layer(f"rdg_{g}")
+                blocks = [(self._conv(b.conv), b.activation, b.negative_slope, b.growth) for b in rdg.blocks]
+                self.groups.append((blocks, self._conv(rdg.compress), rdg.compression_activation, rdg.negative_slope))
+            self.body_end = self._conv(model.get_layer("body_end"))
+            self.global_skip = bool(cfg["global_skip"])
+            if len(up.convs) != 1:
+                raise ExportError("int8 taps: multi-stage upsampler")
+            kernel, bias = self._conv(up.convs[0])
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ExportError(f"int8 taps: not a DRN model ({exc})") from None
+        self.scale = int(up.scale)
+        channels = len(out_mean)
+        if kernel.shape[-1] != channels * self.scale**2:
+            raise ExportError("int8 taps: unexpected upsampler shape")
+        # depth_to_space (DCR) puts channel (i*s + j)*C + c at colour c: add mean[c] there
+        self.up = (kernel, bias + np.tile(out_mean, self.scale**2))
+        self.shuffle = L.PixelShuffle(self.scale, method="transposed_conv" if gpu_friendly else "auto")
+        self.apply_activation = L.apply_activation
+
+    @staticmethod
+    def _conv(layer):
+        return np.asarray(layer.kernel, np.float32), np.asarray(layer.bias, np.float32)
+
+    @property
+    def input_shift(self) -> float:
+        """The grey level subtracted from the input (the largest channel mean, rounded to a level)."""
+        return round(255.0 * float(self.mean.max())) / 255.0
+
+    @property
+    def lfe_shift(self) -> np.ndarray:
+        """LFE bias change for subtracting ``input_shift`` instead of the per-channel mean."""
+        kernel = self.lfe[0]
+        return (kernel.sum(axis=(0, 1)).T @ (self.input_shift - self.mean)).astype(np.float32)
+
+    def input_range(self) -> tuple[float, float]:
+        """Range of ``image - input_shift``: exactly 256 grey levels, so int8 holds it without rounding."""
+        return -self.input_shift, 1.0 - self.input_shift
+
+    def __call__(self, x, hook=lambda name, t: t, clip: bool = True):
+        """``x``: float [0, 1] NHWC. ``clip=False`` leaves out the final clip (the int8 graph's output
+        fake quant clamps to [0, 1] itself, so the clip's MINIMUM and RELU would be two passes for nothing)."""
+        import tensorflow as tf  # (not _tf(): this runs inside tf.function tracing)
+
+        def conv(t, kb):
+            return tf.nn.bias_add(tf.nn.conv2d(t, kb[0], 1, "SAME"), kb[1])
+
+        # The input tap: x - c with c = round(255 * max(mean)) / 255 is exact in int8 (pixels stay on
+        # the 1/255 grid, 256 levels from -c to 1 - c); the per-channel rest of the mean shift goes into
+        # the LFE bias, and the zero padding of x - mean becomes padding of x - c with mean - c per
+        # channel (one PADV2 each; in int8 rounded to a grey level, on the padded border only).
+        # Subtracting c rather than folding the whole mean into the LFE keeps the input centred, which
+        # measured better (drn_s_x2 Set5 loss 0.086 vs 0.093 dB: the weights' int8 rounding error
+        # times a non-zero input mean is a bias).
+        c = self.input_shift
+        x = hook("input", x - c)
+        x = tf.concat(
+            [tf.pad(ch, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=float(m - c))
+             for ch, m in zip(tf.split(x, len(self.mean), axis=-1), self.mean)],
+            axis=-1,
+        )
+        kernel, bias = self.lfe
+        y0 = hook("lfe", tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "VALID"), bias + self.lfe_shift))
+        y = y0
+        for g, (blocks, compress, comp_act, slope) in enumerate(self.groups):
+            z = y
+            for b, (kb, act, neg, growth) in enumerate(blocks):
+                a = self.apply_activation(hook(f"g{g}b{b}.conv", conv(z, kb)), act, neg)
+                a = hook(f"g{g}b{b}.act", a)
+                z = hook(f"g{g}b{b}.add", a + tf.pad(z, [[0, 0], [0, 0], [0, 0], [0, growth]]))
+            e = hook(f"g{g}.compress", conv(z, compress))
+            e = hook(f"g{g}.act", self.apply_activation(e, comp_act, slope))
+            y = hook(f"g{g}.out", e + y)
+        y = hook("body_end", conv(y, self.body_end))
+        if self.global_skip:
+            y = hook("skip", y + y0)
+        # the output tap (range [0, 1]) quantizes the image straight to grey levels
+        u = hook("output", conv(y, self.up))
+        return self.shuffle(tf.clip_by_value(u, 0.0, 1.0) if clip else u)
+
+
+def _quant_error(values: np.ndarray, lo: float, hi: float) -> float:
+    """Mean squared error of quantizing ``values`` to 256 levels on ``[lo, hi]`` (int8 with a zero point)."""
+    step = (hi - lo) / 255.0
+    zero = np.round(-128.0 - lo / step)
+    q = (np.clip(np.round(values / step) + zero, -128, 127) - zero) * step
+    return float(np.mean((q - values) ** 2))
+
+
+def mse_range(values: np.ndarray, lo: float, hi: float, steps: int = 41) -> tuple[float, float]:
+    """The ``[lo', hi']`` inside ``[lo, hi]`` (0 kept inside) with the least 8-bit quantization MSE on ``values``.
+
+    Coordinate search over ``hi' = a*hi`` then ``lo' = a*lo`` then ``hi'``
+    again, ``a`` in ``[0.2, 1]``: clipping rare large values buys a finer
+    step for all the others.
+    """
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo <= 0:
+        return lo, hi
+    grid = np.linspace(0.2, 1.0, steps)
+    best = (_quant_error(values, lo, hi), lo, hi)
+    for which in ("hi", "lo", "hi"):
+        base = hi if which == "hi" else lo
+        if base == 0:
+            continue
+        for a in grid:
+            cand = (best[1], base * a) if which == "hi" else (base * a, best[2])
+            err = _quant_error(values, *cand)
+            if err < best[0]:
+                best = (err, *cand)
+    return best[1], best[2]
+
+
+def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0) -> dict:
+    """Range of every tap from the calibration crops (see :class:`_QuantGraph`)."""
+    tf = _tf()
+    rng = np.random.default_rng(seed)
+    names: list[str] = []
+
+    def record(name, t):
+        names.append(name)
+        return t
+
+    graph(tf.zeros([1, 4, 4, 3]), record)
+
+    @tf.function(reduce_retracing=True)
+    def taps(x):
+        out = {}
+
+        def hook(name, t):
+            out[name] = t
+            return t
+
+        graph(x, hook)
+        return out
+
+    per = max(1, keep // len(samples))
+    values = {n: [] for n in names}
+    lows = {n: np.inf for n in names}
+    highs = {n: -np.inf for n in names}
+    for sample in samples:
+        with quiet_stderr():  # grappler's "remapper failed" chatter about the returned intermediates
+            outputs = taps(tf.constant(np.asarray(sample, np.float32)[None]))
+        for name, t in outputs.items():
+            a = t.numpy().ravel()
+            lows[name], highs[name] = min(lows[name], float(a.min())), max(highs[name], float(a.max()))
+            values[name].append(a if a.size <= per else rng.choice(a, per, replace=False))
+    ranges = {}
+    for name in names:
+        if name == "input":
+            ranges[name] = graph.input_range()
+        elif name == "output":  # 8-bit pixels: [0, 1], scale 1/255
+            ranges[name] = (0.0, 1.0)
+        elif name == "lfe":  # carried to the output by the global skip: clipping it costs more than it saves
+            ranges[name] = (min(lows[name], 0.0), max(highs[name], 0.0))
+        else:
+            ranges[name] = mse_range(np.concatenate(values[name]), lows[name], highs[name])
+    return ranges
+
+
+def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool = False) -> bool:
+    """Write the int8 export graph (:class:`_QuantGraph` with fake quants) as a SavedModel.
+
+    Returns False (nothing written) for a model the graph does not know.
+    """
+    tf = _tf()
+    try:
+        graph = _QuantGraph(model, gpu_friendly=gpu_friendly)
+    except ExportError:
+        return False
+    ranges = _tap_ranges(graph, samples)
+
+    def fake_quant(name, t):
+        lo, hi = ranges[name]
+        return tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=8)
+
+    channels = int(model.inputs[0].shape[-1])
+    shape = [None, None, None, channels] if input_size is None else [1, input_size[0], input_size[1], channels]
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda lr_image: {TFLITE_OUTPUT: graph(lr_image, fake_quant, clip=False)},
+        input_signature=[tf.TensorSpec(shape, tf.float32, name=TFLITE_INPUT)],
+    )
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return True
+
+
+def calibration_images(source=None, scale: int = 2, count: int = CALIBRATION_COUNT, patch=CALIBRATION_PATCH,
+                       seed: int = 0) -> list[np.ndarray]:
+    """Float32 ``(h, w, 3)`` crops in [0, 1] for int8 calibration.
+
+    ``source``: an image folder (searched recursively) or a list of files;
+    default ``<data>/train`` (:func:`default_data_dir`). Images are spread
+    evenly over the sorted list, modcropped and downscaled by ``scale`` with
+    the protocol's MATLAB bicubic (so they look like the model's
+    low-resolution inputs), then cropped at random to ``patch`` (an int or
+    ``(h, w)``; smaller images are used whole, or edge-padded when a fixed
+    size is needed). The first crop is contrast-stretched to the full
+    ``[0, 1]`` range so the calibrated input range is exactly that of 8-bit
+    pixels.
+    """
+    from drn_tf.core.imageio import ImageReadError, list_images, read_image
+    from drn_tf.core.imresize import bicubic_degrade, modcrop
+
+    if source is None:
+        source = default_data_dir() / "train"
+        if not Path(source).is_dir():
+            raise ExportError(
+                f"int8 needs calibration images: {source} does not exist; set DRN_DATA to a data folder "
+                "with a train/ folder of typical photos (drn export: or pass --calibration DIR)"
+            )
+    try:
+        files = list_images(source)
+    except (FileNotFoundError, ImageReadError) as exc:
+        raise ExportError(f"int8 calibration images: {exc}") from None
+    if not files:
+        raise ExportError(f"no images found in {source} for int8 calibration")
+    if count < 1:
+        raise ExportError("calibration count must be >= 1")
+    fixed = isinstance(patch, tuple)
+    ph, pw = patch if fixed else (int(patch), int(patch))
+    rng = np.random.default_rng(seed)
+    picks = np.linspace(0, len(files) - 1, num=min(count, len(files))).round().astype(int)
+    picks = list(picks) + list(rng.integers(0, len(files), size=max(0, count - len(picks))))
+    samples: list[np.ndarray] = []
+    for index in picks:
+        try:
+            hr = read_image(files[index], mode="rgb")
+        except ImageReadError:
+            continue
+        hr = modcrop(hr, scale)
+        lr = bicubic_degrade(hr, scale) if min(hr.shape[:2]) >= 4 * scale else hr
+        h, w = lr.shape[:2]
+        y = int(rng.integers(0, h - ph + 1)) if h > ph else 0
+        x = int(rng.integers(0, w - pw + 1)) if w > pw else 0
+        crop = lr[y : y + ph, x : x + pw]
+        if fixed and crop.shape[:2] != (ph, pw):
+            crop = np.pad(crop, ((0, ph - crop.shape[0]), (0, pw - crop.shape[1]), (0, 0)), mode="edge")
+        samples.append(crop.astype(np.float32) / 255.0)
+    if not samples:
+        raise ExportError(f"none of the images in {source} could be read for int8 calibration")
+    first = samples[0]
+    lo, hi = float(first.min()), float(first.max())
+    samples[0] = (first - lo) / (hi - lo) if hi > lo else np.linspace(0, 1, first.size, dtype=np.float32).reshape(
+        first.shape
+    )
+    return samples

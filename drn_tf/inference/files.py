@@ -1,0 +1,114 @@
+"""(split from drn_tf.cli.commands.upscale)"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The whole output image is held in memory (uint8); refuse bigger outputs.
+MAX_OUTPUT_PIXELS = 500_000_000
+_GLOB_CHARS = set("*?[")
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+
+@dataclass
+class Job:
+    src: Path
+    rel: Path  # path relative to the output folder (folder inputs keep their sub-folders)
+
+
+@dataclass
+class Plan:
+    jobs: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+
+def _looks_like_output(f: Path, scale: int | None) -> bool:
+    """NAME_x2.png next to NAME.* : an output of an earlier run."""
+    scales = (scale,) if scale else (2, 3, 4)
+    for s in scales:
+        suffix = f"_x{s}"
+        if f.stem.endswith(suffix):
+            base = f.stem[: -len(suffix)]
+            if base and any(f.parent.glob(glob.escape(base) + ".*")):
+                return True
+    return False
+
+
+def expand_inputs(inputs, scale: int | None = None) -> Plan:
+    """Files, folders and globs -> jobs (deduplicated, in order) and per-input errors."""
+    from drn_tf.core.imageio import IMAGE_EXTENSIONS
+
+    plan = Plan()
+    seen = set()
+
+    def add(f: Path, rel: Path):
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            plan.jobs.append(Job(f, rel))
+
+    def add_dir(d: Path):
+        try:
+            files = sorted(
+                f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+            )
+        except OSError as exc:
+            plan.errors.append(f"{d}: cannot list folder: {exc.strerror or exc}")
+            return
+        kept = [f for f in files if not _looks_like_output(f, scale)]
+        plan.skipped.extend(f for f in files if f not in kept)
+        if not kept:
+            plan.errors.append(f"{d}: folder contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+        for f in kept:
+            add(f, f.relative_to(d))
+
+    for text in inputs:
+        p = Path(text)
+        if p.is_dir():
+            add_dir(p)
+        elif p.exists():
+            add(p, Path(p.name))
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                plan.errors.append(f"{text}: no files match this pattern")
+            for m in matches:
+                m = Path(m)
+                if m.is_dir():
+                    add_dir(m)
+                else:
+                    add(m, Path(m.name))
+        else:
+            plan.errors.append(f"{text}: no such file or directory")
+    return plan
+
+
+def output_path(job: Job, *, scale: int, out: Path | None, out_is_file: bool, fmt: str | None) -> Path:
+    from drn_tf.core.imageio import FORMAT_EXTENSIONS, FORMATS
+
+    if out is not None and out_is_file:
+        return out
+    ext = job.src.suffix.lower()
+    if fmt:
+        ext = FORMAT_EXTENSIONS[fmt]
+    elif ext not in FORMATS:
+        ext = ".png"
+    name = f"{job.src.stem}_x{scale}{ext}"
+    if out is None:
+        return job.src.parent / name
+    return out / job.rel.parent / name
+
+
+def check_output_size(w: int, h: int, s: int) -> None:
+    """ValueError for an image too small to upscale or whose x``s`` output would pass :data:`MAX_OUTPUT_PIXELS`."""
+    if h < 2 or w < 2:
+        raise ValueError(f"image of {w}x{h} pixels is too small to upscale (at least 2x2)")
+    if h * w * s * s > MAX_OUTPUT_PIXELS:
+        raise ValueError(f"{w}x{h} x{s} would give {w * s}x{h * s} = {h * w * s * s:,} pixels, "
+                         f"over the limit of {MAX_OUTPUT_PIXELS:,}; downscale it or split it first")

@@ -1,0 +1,1 @@
+"""The training engine behind ``drn train`` (TensorFlow and JAX): config, callbacks, checkpoints, resume."""
