@@ -227,7 +227,7 @@ def test_unavailable_variant_is_reported_not_fatal(monkeypatch):
 def test_drn_benchmark_quick_reports_every_field(tmp_path):
     js, md = tmp_path / "bench.json", tmp_path / "bench.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "drn_tf.cli.main", "benchmark", "--quick", "--json", str(js), "--markdown", str(md)],
+        [sys.executable, "-m", "drn_tf.cli", "benchmark", "--quick", "--json", str(js), "--markdown", str(md)],
         capture_output=True, text=True, timeout=240, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -162,7 +162,7 @@ JAX_SCRIPT = textwrap.dedent(
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
     from drn_tf import DRN
-    from drn_tf.train.callbacks import atomic_save_weights
+    from drn_tf.train.state import atomic_save_weights
     start_weights, x_path, out_weights = sys.argv[1], sys.argv[2], sys.argv[3]
     model = DRN.from_preset("drn_s_x3", load_weights=False)
     model.load_weights(start_weights)

@@ -109,7 +109,7 @@ def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(t
     bundled = {f"drn_tf/assets/{p}_x{s}.keras" for p in ("drn", "drn_s") for s in (2, 3, 4)}
     assert bundled | {"drn_tf/assets/sample.jpg"} <= names, sorted(names)
     packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "drn_tf").rglob("__init__.py")}
-    assert packages >= {"drn_tf", "drn_tf/commands"}
+    assert packages >= {"drn_tf", "drn_tf/cli/commands", "drn_tf/core", "drn_tf/models"}
     assert {f"{p}/__init__.py" for p in packages} <= names  # every subpackage, found by discovery
 
     venv = tmp_path / "venv"

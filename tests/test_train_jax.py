@@ -44,7 +44,7 @@ print("SUMMARY", __import__("json").dumps({k: res.summary[k] for k in ("backend"
 # Builds the engine's model + optimizer for the config and loads the run's committed checkpoint into it.
 LOAD_AND_DUMP = r"""
 import sys, numpy as np
-from drn_tf import trainer
+from drn_tf.train import engine as trainer
 cfg = trainer.resolve_config(trainer.load_config(sys.argv[1]))
 m = trainer.build_model(cfg)
 state = trainer.read_state(sys.argv[2])

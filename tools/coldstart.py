@@ -2,7 +2,7 @@
 
 Usage: git worktree add /tmp/before d116088 && python tools/coldstart.py /tmp/before [N]
 
-Wall time and CPU time (user+sys of the child) per run of `python -m drn_tf.cli.main upscale`, for
+Wall time and CPU time (user+sys of the child) per run of `python -m drn_tf.cli upscale`, for
 "upscale one image" and "existing output refused"; min and median over N runs (default 5). The figures
 in README "Using it" (start-up) came from this on the 2-core AMD EPYC.
 """
@@ -35,7 +35,7 @@ for _ in range(N):
             env = dict(os.environ, PYTHONPATH=str(root), TF_CPP_MIN_LOG_LEVEL="2")
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
-            p = subprocess.run([sys.executable, "-m", "drn_tf.cli.main", "upscale", *args], cwd=work, env=env,
+            p = subprocess.run([sys.executable, "-m", "drn_tf.cli", "upscale", *args], cwd=work, env=env,
                                capture_output=True, text=True)
             wall = time.perf_counter() - t
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -1,4 +1,4 @@
-"""Average checkpoints into a bundled ``.keras`` model: :func:`drn_tf.train.callbacks.engine.average_models`.
+"""Average checkpoints into a bundled ``.keras`` model: :func:`drn_tf.train.engine.average_models`.
 
 Uniform weight averaging (as in SWA) of ``.keras`` files, a run's ``checkpoint/ckpt-N.weights.h5``
 (its EMA weights when it kept one), whole run directories (their kept checkpoints) or, with

@@ -1,1 +1,2 @@
-"""``drn benchmark``: latency, throughput and FLOP rates against this machine's measured peak."""
+"""Measured reports: ``drn benchmark`` (latency, throughput, FLOP rates against this machine's measured
+peak) and ``drn export report`` (quality and latency of every export and runtime)."""

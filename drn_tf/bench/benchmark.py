@@ -10,7 +10,7 @@ TensorFlow-only module. What it measures, all in one process and one run:
   Keras eager (op by op), Keras graph (``tf.function``, what
   ``predict_on_batch`` runs), Keras XLA (``jit_compile=True``), the
   SavedModel ``serving_default`` signature, and the TFLite files from
-  :func:`drn_tf.export.tflite.tflite.convert_tflite` (float32, float16, dynamic, int8) run
+  :func:`drn_tf.export.tflite.convert_tflite` (float32, float16, dynamic, int8) run
   by the LiteRT interpreter with ``num_threads`` = cores. Per variant: median
   latency after warm-up, output megapixels/s, achieved GFLOP/s
   (``2 x MACs / latency``, MACs from :mod:`drn_tf.models.analysis`) and its share
@@ -312,7 +312,7 @@ def conv_chain_model(model):
         if shuffle:
             x = L.PixelShuffle(shuffle, name=f"shuffle_{i}")(x)
     chain = keras.Model(inputs, x, name="conv_chain")
-    chain.scale = int(config["scale"])  # what drn_tf.export.tflite.tflite.convert_tflite reads
+    chain.scale = int(config["scale"])  # what drn_tf.export.tflite.convert_tflite reads
     chain.receptive_radius = len(convs)
     return chain
 

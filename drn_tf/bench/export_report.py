@@ -368,7 +368,7 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
     ``latency_size`` input through each runtime's ``predict_on_batch``
     (Keras: the model's; LiteRT: ``invoke`` plus the uint8/float
     conversions), the runtimes timed in turn round after round
-    (:func:`drn_tf.export.tflite.report.interleaved_latency`), median and best.
+    (:func:`drn_tf.bench.export_report.interleaved_latency`), median and best.
     """
     import platform
     import statistics

@@ -162,7 +162,7 @@ def save_image(
     and not ``overwrite``, :class:`ImageWriteError` for anything else that
     stops the write. The image is written to a temporary file in the same
     folder and renamed into place; on any failure (or an exception such as
-    :class:`drn_tf.cli.main.base.Terminated` from SIGTERM) the temporary file is removed.
+    :class:`drn_tf.cli.base.Terminated` from SIGTERM) the temporary file is removed.
     """
     path = Path(path)
     fmt = fmt or format_for(path)

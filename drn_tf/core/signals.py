@@ -10,7 +10,7 @@ import signal
 class Terminated(BaseException):
     """Raised in the main thread by SIGTERM under :func:`cleanup_on_sigterm`:
     ``finally`` blocks and ``except BaseException`` cleanups (temporary files)
-    run, then ``drn`` (:func:`drn_tf.cli.main.main`) exits 143 (128 + SIGTERM)."""
+    run, then ``drn`` (:func:`drn_tf.cli.main`) exits 143 (128 + SIGTERM)."""
 
 
 def _raise_terminated(signum, frame):

@@ -10,7 +10,7 @@ bicubic (:mod:`drn_tf.core.imresize`), computed once per image and cached on dis
 -> random aligned crops (crop in LR coordinates, HR crop = LR crop x scale)
 -> one of the 8 flips/rotations -> batches. The sampler is pure numpy
 (:class:`PatchSampler`, a ``keras.utils.PyDataset``) so it also runs on
-machines with JAX and no TensorFlow; :func:`drn_tf.data.patches.tfdata.make_train_dataset`
+machines with JAX and no TensorFlow; :func:`drn_tf.data.tfdata.make_train_dataset`
 wraps the same sampler in ``tf.data`` with prefetching.
 """
 
@@ -231,7 +231,7 @@ class PatchSampler(_PyDataset):
     def stream(self, start_step: int = 0, workers: int = 0, ahead: int | None = None):
         """The batch stream of training from global step ``start_step`` on, as a generator: batch ``g`` is
         ``batch(g % steps_per_epoch, epoch=g // steps_per_epoch)``, as in the ``tf.data`` stream of
-        :func:`drn_tf.data.patches.tfdata.make_train_dataset`. What ``model.fit`` trains on, on every backend, without
+        :func:`drn_tf.data.tfdata.make_train_dataset`. What ``model.fit`` trains on, on every backend, without
         relying on Keras's epoch callbacks (``fit`` peeks at a batch of a ``PyDataset`` and then ends an
         epoch, which shifted the epochs by one). ``workers`` > 0: threads cut the next ``ahead`` batches
         (default ``4 * workers``) while the step runs, in order."""

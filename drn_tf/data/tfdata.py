@@ -1,8 +1,8 @@
 """``tf.data`` input pipelines for training and validation.
 
 Training: HR folder(s) -> (LR, HR) uint8 pairs of the protocol, LR made once
-by MATLAB-exact bicubic and cached on disk (:func:`drn_tf.data.patches.patches.load_pairs`)
--> :class:`drn_tf.data.patches.patches.PatchSampler` (random aligned crops in LR
+by MATLAB-exact bicubic and cached on disk (:func:`drn_tf.data.patches.load_pairs`)
+-> :class:`drn_tf.data.patches.PatchSampler` (random aligned crops in LR
 coordinates, one of the 8 flips/rotations, batches) wrapped in ``tf.data``:
 ``Dataset.range(global batch index) -> map(numpy_function(sampler.batch))
 -> prefetch``. Batch ``g`` is a pure function of ``(seed, g)``: it equals

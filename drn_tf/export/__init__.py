@@ -1,1 +1,2 @@
-"""Exporters (SavedModel, TFLite float/int8) and the export report. TensorFlow only."""
+"""Exporters: SavedModel (TF Serving) and TFLite (float, float16, dynamic, full int8). TensorFlow only;
+``drn export`` and ``converters/`` are thin wrappers."""

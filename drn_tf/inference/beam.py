@@ -8,7 +8,7 @@ The pipeline (:func:`build_pipeline`), one file per element all the way::
       -> write (drn_tf.core.imageio.save_image's encoding; temp name + FileSystems.rename)
     every failing file -> one JSON line {"path", "reason", "stage"} in OUTPUT_DIR/_failures.jsonl
 
-* Output names are ``drn upscale``'s (:func:`drn_tf.inference.upscale.files.output_path`):
+* Output names are ``drn upscale``'s (:func:`drn_tf.inference.files.output_path`):
   ``NAME_x{s}.EXT`` in ``OUTPUT_DIR`` (a folder input keeps its sub-folders).
   The ``GroupByKey`` on the output name refuses a second input that would
   write the same output (and spreads the files over the workers: ``MatchFiles``
@@ -158,7 +158,7 @@ class SavedModelUpscaler:
 
 def load_upscaling_model(model=None, preset: str | None = None, scale: int | None = None):
     """A ``.keras`` file, a SavedModel folder (local or any Beam file system) or
-    a bundled preset -> an object :func:`drn_tf.inference.upscale.upscale.upscale` accepts.
+    a bundled preset -> an object :func:`drn_tf.inference.upscale.upscale` accepts.
     Raises :class:`drn_tf.models.resolve.ModelError` / :class:`BeamError` with one-line reasons."""
     from drn_tf.models.backend import import_backend_quietly
     from drn_tf.models.resolve import ModelError, check_scale, resolve_model

@@ -144,7 +144,7 @@ def evaluate_folder(
     ``method="bicubic"`` (default when ``model`` is None) evaluates the
     bicubic baseline; otherwise ``model`` (a ``keras.Model``) is run on each
     whole LR image (``tile``: LR tile side for big images, see
-    :func:`drn_tf.inference.upscale.upscale.super_resolve`). ``save_dir``: SR images are
+    :func:`drn_tf.inference.upscale.super_resolve`). ``save_dir``: SR images are
     written there as PNG under their original file names. ``on_error``:
     ``"raise"`` (default: a benchmark with a missing image is not comparable)
     or ``"skip"`` (reported in ``SetResult.skipped`` and as a warning).

@@ -12,7 +12,7 @@
   :func:`default_runtime`.
 
 The TFLite models are converted on first use and cached under
-``<cache>/tflite/`` (the user cache folder of :func:`drn_tf.data.patches.patches.default_cache_dir`),
+``<cache>/tflite/`` (the user cache folder of :func:`drn_tf.data.patches.default_cache_dir`),
 named by a hash of the model's weights and configuration, the export
 settings and the TensorFlow / LiteRT / drn_tf versions, and written
 atomically, so a second run loads the file and a changed model gets a new one.

@@ -198,7 +198,7 @@ class Checkpoint(keras.callbacks.Callback):
     ``checkpoint/ckpt-<epoch>.weights.h5`` (weights + optimizer state, the same file on every
     backend); then ``state.json`` naming both (the commit point); then ``best.keras`` is published
     from the committed best file and older files are removed. A kill at any point leaves a
-    consistent state; a full disk (:class:`drn_tf.train.callbacks.engine.DiskSpaceError`) leaves the committed
+    consistent state; a full disk (:class:`drn_tf.train.engine.DiskSpaceError`) leaves the committed
     state and no temporary file. Before training and before every epoch the disk must have
     ``need`` bytes free. ``extra``: more keys for ``state.json`` (a dict, read at every write)."""
 

@@ -27,7 +27,7 @@ the distribution and the input pipeline depend on the backend.
 TensorFlow: several GPUs -> ``MirroredStrategy``; a ``TF_CONFIG`` naming
 several workers -> ``MultiWorkerMirroredStrategy``; else the default
 strategy. The model and optimizer are built in ``strategy.scope()``, the
-global batch is split across replicas (:func:`drn_tf.data.patches.tfdata.make_train_dataset`
+global batch is split across replicas (:func:`drn_tf.data.tfdata.make_train_dataset`
 with the input context: each input pipeline makes only its own patches).
 One device and ``MirroredStrategy`` train with ``model.fit``. Under
 ``MultiWorkerMirroredStrategy`` Keras 3's ``fit`` fails before the first step
@@ -38,7 +38,7 @@ same loop itself: ``strategy.run(model.train_step)`` in a ``tf.function``,
 metrics reduced with ``axis=None``, and the same callbacks (progress bar,
 validation, CSV, TensorBoard, checkpoints) through a ``CallbackList``.
 
-JAX: ``model.fit`` (jitted) over :meth:`drn_tf.data.patches.patches.PatchSampler.stream`, a
+JAX: ``model.fit`` (jitted) over :meth:`drn_tf.data.patches.PatchSampler.stream`, a
 generator of the same batches as the ``tf.data`` stream from the same global
 step (``data.pipeline: numpy``; threads cut patches ahead with ``data.workers``); several
 local devices -> ``keras.distribution.DataParallel``. Nothing on this path
@@ -49,7 +49,7 @@ Wall-clock budget (``train.minutes`` / ``--minutes``): the run trains
 to what is left of the budget from their wall-clock times
 (:func:`fit_to_budget`), refits the cosine schedule (warm-up at most 10 % of
 it) and continues with the train function traced again; a
-:class:`drn_tf.train.callbacks.callbacks.Deadline` stops it at an epoch end if it falls behind.
+:class:`drn_tf.train.callbacks.Deadline` stops it at an epoch end if it falls behind.
 The fitted count goes to ``config.yaml`` and ``state.json``; a resumed run keeps it.
 
 Crash safety: at the end of every epoch (``train.epoch_steps`` steps) the
