@@ -13,5 +13,5 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["drn_tf", "drn_tf.*"]) + ["drn_tf.assets"],
     package_dir={"drn_tf.assets": "assets"},
-    package_data={"drn_tf.assets": ["*.keras", "sample.jpg", "README.md"]},
+    package_data={"drn_tf.assets": ["*.keras", "int8.json", "sample.jpg", "README.md"]},
 )

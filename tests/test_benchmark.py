@@ -4,11 +4,14 @@ No timed assertions (the machine is shared and noisy): the tests check that
 every variant is measured and every field reported, that the derived figures
 are consistent with each other (GFLOP/s from the MACs and the latency, % of
 the peak from the peak), and that a variant that cannot be built is reported
-as unavailable with its reason instead of failing the run.
+as unavailable with its reason instead of failing the run. The goals and
+notes of one round (tools/benchmark_notes.py) and the diagnostics of past
+rounds (tools/benchmark_diagnostics.py) are tested at their home in tools/.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +30,18 @@ from drn_tf.models.presets import get_preset  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+N = _tool("benchmark_notes")  # the round's goals and notes
+D = _tool("benchmark_diagnostics")  # the diagnostics of past rounds
+REGISTRY = {**B.VARIANTS, **D.DIAGNOSTICS}
+
+
 # ---------------------------------------------------------------- pure functions
 
 
@@ -35,12 +50,8 @@ def test_parse_variants_groups_and_errors():
     from drn_tf.cli.commands.benchmark import parse_variants
 
     assert parse_variants(None) == B.ALL_VARIANTS
-    assert parse_variants("train") == (
-        "train-graph", "train-graph-concat", "train-bf16", "train-xla", "train-pipeline"
-    )
-    assert parse_variants("tflite-int8,keras") == (
-        "keras-eager", "keras-graph", "keras-graph-concat", "keras-xla", "tflite-int8"
-    )
+    assert parse_variants("train") == ("train-graph", "train-bf16", "train-xla", "train-pipeline", "train-jax")
+    assert parse_variants("tflite-int8,keras") == ("keras-eager", "keras-graph", "keras-xla", "tflite-int8")
     with pytest.raises(UserError, match="unknown variant 'tflite-int4'"):
         parse_variants("keras-graph,tflite-int4")
 
@@ -56,7 +67,7 @@ def test_interleaved_round_robin_order():
 
 
 def _row(name, latency_s, flops, peak=100.0):
-    r = B.Row(name, B.DESCRIPTIONS[name], B._kind(name))
+    r = B.Row(name, REGISTRY[name].description, REGISTRY[name].kind)
     B._fill(r, [latency_s, latency_s * 1.5, latency_s * 1.2], flops)
     r.pct_peak = 100 * r.gflops / peak
     r.pct_peak_best = 100 * r.gflops_best / peak
@@ -83,7 +94,7 @@ def test_goals_met_and_not_met():
         "tflite-int8": _row("tflite-int8", 0.4, flops),  # 3x keras-xla
         "train-graph": _row("train-graph", 2.0, 3 * flops),  # 125 %
     }
-    goals = {g["goal"]: g for g in B.evaluate_goals(rows)}
+    goals = {g["goal"]: g for g in N.evaluate_goals({k: vars(r) for k, r in rows.items()})}
     k = goals["keras_fp32_pct_peak"]
     assert k["variant"] == "keras-xla" and k["measured"] == pytest.approx(100 / 1.2) and k["met"] is True
     i = goals["int8_speedup"]
@@ -92,7 +103,7 @@ def test_goals_met_and_not_met():
     t = goals["train_pct_peak"]
     assert t["measured"] == pytest.approx(125.0) and t["met"] is True
     # nothing measured -> not measured, never "met"
-    none = {g["goal"]: g for g in B.evaluate_goals({})}
+    none = {g["goal"]: g for g in N.evaluate_goals({})}
     assert all(g["measured"] is None and g["met"] is None for g in none.values())
 
 
@@ -115,7 +126,6 @@ def _fake_result(rows, profiles=None):
         "input_pipeline_patches_per_s": 5000.0,
         "rows": [vars(r) for r in rows.values()],
         "profiles": profiles or {},
-        "goals": B.evaluate_goals(rows),
     }
 
 
@@ -133,7 +143,7 @@ def test_markdown_and_notes_report_every_goal_and_unavailable_variants():
         "train-graph-concat": _row("train-graph-concat", 1.0, 241.8e9),
         "train-bf16": _row("train-bf16", 0.5, 241.8e9),
     }
-    missing = B.Row("tflite-float16", B.DESCRIPTIONS["tflite-float16"], "inference", available=False,
+    missing = B.Row("tflite-float16", B.VARIANTS["tflite-float16"].description, "inference", available=False,
                     reason="RuntimeError: drn_tf.export.tflite has no TFLite conversion")
     rows["tflite-float16"] = missing
     profiles = {
@@ -142,7 +152,8 @@ def test_markdown_and_notes_report_every_goal_and_unavailable_variants():
         "training": None,
     }
     result = _fake_result(rows, profiles)
-    notes = B.explain(result)
+    goals = N.evaluate_goals({k: vars(r) for k, r in rows.items()})
+    notes = N.explain(result, goals)
     assert set(notes) == {"Keras fp32 inference", "TFLite int8 speed-up", "Training"}
     assert "**not met**" in notes["TFLite int8 speed-up"] and "met." in notes["Keras fp32 inference"]
     # the comparisons are computed from the rows: concat form 10 % slower, XLA 20 % slower
@@ -151,15 +162,20 @@ def test_markdown_and_notes_report_every_goal_and_unavailable_variants():
     assert "90% of the op time" in notes["Keras fp32 inference"]
     assert "`train-graph-concat`): -50.0% throughput on the medians" in notes["Training"]
     assert "(`train-bf16`, not counted in the goal): +300.0% throughput" in notes["Training"]
-    assert {g["goal"]: g["variant"] for g in result["goals"]}["train_pct_peak"] == "train-graph"
-    text = B.to_markdown(result, notes)
+    assert {g["goal"]: g["variant"] for g in goals}["train_pct_peak"] == "train-graph"
+    text = B.to_markdown(result)
     for r in rows.values():
         assert f"| {r.name} |" in text
     assert "unavailable: RuntimeError: drn_tf.export.tflite has no TFLite conversion" in text
     assert "**2 cores**" in text and "Test CPU" in text
     assert "| inference | 1000.0 |" in text and "profile unavailable" in text
-    assert text.count("**not met**") == 1 and "| **no** |" in text
-    assert "The goals are stated for" not in text  # drn_x2, 256x256, 2 cores: the goals' own conditions
+    # the library reports facts only: no targets, no verdicts
+    assert "### Goals" not in text and "### Notes" not in text and "**not met**" not in text
+    notes_text = N.notes_markdown(result)
+    assert notes_text.count("**not met**") == 1 and "| **no** |" in notes_text
+    assert "The goals are stated for" not in notes_text  # drn_x2, 256x256, 2 cores: the goals' own conditions
+    for key, note in notes.items():
+        assert f"- **{key}**: {note}" in notes_text
 
 
 def test_profile_summary_flags_overlapping_convolutions():
@@ -193,7 +209,7 @@ def test_conv_chain_has_the_models_convolutions():
     from drn_tf.models.drn import DRN
 
     model = DRN.from_preset("drn_s_x3", load_weights=False)
-    chain = B.conv_chain_model(model)
+    chain = D.conv_chain_model(model)
     # every weight of a DRN belongs to a convolution, so the chain has them all, in the same shapes
     assert chain.count_params() == model.count_params()
     assert sorted(tuple(w.shape) for w in chain.weights) == sorted(tuple(w.shape) for w in model.weights)
@@ -218,9 +234,74 @@ def test_unavailable_variant_is_reported_not_fatal(monkeypatch):
     assert rows["tflite-int8"]["reason"] == "ExportError: conversion exploded"
     assert rows["keras-graph"]["available"] and rows["keras-graph"]["latency_ms"] > 0
     assert "freshly initialised" in result["model"]["source"] and result["model"]["trained"] is False
-    goals = {g["goal"]: g for g in result["goals"]}
+    goals = {g["goal"]: g for g in N.evaluate_goals(rows)}
     assert goals["int8_speedup"]["met"] is None and goals["train_pct_peak"]["met"] is None
-    assert "unavailable: ExportError: conversion exploded" in B.to_markdown(result, B.explain(result))
+    assert "unavailable: ExportError: conversion exploded" in B.to_markdown(result)
+    assert "### Goals" in N.notes_markdown(result)
+
+
+def test_first_form_diagnostic_is_the_same_function():
+    from drn_tf.models.drn import DRN
+
+    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    x = np.random.default_rng(0).random((1, 9, 11, 3), dtype=np.float32)
+    ref = model.predict_on_batch(x)
+    first = D.first_form_copy(model)
+    blocks = [b for layer in first.layers if hasattr(layer, "blocks") for b in layer.blocks]
+    assert blocks and all(type(b) is D.FirstFormBlock for b in blocks)
+    assert all(type(b) is not D.FirstFormBlock for layer in model.layers if hasattr(layer, "blocks")
+               for b in layer.blocks)  # the original keeps the library's form
+    np.testing.assert_array_equal(first.predict_on_batch(x), ref)  # bit-identical (adding 0.0 is exact)
+
+
+def test_registry_specs_and_an_extended_registry():
+    assert B.ALL_VARIANTS == tuple(B.VARIANTS)
+    assert {v.kind for v in REGISTRY.values()} == {"inference", "training"}
+    # each spec either builds a timer (timed round-robin) or measures itself (another process), not both
+    assert all((v.build is None) != (v.measure is None) for v in REGISTRY.values())
+    assert [n for n, v in B.VARIANTS.items() if v.measure] == ["train-jax"]
+    assert list(D.REGISTRY)[:3] == ["keras-eager", "keras-graph", "keras-graph-concat"]
+    assert set(D.REGISTRY) == set(REGISTRY)
+    with pytest.raises(ValueError, match="unknown variant.*keras-graph-concat"):
+        B.run_benchmark("drn_s_x2", variants=("keras-graph-concat",), settings=B.Settings(size=(8, 8)))
+    # a diagnostic of tools/ through the library's run: one registry entry is all it takes
+    settings = B.Settings(size=(12, 16), runs=1, warmup=0, matmul_n=128, int8_matmul_n=64, profile=False)
+    result = B.run_benchmark("drn_s_x2", variants=("keras-graph", "keras-graph-concat"), settings=settings,
+                             registry=D.REGISTRY)
+    rows = {r["name"]: r for r in result["rows"]}
+    assert rows["keras-graph-concat"]["available"] and rows["keras-graph-concat"]["latency_ms"] > 0
+    assert rows["keras-graph-concat"]["description"] == D.DIAGNOSTICS["keras-graph-concat"].description
+
+
+@pytest.mark.slow  # ~35 s on the shared 2-core machine: the subprocess starts JAX and Keras and compiles the step
+def test_jax_training_row_beside_the_tensorflow_one(tmp_path):
+    """train-jax runs in a KERAS_BACKEND=jax subprocess that imports no TensorFlow (else the row is
+    unavailable), with the TF row's model, batch and patch, against the JAX matmul peak of that process."""
+    from drn_tf.models.drn import DRN
+
+    config = {"scale": 2, "channels": 8, "growth": 4, "num_blocks": 2, "num_groups": 1}  # small: quick to compile
+    DRN(**config).save(tmp_path / "small.keras")
+    settings = B.Settings(size=(8, 8), matmul_n=256, train_batch=2, train_patch=12, train_runs=2, train_warmup=1,
+                          profile=False)
+    result = B.run_benchmark(model_path=tmp_path / "small.keras", variants=("train-graph", "train-jax"),
+                             settings=settings)
+    rows = {r["name"]: r for r in result["rows"]}
+    tf_row, jax_row = rows["train-graph"], rows["train-jax"]
+    assert jax_row["available"], jax_row["reason"]
+    assert jax_row["kind"] == tf_row["kind"] == "training"
+    assert jax_row["note"].startswith("JAX ") and "cpu" in jax_row["note"]
+    assert len(jax_row["samples_ms"]) == 2 and jax_row["best_ms"] <= jax_row["latency_ms"]
+    flops = result["training_input"]["gflop_per_step"]
+    assert flops == pytest.approx(3 * 2 * count_macs(config, 12, 12) * 2 / 1e9)
+    for r in (tf_row, jax_row):
+        assert r["gflops"] == pytest.approx(flops / (r["latency_ms"] / 1e3))
+        assert r["patches_per_s"] == pytest.approx(2 / (r["latency_ms"] / 1e3))
+    assert jax_row["peak_gflops"] > 0 and jax_row["peak_gflops_best"] >= jax_row["peak_gflops"]
+    assert jax_row["pct_peak"] == pytest.approx(100 * jax_row["gflops"] / jax_row["peak_gflops"])
+    assert jax_row["pct_peak_best"] == pytest.approx(100 * jax_row["gflops_best"] / jax_row["peak_gflops_best"])
+    assert tf_row["peak_gflops"] is None
+    assert tf_row["pct_peak"] == pytest.approx(100 * tf_row["gflops"] / result["peak"]["gflops"])
+    assert f"| train-jax | {B.VARIANTS['train-jax'].description}" in B.to_markdown(result)
 
 
 @pytest.mark.slow
@@ -260,18 +341,27 @@ def test_drn_benchmark_quick_reports_every_field(tmp_path):
                                         else result["settings"]["runs"])
         flops = (result["training_input"]["gflop_per_step"] if r["kind"] == "training" else result["input"]["gflop"])
         assert r["gflops"] == pytest.approx(flops / (r["latency_ms"] / 1e3), rel=1e-6)
-        assert r["pct_peak"] == pytest.approx(100 * r["gflops"] / peak, rel=1e-6)
+        # train-jax: against JAX's own matmul peak, measured in its subprocess; the others: the run's peak
+        assert (r["peak_gflops"] is not None) == (name == "train-jax")
+        assert r["pct_peak"] == pytest.approx(100 * r["gflops"] / (r["peak_gflops"] or peak), rel=1e-6)
         if r["kind"] == "training":
             assert r["patches_per_s"] == pytest.approx(result["training_input"]["batch"] / (r["latency_ms"] / 1e3))
         else:
             assert r["output_mp_per_s"] == pytest.approx(result["input"]["output_megapixels"] / (r["latency_ms"] / 1e3))
         assert f"| {name} |" in proc.stdout
-    goals = result["goals"]
+    goals = N.evaluate_goals(rows)
     assert [g["goal"] for g in goals] == ["keras_fp32_pct_peak", "int8_speedup", "train_pct_peak"]
     assert all(isinstance(g["met"], bool) and g["measured"] > 0 for g in goals)
     assert result["profiles"]["inference"]["conv_share_pct"] > 0
     assert result["profiles"]["training"]["conv_share_pct"] > 0
     assert proc.stdout.startswith("## Performance\n\nGenerated by `drn benchmark --quick --json ")
-    assert f"this run: drn_x2 at {h}x{w} on {m['cores']} cores" in proc.stdout
-    for heading in ("### Goals", "### Where the time goes", "### Notes", "Measured fp32 peak", "Measured int8 peak"):
+    for heading in ("### Where the time goes", "Measured fp32 peak", "Measured int8 peak"):
         assert heading in proc.stdout
+    # the round's goals and notes, put on the JSON by the tool
+    notes_md = tmp_path / "notes.md"
+    assert N.main([str(js), "-o", str(notes_md)]) == 0
+    notes = notes_md.read_text()
+    assert notes.startswith(proc.stdout)
+    assert f"this run: drn_x2 at {h}x{w} on {m['cores']} cores" in notes
+    for heading in ("### Goals", "### Notes", "On the JAX backend (`train-jax`"):
+        assert heading in notes

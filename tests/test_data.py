@@ -12,7 +12,7 @@ from PIL import Image
 
 from drn_tf.core.imageio import ImageReadError, read_image
 from drn_tf.core.imresize import bicubic_degrade, imresize, modcrop
-from drn_tf.core.tiling import dihedral
+from drn_tf.core.tiling import dihedral, undihedral
 from drn_tf.data.patches import PatchSampler, load_pairs
 from drn_tf.data.tfdata import (
     OnTheFlySampler,
@@ -82,6 +82,18 @@ def test_undo_inverts_dihedral_and_the_8_are_distinct(rng):
     for k in range(8):
         np.testing.assert_array_equal(undo(outs[k], k), x)
     assert len({o.tobytes() + bytes(o.shape) for o in outs}) == 8
+
+
+def test_dihedral_of_a_batch_is_that_of_each_image_and_undihedral_inverts_it(rng):
+    """One implementation for the sampler (one image) and the self-ensemble (a batch)."""
+    batch = rng.integers(0, 256, (3, 5, 7, 2), dtype=np.uint8)
+    for k in range(8):
+        out = dihedral(batch, k)
+        for i in range(3):
+            np.testing.assert_array_equal(out[i], dihedral(batch[i], k))
+            np.testing.assert_array_equal(undihedral(dihedral(batch[i], k), k), batch[i])
+        np.testing.assert_array_equal(undihedral(out, k), batch)
+        np.testing.assert_array_equal(undo(out[1], k), batch[1])
 
 
 @pytest.mark.parametrize("s", [2, 3])

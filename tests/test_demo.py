@@ -54,7 +54,7 @@ def test_demo_with_a_model_file(tmp_path, capsys, model_files):
     assert sr_psnr == pytest.approx(psnr_y(sr, hr, 2), abs=0.006)
     fig = Image.open(out / "comparison_x2.png")
     assert fig.format == "PNG" and fig.size[0] > 3 * fig.size[1]  # side by side
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp*"))
 
 
 def test_demo_scale_3_and_own_image(tmp_path, capsys, model_files):

@@ -80,6 +80,59 @@ def test_grey_through_a_model_is_replicated_and_averaged(rng):
     np.testing.assert_array_equal(sr3[::2, ::2, 0], np.floor(colour[..., 0] * 0.5 + 0.5).astype(np.uint8))
 
 
+def test_grey_is_averaged_before_clipping_the_same_way_everywhere(rng):
+    """The protocol's grey rule (core.protocol.model_output): the 3 output channels are averaged, then
+    clipped. With channel gains 0.5/1/1.5 a bright grey pixel overflows the third channel; averaging the
+    clipped channels would give a darker grey. drn evaluate, drn_tf.upscale and the training validation's
+    model_output agree, to the level."""
+    from drn_tf.core.protocol import model_input, model_output
+
+    model = _channel_model(2)
+    lr = rng.integers(180, 256, (6, 5, 1), dtype=np.uint8)
+    want = np.kron(lr[..., 0], np.ones((2, 2), np.uint8))[..., None]  # gains average to 1
+    np.testing.assert_array_equal(ev.upscale_model(model, lr), want)
+    np.testing.assert_array_equal(U.upscale_array(lr, model), want)
+    np.testing.assert_array_equal(U.upscale_array(lr[..., 0], model), want[..., 0])
+    y = np.asarray(model.predict_on_batch(model_input(lr)[None]))[0]
+    assert y.max() > 1.0  # the third channel does overflow
+    np.testing.assert_array_equal(model_output(y, grey=True), want)
+    np.testing.assert_allclose(model_output(y, grey=True, dtype=np.float32), want / 255.0, atol=1e-6)
+    clipped_first = np.floor(np.clip(y, 0.0, 1.0).mean(axis=-1, keepdims=True) * 255.0 + 0.5)
+    assert (clipped_first < want).any()
+
+
+def test_read_benchmark_raises_or_skips_with_a_warning_and_keeps_grey(tmp_path, set5, set14):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    shutil.copy(set5 / "bird.png", folder / "a.png")
+    Image.open(set14 / "bridge.png").crop((0, 0, 40, 36)).save(folder / "b_grey.png")
+    (folder / "c_broken.png").write_bytes(b"not an image")
+    Image.fromarray(np.zeros((14, 30, 3), np.uint8)).save(folder / "d_tiny.png")  # 14 - 2*2 < 11
+    with pytest.raises(P.ImageReadError, match="c_broken.png"):
+        P.read_benchmark(folder, 2)
+    with pytest.warns(UserWarning) as caught:
+        bench = P.read_benchmark(folder, 2, on_error="skip", label="my set")
+    assert [p.name for p in bench.paths] == ["a.png", "b_grey.png"]
+    assert [h.shape for h in bench.hrs] == [(288, 288, 3), (36, 40, 1)]
+    assert [lr.shape for lr in bench.lrs] == [(144, 144, 3), (18, 20, 1)]
+    for (lr, hr), path in zip(zip(bench.lrs, bench.hrs), bench.paths):
+        want_lr, want_hr = P.load_pair(path, 2)
+        np.testing.assert_array_equal(lr, want_lr)
+        np.testing.assert_array_equal(hr, want_hr)
+    assert len(bench.skipped) == 2 and "c_broken.png" in bench.skipped[0] and "too small" in bench.skipped[1]
+    assert [str(w.message) for w in caught] == [f"my set: skipping {r}" for r in bench.skipped]
+    assert [p.name for p in P.read_benchmark(folder, 2, limit=1).paths] == ["a.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images found"):
+        P.read_benchmark(tmp_path / "empty", 2)
+    # drn evaluate: the same skips, and its progress counts every file
+    calls = []
+    with pytest.warns(UserWarning):
+        res = ev.evaluate_folder(folder, 2, on_error="skip", progress=lambda *a: calls.append(a[1:3]))
+    assert [r.name for r in res.images] == ["a.png", "b_grey.png"] and res.skipped == bench.skipped
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
 def test_self_ensemble_undoes_each_transform(rng):
     # nearest upsampling commutes with flips/rotations: the ensemble equals the plain output
     # (a wrongly inverted transform would not, on this non-square image)

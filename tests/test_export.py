@@ -21,12 +21,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+from drn_tf.bench import export_report as ER  # noqa: E402
 from drn_tf.core.metrics import psnr_y, to_uint8  # noqa: E402
 from drn_tf.export import common as EC  # noqa: E402
 from drn_tf.export import int8 as EI  # noqa: E402
-from drn_tf.bench import export_report as ER  # noqa: E402
 from drn_tf.export import savedmodel as ES  # noqa: E402
 from drn_tf.export import tflite as E  # noqa: E402
+from drn_tf.inference import runtimes as R  # noqa: E402
 from drn_tf.inference.upscale import predict_image
 from drn_tf.models.drn import DRN  # noqa: E402
 
@@ -245,7 +246,7 @@ def test_saved_model_bytes_signature(model, loaded, rng):
 
 @pytest.mark.parametrize("quantize", EC.QUANTIZATIONS)
 def test_tflite_variant_runs_on_two_sizes(quantize, model, tflite_models, rng):
-    runner = E.TFLiteUpscaler(tflite_models[quantize], num_threads=2)
+    runner = R.TFLiteUpscaler(tflite_models[quantize], num_threads=2)
     assert runner.fixed is None  # dynamic height and width by default
     if quantize == "int8":
         assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
@@ -301,7 +302,7 @@ def test_flex_ops_are_refused(tmp_path):
 
 
 def test_fixed_shape_model_and_tiling(model, fixed_models, tflite_models, rng):
-    runner = E.TFLiteUpscaler(fixed_models["plain"], num_threads=2)
+    runner = R.TFLiteUpscaler(fixed_models["plain"], num_threads=2)
     assert [int(v) for v in runner.input["shape_signature"]] == [1, 32, 40, 3]
     assert [int(v) for v in runner.input["shape"]] == [1, 32, 40, 3]
     assert runner.fixed == (32, 40) and runner.overlap == model.receptive_radius
@@ -320,8 +321,8 @@ def test_gpu_friendly_tflite(fixed_models, rng):
     assert ok, details
     assert E.tflite_metadata(fixed_models["gpu"])["gpu_friendly"] is True
     lr = rng.integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
-    plain = E.TFLiteUpscaler(fixed_models["plain"], num_threads=2).predict(lr)
-    gpu = E.TFLiteUpscaler(fixed_models["gpu"], num_threads=2).predict(lr)
+    plain = R.TFLiteUpscaler(fixed_models["plain"], num_threads=2).predict(lr)
+    gpu = R.TFLiteUpscaler(fixed_models["gpu"], num_threads=2).predict(lr)
     np.testing.assert_allclose(gpu, plain, atol=1e-5)
 
 
@@ -329,7 +330,7 @@ def test_int8_pixel_io_with_narrow_calibration(model, rng):
     """Calibrated on [0.25, 0.75] only: the converter's uint8 I/O would not be pixels; ours are."""
     samples = [0.25 + 0.5 * rng.random((24, 24, 3)).astype("float32") for _ in range(3)]
     flat = E.convert_tflite(model, "int8", calibration=samples)
-    runner = E.TFLiteUpscaler(flat, num_threads=2)
+    runner = R.TFLiteUpscaler(flat, num_threads=2)
     for detail in (runner.input, runner.output):
         scale, zero = detail["quantization"]
         assert zero == 0 and scale == pytest.approx(1 / 255, rel=1e-6)
@@ -357,7 +358,7 @@ def test_int8_psnr_loss_trained(data_dir):
     trained = load_model(path)
     flat = E.convert_tflite(trained, "int8", calibration=data_dir / "train")
     assert E.tflite_metadata(flat)["int8_recipe"] == EI.INT8_RECIPE
-    runner = E.TFLiteUpscaler(flat)
+    runner = R.TFLiteUpscaler(flat)
     for name in ("Set5", "Set14"):
         _, pairs = ER._set5_pairs(data_dir / "benchmark" / name, 2)
         # the protocol's pairs (grey bridge.png of Set14 stays one channel; ER._protocol_sr averages RGB back)
@@ -402,7 +403,7 @@ def test_int8_elu_in_int8(model, tflite_models, data_dir, monkeypatch, rng):
     plain = E.convert_tflite(model, "int8", calibration=data_dir / "train", calibration_count=8)
     assert E.tflite_ops(plain)["DEQUANTIZE"] == model.num_groups
     lr = rng.integers(0, 256, size=(1, 37, 29, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(E.TFLiteUpscaler(tflite_models["int8"]).run(lr), E.TFLiteUpscaler(plain).run(lr))
+    np.testing.assert_array_equal(R.TFLiteUpscaler(tflite_models["int8"]).run(lr), R.TFLiteUpscaler(plain).run(lr))
 
 
 def test_gpu_check_flags_depth_to_space(tflite_models, fixed_models):
@@ -438,13 +439,31 @@ def test_report_small(model, data_dir):
         ER.build_report(model, "x", data_dir, variants=("tflite-int4",))
 
 
+def test_report_scores_a_grey_image_as_drn_evaluate(data_dir):
+    """The export report's protocol (ER._set5_pairs, ER._protocol_sr) on Set14's grey bridge.png with the
+    trained drn_x2 gives drn evaluate's uint8 SR to the level (they once differed on 2 pixels: the report
+    averaged the channels in float64 on the [0, 255] scale)."""
+    from drn_tf.inference.evaluation import upscale_model
+    from drn_tf.models.drn import bundled_model_path
+    from drn_tf.models.resolve import resolve_model
+
+    if bundled_model_path("drn_x2") is None:
+        pytest.skip("assets/drn_x2.keras (trained weights) not bundled")
+    trained = resolve_model(preset="drn_x2")
+    folder, pairs = ER._set5_pairs(data_dir, 2, set_name="Set14")
+    name, lr, hr = next(p for p in pairs if p[0] == "bridge.png")
+    assert folder == data_dir / "benchmark" / "Set14" and lr.shape == (256, 256, 1) and hr.shape == (512, 512, 1)
+    report_sr = ER._protocol_sr(lambda x: predict_image(trained, x) * 255.0, lr)
+    np.testing.assert_array_equal(report_sr, upscale_model(trained, lr))
+
+
 def test_cli_export(tmp_path, monkeypatch, capsys, data_dir):
     from drn_tf.cli.main import main
 
     out = tmp_path / "m.tflite"
     assert main(["export", "tflite", "--preset", "drn_s_x2", "--quantize", "float16", "--input-size", "24x20",
                  "-o", str(out)]) == 0
-    runner = E.TFLiteUpscaler(out)
+    runner = R.TFLiteUpscaler(out)
     assert [int(v) for v in runner.input["shape_signature"]] == [1, 24, 20, 3]
     assert "DEQUANTIZE" in E.tflite_ops(out.read_bytes())  # float16 weights
     assert main(["export", "saved-model", "--preset", "drn_s_x2", "-o", str(tmp_path / "serving")]) == 0

@@ -267,3 +267,17 @@ def test_arguments_at_their_bounds_are_accepted_and_normalised():
                 mean=[0.5], upsampler="progressive")  # progressive is allowed for a scale it leaves single
     assert (model.scale, model.channels, model.negative_slope, model.mean) == (3, 4, 0.0, (0.5,))
     assert json.loads(json.dumps(model.get_config())) == model.get_config()
+
+
+def test_every_preset_names_a_registered_architecture():
+    """Presets -> model classes in one place (drn_tf.models.build): what a second architecture would extend."""
+    from drn_tf.models.build import ARCHITECTURES, from_preset, model_class
+    from drn_tf.models.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        assert preset["architecture"] in ARCHITECTURES, name
+        assert model_class(name) is DRN
+    m = from_preset("drn_s_x3", load_weights=False, channels=16)
+    assert isinstance(m, DRN) and m.get_config()["channels"] == 16 and m.get_config()["scale"] == 3
+    with pytest.raises(ValueError, match="unknown preset"):
+        model_class("srcnn_x2")

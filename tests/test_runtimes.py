@@ -14,9 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+from drn_tf.bench import export_report as ER  # noqa: E402
 from drn_tf.core.metrics import psnr_y
 from drn_tf.export import int8 as EI  # noqa: E402
-from drn_tf.bench import export_report as ER  # noqa: E402
 from drn_tf.export import tflite as E
 from drn_tf.inference import runtimes as R
 from drn_tf.inference.upscale import upscale
@@ -173,7 +173,7 @@ def test_int8_runtime_tiling_and_quality(data_dir, tmp_path):
     model = resolve_model(preset="drn_s_x2")
     lite = R.runtime_model(model, "litert-int8", cache_dir=tmp_path)
     assert lite.runner.uint8_io and E.tflite_metadata(lite.path)["int8_recipe"] == EI.INT8_RECIPE
-    whole = E.TFLiteUpscaler(lite.path)
+    whole = R.TFLiteUpscaler(lite.path)
     loss = {}
     for name in ("Set5", "Set14"):
         deltas = []
@@ -186,3 +186,88 @@ def test_int8_runtime_tiling_and_quality(data_dir, tmp_path):
             deltas.append(psnr_y(int8, hr, 2) - psnr_y(upscale(lr, model=model), hr, 2))
         loss[name] = -float(np.mean(deltas))
     assert max(loss.values()) <= INT8_LOSS_DB, loss
+
+
+def _bundled_presets():
+    from drn_tf.models.drn import bundled_model_path
+    from drn_tf.models.presets import preset_names
+
+    return [n for n in preset_names() if bundled_model_path(n) is not None]
+
+
+def test_bundled_int8_ranges_match_the_bundled_weights():
+    """Every bundled preset ships its int8 calibration (assets/int8.json), made from exactly its bundled
+    weights with the current recipe (else: rerun converters/bundle_int8.py)."""
+    import json
+
+    from drn_tf.core.utils import assets_dir
+
+    presets = _bundled_presets()
+    if not presets:
+        pytest.skip("no trained model bundled")
+    manifest = json.loads((assets_dir() / R.INT8_MANIFEST).read_text())
+    for name in presets:
+        entry = manifest.get(name)
+        assert entry, f"{name}: no bundled int8 calibration (python converters/bundle_int8.py {name})"
+        model = DRN.from_preset(name)
+        assert entry["recipe"] == EI.INT8_RECIPE, f"{name}: int8 recipe changed; rerun converters/bundle_int8.py"
+        assert entry["weights"] == R.weights_digest(model), f"{name}: weights changed; rerun converters/bundle_int8.py"
+        ranges = R.bundled_int8_ranges(model)
+        assert ranges and all(lo <= 0.0 <= hi or lo < hi for lo, hi in ranges.values())
+        assert set(ranges) == set(EI.int8_ranges(model, EI.range_samples())), name  # one range per tap
+    assert R.bundled_int8_ranges(DRN.from_preset(presets[0], load_weights=False)) is None  # other weights
+
+
+@pytest.mark.slow
+def test_bundled_ranges_reproduce_the_calibrated_model(data_dir, tmp_path):
+    """The int8 model converted from the bundled ranges (no images) is the model calibrated on the training
+    images: the same outputs, bit for bit."""
+    presets = _bundled_presets()
+    if not presets:
+        pytest.skip("no trained model bundled")
+    model = DRN.from_preset("drn_s_x2" if "drn_s_x2" in presets else presets[0])
+    from_ranges = E.convert_tflite(model, "int8", int8_ranges=R.bundled_int8_ranges(model))
+    calibrated = E.convert_tflite(model, "int8", calibration=str(data_dir / "train"))
+    x = np.random.default_rng(0).integers(0, 256, size=(1, 40, 36, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(R.TFLiteUpscaler(from_ranges).run(x), R.TFLiteUpscaler(calibrated).run(x))
+    assert len(from_ranges) == len(calibrated)
+
+
+def test_int8_runtime_on_a_fresh_install_needs_no_data(tmp_path, monkeypatch, rng):
+    """Without calibration images (DRN_DATA points nowhere), a bundled preset still runs in int8: converted
+    with its bundled ranges and cached; a model without bundled ranges still asks for the data."""
+    presets = _bundled_presets()
+    if not presets:
+        pytest.skip("no trained model bundled")
+    monkeypatch.setenv("DRN_DATA", str(tmp_path / "no-data"))
+    model = resolve_model(preset="drn_s_x2" if "drn_s_x2" in presets else presets[0])
+    lite = R.runtime_model(model, "litert-int8", cache_dir=tmp_path / "cache")
+    assert lite.path.parent == tmp_path / "cache" and lite.runner.uint8_io
+    image = rng.integers(0, 256, size=(24, 20, 3), dtype=np.uint8)
+    s = model.get_config()["scale"]
+    out = upscale(image, model=lite)
+    np.testing.assert_array_equal(out, R.TFLiteUpscaler(lite.path).run(image[None])[0])
+    assert out.shape == (24 * s, 20 * s, 3)
+    from drn_tf.models.resolve import ModelError
+
+    with pytest.raises(ModelError, match="calibration images"):
+        R.runtime_model(DRN.from_preset(presets[0], load_weights=False), "litert-int8", cache_dir=tmp_path / "c2")
+
+
+@pytest.mark.slow
+def test_every_bundled_int8_model_keeps_the_quality(data_dir, tmp_path):
+    """Issue 17's bound for every bundled int8 file: Set5 Y-PSNR within INT8_LOSS_DB of its fp32 model."""
+    from drn_tf.core.imageio import list_images
+    from drn_tf.core.protocol import load_pair
+
+    losses = {}
+    for name in _bundled_presets():
+        model = resolve_model(preset=name)
+        lite = R.runtime_model(model, "litert-int8", cache_dir=tmp_path)
+        s = model.get_config()["scale"]
+        deltas = []
+        for f in list_images(data_dir / "benchmark" / "Set5"):
+            lr, hr = load_pair(f, s)
+            deltas.append(psnr_y(upscale(lr, model=lite), hr, s) - psnr_y(upscale(lr, model=model), hr, s))
+        losses[name] = -float(np.mean(deltas))
+    assert losses and max(losses.values()) <= INT8_LOSS_DB, losses

@@ -69,7 +69,7 @@ def test_family_plus_scale_names_the_preset():
         (["train.minutes=0"], "train.minutes must be > 0"),
         (["train.minutes=soon"], "train.minutes"),
         (["train.tensorboard=maybe"], "train.tensorboard must be auto, true or false"),
-        (["data.pipeline=torch"], "data.pipeline must be auto, tf.data or numpy"),
+        (["data.pipeline=torch"], "data.pipeline must be auto, tf.data, numpy or device"),
         (["data.workers=-1"], "data.workers must be >= 0"),
     ],
 )

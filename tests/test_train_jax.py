@@ -182,3 +182,26 @@ def test_minutes_fits_the_step_count_to_the_budget(data_dir, tmp_path):
         else:  # a loaded machine slowed down after the calibration: the deadline stopped the run, and says so
             assert f"stopped after epoch {summary['steps'] // 10} of {planned // 10}" in log
 
+
+
+def test_jax_device_pipeline_trains_without_tensorflow(data_dir, tmp_path):
+    """``data.pipeline: device`` (the training set on the accelerator, patches cut there): trains under JAX
+    with TensorFlow unimportable, on 2 host devices (DataParallel), loss falling, the run summary naming it;
+    on TensorFlow it is a one-line config error."""
+    cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", steps=20)
+    run = tmp_path / "run"
+    with processes() as start:
+        log = run_python(start, NO_TF, ["train", "--config", cfg, "--out", run, "--verbose", "2", "--set",
+                                        "data.pipeline=device"], tmp_path / "l.txt", "jax",
+                         XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert log.rstrip().endswith("TF-FREE"), log[-2000:]
+    assert "[data] training set on the device:" in log
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["pipeline"] == "device" and summary["replicas"] == 2 and summary["steps"] == 20
+    curve = losses(run)
+    assert len(curve) == 4 and curve[-1] < 0.8 * curve[0], curve
+
+    from drn_tf.train.engine import ConfigError, load_config, train
+
+    with pytest.raises(ConfigError, match="data.pipeline device needs the JAX backend"):
+        train(load_config(cfg, sets=["data.pipeline=device"]), tmp_path / "tf-run")

@@ -9,7 +9,8 @@
 # Usage (device machine, carry: [".gpu"]):   bash training/gpu_session.sh drn_x2 [MINUTES, default 8.5]
 # Knobs (environment): BATCH (64), PATCH (48), EPOCH_STEPS (250), WORKERS (6, patch-cutting threads),
 #   LR (4e-4), MP (mixed precision policy, default mixed_bfloat16; false for float32), SPE (train steps
-#   per jitted call, 1; same weights as 1 step per call, measured on CPU),
+#   per jitted call, 1; same weights as 1 step per call, measured on CPU), PIPELINE (numpy: patches cut by
+#   WORKERS host threads; device: the training set on the GPU as uint8, patches cut there, no host work per step),
 #   INIT (default assets/PRESET.keras), DATA (.gpu/data), TRAIN (train), VAL ("val/Set5"; "val/Set5 val/Set14" when prepared with Set14),
 #   EXTRA (more `drn train` options), SKIP_PIP=1 (use the installed packages), OUT (runs/gpu).
 # On CPU, end to end with a 1-minute budget and a tiny batch (what the tests cannot afford to repeat):
@@ -20,7 +21,7 @@ PRESET=${1:?usage: bash training/gpu_session.sh PRESET [MINUTES]}
 MINUTES=${2:-8.5}
 OUT=${OUT:-runs/gpu}
 BATCH=${BATCH:-64}; PATCH=${PATCH:-48}; EPOCH_STEPS=${EPOCH_STEPS:-250}; WORKERS=${WORKERS:-6}
-LR=${LR:-4e-4}; MP=${MP:-mixed_bfloat16}; SPE=${SPE:-1}; INIT=${INIT:-$PWD/assets/$PRESET.keras}
+LR=${LR:-4e-4}; MP=${MP:-mixed_bfloat16}; SPE=${SPE:-1}; PIPELINE=${PIPELINE:-numpy}; INIT=${INIT:-$PWD/assets/$PRESET.keras}
 DATA=${DATA:-.gpu/data}; TRAIN=${TRAIN:-train}; VAL=${VAL:-val/Set5}; EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
 if [ -z "${SKIP_PIP:-}" ]; then
@@ -42,14 +43,15 @@ timeout "$(python3 -c "print(int($MINUTES * 60 + 120))")" python3 -c \
   --init-from "$INIT" --data "$DATA" --train $TRAIN --val $VAL --minutes "$MINUTES" --batch-size "$BATCH" \
   --patch-size "$PATCH" --epoch-steps "$EPOCH_STEPS" --lr "$LR" --mixed-precision "$MP" \
   --set data.workers="$WORKERS" --set data.cache_dir=/tmp/drncache --set train.val_every=2 \
-  --set train.steps_per_execution="$SPE" \
+  --set train.steps_per_execution="$SPE" --set data.pipeline="$PIPELINE" \
   --set schedule.warmup_steps=500 --out "$RUN" --verbose 2 $EXTRA >"$RUN.log" 2>&1
 rc=$?
 grep -E "^\[(data|train|done)\]" "$RUN.log"; tail -n 3 "$RUN.log" | cut -c1-300
 # the matmul rate of this device in the training's precision, beside the training rate in run.json
 [ -f "$RUN/run.json" ] && python3 - "$RUN/run.json" "$MP" <<'EOF'
 import json, sys
-from drn_tf.train.engine import jax_matmul_peak_tflops, write_file
+from drn_tf.train.engine import jax_matmul_peak_tflops
+from drn_tf.train.state import write_file
 path, mp = sys.argv[1], sys.argv[2]
 run = json.load(open(path))
 peak = jax_matmul_peak_tflops("bfloat16" if "bfloat16" in mp else "float16" if "float16" in mp else "float32")

@@ -1,7 +1,7 @@
 """``drn benchmark``: latency, throughput and achieved GFLOP/s against this
 machine's measured fp32 matrix-multiply peak.
 
-TensorFlow-only module. What it measures, all in one process and one run:
+What it measures, in one run:
 
 * **peak**: a large ``tf.linalg.matmul`` (``n x n`` float32, ``2 n^3`` FLOPs),
   timed *interleaved* with the model runs (one matmul per round), so the peak
@@ -16,16 +16,22 @@ TensorFlow-only module. What it measures, all in one process and one run:
   (``2 x MACs / latency``, MACs from :mod:`drn_tf.models.analysis`) and its share
   of the peak;
 * **training** (Adam, L1 loss, synthetic in-memory patches of the training
-  configuration's size) with and without XLA: patches/s and GFLOP/s with
-  training FLOPs taken as ``3 x`` the forward pass (backward = 2 x forward);
+  configuration's size) on TensorFlow with and without XLA, in mixed_bfloat16,
+  and from the ``tf.data`` pipeline; and on the **JAX** backend in a
+  subprocess (``KERAS_BACKEND=jax``, no TensorFlow imported there), against a
+  JAX float32 matmul peak measured in that subprocess. Patches/s and GFLOP/s
+  with training FLOPs taken as ``3 x`` the forward pass (backward = 2 x forward);
 * a **profile** (``tf.profiler``) of one graph-mode inference and one training
-  step: time per op type, and the GFLOP/s of the convolutions alone, which
-  says whether the gap to the peak is in the convolution kernels or around
-  them.
+  step: time per op type, and the GFLOP/s of the convolutions alone.
 
-Every timed variant runs round-robin with the others (after its own warm-up),
-so a load change on a shared machine hits all of them alike; the figures are
-medians.
+Every timed variant runs round-robin with the others of its kind and the
+matmuls (after its own warm-up), so a load change on a shared machine hits all
+of them alike; the figures are medians, with the fastest runs beside them.
+
+The variants are one registry, :data:`VARIANTS` (name -> :class:`Variant`);
+``run_benchmark(registry=...)`` takes an extended one (``tools/benchmark_diagnostics.py``
+adds the diagnostics of past rounds). The report is factual: measurements, no
+targets (``tools/benchmark_notes.py`` puts a round's goals and notes on a result JSON).
 """
 
 from __future__ import annotations
@@ -36,64 +42,18 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from drn_tf.core.utils import cpu_flags, cpu_model
-
-INFERENCE_VARIANTS = (
-    "keras-eager",
-    "keras-graph",
-    "keras-xla",
-    "saved_model",
-    "tflite-float32",
-    "tflite-float16",
-    "tflite-dynamic",
-    "tflite-int8",
-)
-DIAGNOSTIC_VARIANTS = ("keras-graph-concat", "tflite-int8-convs")
-TRAIN_VARIANTS = ("train-graph", "train-xla", "train-pipeline")
-TRAIN_DIAGNOSTICS = ("train-graph-concat", "train-bf16")
-# table order: each diagnostic beside what it explains
-ALL_VARIANTS = (
-    "keras-eager", "keras-graph", "keras-graph-concat", "keras-xla", "saved_model", "tflite-float32",
-    "tflite-float16", "tflite-dynamic", "tflite-int8", "tflite-int8-convs",
-    "train-graph", "train-graph-concat", "train-bf16", "train-xla", "train-pipeline",
-)
-assert set(ALL_VARIANTS) == set(INFERENCE_VARIANTS + DIAGNOSTIC_VARIANTS + TRAIN_VARIANTS + TRAIN_DIAGNOSTICS)
-
-DESCRIPTIONS = {
-    "keras-eager": "Keras fp32, eager (op by op)",
-    "keras-graph": "Keras fp32, tf.function graph (predict_on_batch)",
-    "keras-xla": "Keras fp32, tf.function(jit_compile=True) (XLA)",
-    "saved_model": "SavedModel `serving_default` (uint8 in/out), TF runtime",
-    "tflite-float32": "TFLite float32, LiteRT + XNNPACK",
-    "tflite-float16": "TFLite float16 weights, LiteRT + XNNPACK",
-    "tflite-dynamic": "TFLite dynamic-range int8 weights, LiteRT + XNNPACK",
-    "tflite-int8": "TFLite full int8 (uint8 I/O), LiteRT + XNNPACK",
-    "keras-graph-concat": "diagnostic: keras-graph with the residual distilling block in its first form "
-    "(slice, add, concat) instead of y + pad(x)",
-    "tflite-int8-convs": "diagnostic: the model's 18 convolutions alone (same shapes, no activations/adds/pads), "
-    "TFLite full int8",
-    "train-graph": "training step, Adam + L1, tf.function graph",
-    "train-graph-concat": "diagnostic: train-graph with the residual distilling block in its first form "
-    "(slice, add, concat)",
-    "train-bf16": "diagnostic: train-graph under the mixed_bfloat16 policy (`drn train --mixed-precision "
-    "mixed_bfloat16`); bf16 math, so not counted against the fp32 peak",
-    "train-xla": "training step, Adam + L1, jit_compile=True (XLA)",
-    "train-pipeline": "training step, graph, batches from the tf.data pipeline (drn_tf.data.tfdata, prefetch)",
-}
-
-GOALS = {
-    "keras_fp32_pct_peak": 75.0,  # Keras fp32 inference, % of the measured matmul peak
-    "int8_speedup": 4.0,  # TFLite int8 throughput / Keras fp32 throughput
-    "train_pct_peak": 50.0,  # training GFLOP/s, % of the measured matmul peak
-}
 
 
 @dataclass
@@ -134,6 +94,10 @@ class Row:
     best_ms: float | None = None  # fastest run: what the machine does when no other process interferes
     gflops_best: float | None = None
     pct_peak_best: float | None = None  # against the fastest matmul run
+    # the peak pct_peak is taken against when it is not the run's TensorFlow matmul (result["peak"]):
+    # a variant measured in another process has its own, measured there (median, fastest run)
+    peak_gflops: float | None = None
+    peak_gflops_best: float | None = None
     note: str = ""
 
 
@@ -262,61 +226,6 @@ def int8_matmul_fn(n: int, threads: int | None = None):
     return run
 
 
-@contextlib.contextmanager
-def concat_residual():
-    """Within the block, :class:`drn_tf.models.layers.ResidualDistillingBlock` computes
-    ``concat(y[..., :w] + x, y[..., w:])`` (slices, add, concat: its first
-    form) instead of ``y + pad(x)``: same result, for the comparison only.
-    Functions traced inside keep that form."""
-    from keras import ops
-
-    from drn_tf.models import layers as L
-
-    def call(self, x):
-        width = x.shape[-1]
-        y = L.apply_activation(self.conv(x), self.activation, self.negative_slope)
-        return ops.concatenate([y[..., :width] + x, y[..., width:]], axis=-1)
-
-    saved = L.ResidualDistillingBlock.call
-    L.ResidualDistillingBlock.call = call
-    try:
-        yield
-    finally:
-        L.ResidualDistillingBlock.call = saved
-
-
-def conv_chain_model(model):
-    """A Keras model made of ``model``'s convolutions only (same shapes, in
-    order, with the upsampler's pixel shuffles), without activations, adds,
-    pads or concatenations: the time TFLite spends in the convolutions."""
-    import keras
-
-    from drn_tf.models import layers as L
-    from drn_tf.models.analysis import model_config
-
-    convs: list[tuple[int, int, int]] = []  # (filters, kernel, shuffle factor after it)
-    for layer in model.layers:
-        if isinstance(layer, L.ResidualDistillingGroup):
-            convs += [(b.conv.filters, b.conv.kernel_size[0], 0) for b in layer.blocks]
-            convs.append((layer.compress.filters, layer.compress.kernel_size[0], 0))
-        elif isinstance(layer, L.Upsampler):
-            for i, conv in enumerate(layer.convs):
-                convs.append((conv.filters, conv.kernel_size[0], layer.stages[i] if i < len(layer.stages) else 0))
-        elif isinstance(layer, keras.layers.Conv2D):
-            convs.append((layer.filters, layer.kernel_size[0], 0))
-    config = model_config(model)
-    inputs = keras.Input((None, None, int(model.inputs[0].shape[-1])))
-    x = inputs
-    for i, (filters, kernel, shuffle) in enumerate(convs):
-        x = keras.layers.Conv2D(filters, kernel, padding="same", name=f"conv_{i}")(x)
-        if shuffle:
-            x = L.PixelShuffle(shuffle, name=f"shuffle_{i}")(x)
-    chain = keras.Model(inputs, x, name="conv_chain")
-    chain.scale = int(config["scale"])  # what drn_tf.export.tflite.convert_tflite reads
-    chain.receptive_radius = len(convs)
-    return chain
-
-
 # ---------------------------------------------------------------- profile
 
 
@@ -412,87 +321,242 @@ def summarise_profile(ops: dict[str, float] | None, flops: float) -> dict | None
 
 
 def load_benchmark_model(preset: str = "drn_x2", model_path=None):
-    """``(model, source)``: the model file, else the preset's bundled trained
-    model if ``assets/<preset>.keras`` exists, else a fresh one."""
-    from drn_tf.models.drn import DRN, bundled_model_path, load_model
+    """The :class:`drn_tf.models.resolve.Resolved` model: the model file, else the preset's bundled
+    trained model, else a freshly initialised one (``trained=False``: latency does not depend on the weights)."""
+    from drn_tf.models.resolve import resolve
 
-    if model_path:
-        return load_model(model_path), f"{model_path} (model file)"
-    bundled = bundled_model_path(preset)
-    if bundled:
-        return load_model(bundled), f"preset {preset}, trained bundled weights ({bundled.name})"
-    return (
-        DRN.from_preset(preset, load_weights=False),
-        f"preset {preset}, freshly initialised (no assets/{preset}.keras; latency does not depend on the weights)",
-    )
+    return resolve(model_path or None, preset, allow_untrained=True)
 
 
-# ---------------------------------------------------------------- inference variants
+# ---------------------------------------------------------------- variants
 
 
-def _inference_timers(model, variants, size, settings: Settings, rows: dict, workdir: Path, say):
-    """Build the callables of the available variants; unavailable ones get a reason."""
+@dataclass
+class Bench:
+    """What the variants' builders share: the model, its DRN config, the settings, a scratch folder
+    and the inputs (one ``1 x H x W x 3`` image; a training batch)."""
+
+    model: object
+    config: dict
+    settings: Settings
+    workdir: Path
+
+    @cached_property
+    def x_uint8(self) -> np.ndarray:
+        h, w = self.settings.size
+        return np.random.default_rng(0).integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
+
+    @cached_property
+    def x_float(self) -> np.ndarray:
+        return self.x_uint8.astype(np.float32) / 255.0
+
+    @cached_property
+    def x_tf(self):
+        import tensorflow as tf
+
+        return tf.constant(self.x_float)
+
+    @cached_property
+    def train_xy(self):
+        import tensorflow as tf
+
+        return tuple(tf.constant(a) for a in train_batch(int(self.config["scale"]), self.settings))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the report. ``build(bench, row)`` returns the callable that is timed (one inference or one
+    training step, run to completion), round-robin with the other variants of its ``kind`` and the matmuls;
+    it may set ``row.note``. A variant with ``measure(bench, row)`` instead times itself, alone, and returns
+    ``(seconds per step, seconds per matmul of its own peak)``: one that runs in another process."""
+
+    description: str
+    kind: str  # "inference" | "training"
+    build: Callable | None = None
+    measure: Callable | None = None
+
+
+def _keras_eager(b: Bench, row: Row):
+    return lambda: np.asarray(b.model(b.x_tf, training=False))
+
+
+def _keras_graph(b: Bench, row: Row):
+    return lambda: b.model.predict_on_batch(b.x_float)
+
+
+def _keras_xla(b: Bench, row: Row):
     import tensorflow as tf
 
-    h, w = size
-    rng = np.random.default_rng(0)
-    x_uint8 = rng.integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
-    x_float = x_uint8.astype(np.float32) / 255.0
-    xt = tf.constant(x_float)
-    timers = {}
-    for name in variants:
-        row = rows[name]
-        say(f"  preparing {name} ...")
-        try:
-            if name == "keras-eager":
-                timers[name] = lambda: np.asarray(model(xt, training=False))
-            elif name == "keras-graph":
-                timers[name] = lambda: model.predict_on_batch(x_float)
-            elif name == "keras-xla":
-                fn = tf.function(lambda x: model(x, training=False), jit_compile=True)
-                fn(xt)  # compile now, so a failure marks the variant unavailable
-                timers[name] = lambda fn=fn: fn(xt).numpy()
-            elif name == "keras-graph-concat":
-                fn = tf.function(lambda x: model(x, training=False))
-                with concat_residual():
-                    fn(xt)  # traced now, with the old form of the block
-                timers[name] = lambda fn=fn: fn(xt).numpy()
-            elif name == "saved_model":
-                from drn_tf.export.common import SERVING_INPUT, SERVING_OUTPUT
-                from drn_tf.export.savedmodel import export_saved_model
-
-                folder = export_saved_model(model, workdir / "saved_model", version=1, overwrite=True)
-                serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
-                xu = tf.constant(x_uint8)
-                timers[name] = lambda serve=serve, xu=xu: serve(**{SERVING_INPUT: xu})[SERVING_OUTPUT].numpy()
-            elif name.startswith("tflite-"):
-                try:
-                    from drn_tf.export.tflite import TFLiteUpscaler, convert_tflite
-                except ImportError as exc:
-                    raise RuntimeError(f"drn_tf.export.tflite has no TFLite conversion ({exc})") from None
-                quantize = name.split("-")[1]
-                with _quiet():
-                    if name == "tflite-int8-convs":
-                        calib = [rng.random((32, 32, 3), dtype=np.float32) for _ in range(2)]
-                        flat = convert_tflite(conv_chain_model(model), "int8", calibration=calib, workdir=workdir)
-                    else:
-                        flat = convert_tflite(model, quantize, calibration_count=settings.calibration_count,
-                                              workdir=workdir)
-                    runner = TFLiteUpscaler(flat, num_threads=cpu_count())
-                batch = x_uint8 if runner.uint8_io else x_float
-                runner.run(batch)
-                row.note = f"{len(flat) / 1e6:.2f} MB, {cpu_count()} threads"
-                timers[name] = lambda runner=runner, batch=batch: runner.run(batch)
-            else:
-                raise ValueError(f"unknown variant {name!r}")
-        except Exception as exc:  # noqa: BLE001 - report the variant as unavailable, keep going
-            row.available = False
-            row.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-            say(f"  {name}: unavailable ({row.reason})")
-    return timers
+    fn = tf.function(lambda x: b.model(x, training=False), jit_compile=True)
+    fn(b.x_tf)  # compile now, so a failure marks the variant unavailable
+    return lambda: fn(b.x_tf).numpy()
 
 
-# ---------------------------------------------------------------- training
+def _saved_model(b: Bench, row: Row):
+    import tensorflow as tf
+
+    from drn_tf.export.common import SERVING_INPUT, SERVING_OUTPUT
+    from drn_tf.export.savedmodel import export_saved_model
+
+    folder = export_saved_model(b.model, b.workdir / "saved_model", version=1, overwrite=True)
+    serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    xu = tf.constant(b.x_uint8)
+    return lambda: serve(**{SERVING_INPUT: xu})[SERVING_OUTPUT].numpy()
+
+
+def tflite_timer(b: Bench, row: Row, model, quantize: str, **convert):
+    """The timed LiteRT run (``num_threads`` = cores) of ``model`` converted with ``quantize``;
+    notes the file size in ``row``."""
+    try:
+        from drn_tf.export.tflite import convert_tflite
+        from drn_tf.inference.runtimes import TFLiteUpscaler
+    except ImportError as exc:
+        raise RuntimeError(f"drn_tf.export.tflite has no TFLite conversion ({exc})") from None
+    with _quiet():
+        flat = convert_tflite(model, quantize, workdir=b.workdir, **convert)
+        runner = TFLiteUpscaler(flat, num_threads=cpu_count())
+    batch = b.x_uint8 if runner.uint8_io else b.x_float
+    runner.run(batch)
+    row.note = f"{len(flat) / 1e6:.2f} MB, {cpu_count()} threads"
+    return lambda: runner.run(batch)
+
+
+def _tflite(quantize: str):
+    def build(b: Bench, row: Row):
+        return tflite_timer(b, row, b.model, quantize, calibration_count=b.settings.calibration_count)
+
+    return build
+
+
+def train_batch(scale: int, settings: Settings):
+    """The synthetic training batch ``(x, y)`` (numpy float32, seed 1) every in-memory training row uses."""
+    p, b = settings.train_patch, settings.train_batch
+    rng = np.random.default_rng(1)
+    return rng.random((b, p, p, 3), dtype=np.float32), rng.random((b, p * scale, p * scale, 3), dtype=np.float32)
+
+
+def training_net(config: dict, policy: str | None = None, jit_compile: bool = False):
+    """A fresh DRN of ``config`` (seed 0 on TensorFlow) compiled for training as ``drn train`` does (Adam, L1 loss),
+    under the dtype ``policy`` if given. Backend-neutral (the JAX row builds it without TensorFlow)."""
+    import keras
+
+    from drn_tf.models.drn import DRN
+    from drn_tf.train.callbacks import l1_loss
+
+    if keras.backend.backend() == "tensorflow":  # set_random_seed imports TensorFlow whenever it is installed
+        keras.utils.set_random_seed(0)
+    config = {k: v for k, v in config.items() if k not in ("name", "trainable")}
+    saved = keras.mixed_precision.dtype_policy()
+    try:
+        if policy:
+            keras.mixed_precision.set_dtype_policy(policy)
+        net = DRN(**config)
+    finally:
+        keras.mixed_precision.set_dtype_policy(saved)
+    net.compile(optimizer=keras.optimizers.Adam(1e-4), loss=l1_loss(), jit_compile=jit_compile)
+    return net
+
+
+def in_memory_step(net, b: Bench, row: Row):
+    """The timed training step of ``net`` on the in-memory batch, traced now (so a form set up around
+    this call is the one traced)."""
+    x, y = b.train_xy
+    net.train_on_batch(x, y)
+    s = b.settings
+    row.note = f"batch {s.train_batch} x {s.train_patch}x{s.train_patch} LR patches in memory"
+    return lambda: net.train_on_batch(x, y)
+
+
+def _train_tf(policy: str | None = None, jit_compile: bool = False):
+    def build(b: Bench, row: Row):
+        return in_memory_step(training_net(b.config, policy, jit_compile), b, row)
+
+    return build
+
+
+def _train_pipeline(b: Bench, row: Row):
+    s = b.settings
+    net = training_net(b.config)
+    batches = iter(_train_dataset(int(b.config["scale"]), s.train_patch, s.train_batch))
+    net.train_on_batch(*next(batches))  # trace now
+    row.note = f"batch {s.train_batch} x {s.train_patch}x{s.train_patch} LR patches of {train_data_dir().name}"
+    return lambda: net.train_on_batch(*next(batches))
+
+
+def _train_jax(b: Bench, row: Row):
+    """The training step on the JAX backend, in a subprocess (``KERAS_BACKEND=jax``; nothing there imports
+    TensorFlow): the same model, batch and patch, timed round-robin with a jitted float32 ``n x n`` matmul
+    (``n`` = the TensorFlow peak's) in that process."""
+    import subprocess
+
+    s = b.settings
+    job = {"config": b.config, "train_batch": s.train_batch, "train_patch": s.train_patch, "runs": s.train_runs,
+           "warmup": s.train_warmup, "matmul_n": s.matmul_n}
+    root = str(Path(__file__).resolve().parents[2])  # the same drn_tf as this process
+    code = f"import sys; sys.path.insert(0, {root!r}); from drn_tf.bench.benchmark import _jax_main; _jax_main()"
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(job, default=str), capture_output=True,
+                          text=True, env=env)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        raise RuntimeError(f"the JAX subprocess failed: {lines[-1] if lines else 'exit ' + str(proc.returncode)}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out["tensorflow_imported"]:
+        raise RuntimeError("the JAX subprocess imported TensorFlow")
+    row.note = (f"JAX {out['jax']} on {out['device']}, batch {s.train_batch} x {s.train_patch}x{s.train_patch} LR "
+                f"patches in memory; % of JAX's own fp32 peak, a jitted {s.matmul_n}x{s.matmul_n} matmul interleaved "
+                "in that process")
+    return out["step_s"], out["matmul_s"]
+
+
+def _jax_main() -> None:
+    """The JAX row's subprocess: a job (JSON) on stdin, ``{"step_s", "matmul_s", ...}`` (JSON) on stdout."""
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    job = json.loads(sys.stdin.read())
+    settings = Settings(train_batch=job["train_batch"], train_patch=job["train_patch"])
+    x, y = (jnp.asarray(a) for a in train_batch(int(job["config"]["scale"]), settings))
+    net = training_net(job["config"], jit_compile=True)
+    n = job["matmul_n"]
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+    a = jax.random.normal(key_a, (n, n), dtype=jnp.float32)
+    m = jax.random.normal(key_b, (n, n), dtype=jnp.float32)
+    product = jax.jit(lambda a, m: a @ m)
+    times = interleaved({"step": lambda: net.train_on_batch(x, y), "matmul": lambda: product(a, m).block_until_ready()},
+                        job["runs"], job["warmup"])
+    print(json.dumps({"step_s": times["step"], "matmul_s": times["matmul"], "jax": jax.__version__,
+                      "keras": keras.__version__, "device": str(jax.devices()[0].platform),
+                      "tensorflow_imported": "tensorflow" in sys.modules}))
+
+
+VARIANTS: dict[str, Variant] = {
+    "keras-eager": Variant("Keras fp32, eager (op by op)", "inference", _keras_eager),
+    "keras-graph": Variant("Keras fp32, tf.function graph (predict_on_batch)", "inference", _keras_graph),
+    "keras-xla": Variant("Keras fp32, tf.function(jit_compile=True) (XLA)", "inference", _keras_xla),
+    "saved_model": Variant("SavedModel `serving_default` (uint8 in/out), TF runtime", "inference", _saved_model),
+    "tflite-float32": Variant("TFLite float32, LiteRT + XNNPACK", "inference", _tflite("float32")),
+    "tflite-float16": Variant("TFLite float16 weights, LiteRT + XNNPACK", "inference", _tflite("float16")),
+    "tflite-dynamic": Variant("TFLite dynamic-range int8 weights, LiteRT + XNNPACK", "inference", _tflite("dynamic")),
+    "tflite-int8": Variant("TFLite full int8 (uint8 I/O), LiteRT + XNNPACK", "inference", _tflite("int8")),
+    "train-graph": Variant("training step, Adam + L1, tf.function graph", "training", _train_tf()),
+    "train-bf16": Variant(
+        "train-graph under the mixed_bfloat16 policy (`drn train --mixed-precision mixed_bfloat16`); bf16 math, "
+        "so its % is against the fp32 peak", "training", _train_tf("mixed_bfloat16"),
+    ),
+    "train-xla": Variant("training step, Adam + L1, jit_compile=True (XLA)", "training", _train_tf(jit_compile=True)),
+    "train-pipeline": Variant(
+        "training step, graph, batches from the tf.data pipeline (drn_tf.data.tfdata, prefetch)", "training",
+        _train_pipeline,
+    ),
+    "train-jax": Variant("training step, Adam + L1, JAX backend (jit), in a subprocess", "training",
+                         measure=_train_jax),
+}
+ALL_VARIANTS = tuple(VARIANTS)
+
+
+# ---------------------------------------------------------------- training data
 
 
 def train_data_dir() -> Path:
@@ -526,51 +590,25 @@ def pipeline_rate(scale: int, patch: int, batch: int, batches: int = 50) -> floa
         return None
 
 
-def _training_timers(model_config: dict, variants, settings: Settings, rows: dict, say):
-    import keras
-    import tensorflow as tf
+# ---------------------------------------------------------------- run
 
-    from drn_tf.models.drn import DRN
-    from drn_tf.train.callbacks import l1_loss
 
-    s = int(model_config["scale"])
-    p, b = settings.train_patch, settings.train_batch
-    rng = np.random.default_rng(1)
-    x = tf.constant(rng.random((b, p, p, 3), dtype=np.float32))
-    y = tf.constant(rng.random((b, p * s, p * s, 3), dtype=np.float32))
+def _unavailable(row: Row, exc: Exception, say) -> None:
+    row.available = False
+    row.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    say(f"  {row.name}: unavailable ({row.reason})")
+
+
+def _timers(bench: Bench, names, registry: dict, rows: dict, say) -> dict:
+    """The callables of the variants that can be built; the others are marked unavailable with the reason."""
     timers = {}
-    for name in variants:
-        row = rows[name]
+    for name in names:
         say(f"  preparing {name} ...")
         try:
-            keras.utils.set_random_seed(0)
-            config = {k: v for k, v in model_config.items() if k not in ("name", "trainable")}
-            policy = keras.mixed_precision.dtype_policy()
-            try:
-                if name == "train-bf16":
-                    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-                net = DRN(**config)
-            finally:
-                keras.mixed_precision.set_dtype_policy(policy)
-            net.compile(optimizer=keras.optimizers.Adam(1e-4), loss=l1_loss(), jit_compile=name == "train-xla")
-            if name == "train-pipeline":
-                batches = iter(_train_dataset(s, p, b))
-                net.train_on_batch(*next(batches))  # trace now
-                timers[name] = lambda net=net, batches=batches: net.train_on_batch(*next(batches))
-                row.note = f"batch {b} x {p}x{p} LR patches of {train_data_dir().name}"
-            else:
-                with concat_residual() if name == "train-graph-concat" else contextlib.nullcontext():
-                    net.train_on_batch(x, y)  # trace / compile now (the concat form: traced with it)
-                timers[name] = lambda net=net: net.train_on_batch(x, y)
-                row.note = f"batch {b} x {p}x{p} LR patches in memory"
-        except Exception as exc:  # noqa: BLE001
-            row.available = False
-            row.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-            say(f"  {name}: unavailable ({row.reason})")
+            timers[name] = registry[name].build(bench, rows[name])
+        except Exception as exc:  # noqa: BLE001 - report the variant as unavailable, keep going
+            _unavailable(rows[name], exc, say)
     return timers
-
-
-# ---------------------------------------------------------------- run
 
 
 def _fill(row: Row, samples: list[float], flops: float) -> None:
@@ -582,31 +620,29 @@ def _fill(row: Row, samples: list[float], flops: float) -> None:
     row.gflops_best = flops / best / 1e9
 
 
-def _kind(name: str) -> str:
-    if name in TRAIN_VARIANTS + TRAIN_DIAGNOSTICS:
-        return "training"
-    return "diagnostic" if name in DIAGNOSTIC_VARIANTS else "inference"
-
-
 def run_benchmark(
     preset: str = "drn_x2",
     model_path=None,
     variants=ALL_VARIANTS,
     settings: Settings | None = None,
     progress=None,
+    registry: dict[str, Variant] | None = None,
 ) -> dict:
-    """Measure everything; returns the JSON-able result dict (see :func:`to_markdown`)."""
+    """Measure ``variants`` (names in ``registry``, default :data:`VARIANTS`, in table order); returns the
+    JSON-able result dict (see :func:`to_markdown`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from drn_tf.models.analysis import count_macs, count_params, model_config
 
+    registry = registry or VARIANTS
     settings = settings or Settings()
     say = progress or (lambda msg: None)
-    unknown = [v for v in variants if v not in ALL_VARIANTS]
+    unknown = [v for v in variants if v not in registry]
     if unknown:
-        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ALL_VARIANTS)}")
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(registry)}")
     t_start = time.perf_counter()
     info = machine_info()
-    model, source = load_benchmark_model(preset, model_path)
+    resolved = load_benchmark_model(preset, model_path)
+    model = resolved.model
     config = model_config(model)
     scale = int(config["scale"])
     h, w = settings.size
@@ -615,7 +651,7 @@ def run_benchmark(
     flops_inf = 2.0 * macs
     train_macs = count_macs(config, settings.train_patch, settings.train_patch) * settings.train_batch
     flops_train = 3 * 2.0 * train_macs
-    rows = {name: Row(name, DESCRIPTIONS[name], _kind(name)) for name in variants}
+    rows = {name: Row(name, registry[name].description, registry[name].kind) for name in variants}
     mm = {f"__matmul_{k}__": fn for k, fn in matmul_fns(settings.matmul_n).items()}
     mm_flops = 2.0 * settings.matmul_n**3
     peak_samples: dict[str, list[float]] = {k: [] for k in mm}
@@ -624,11 +660,20 @@ def run_benchmark(
     pipe = None
     profiles = {}
 
+    def fill(row: Row, samples):
+        if row.kind == "training":
+            _fill(row, samples, flops_train)
+            row.patches_per_s = settings.train_batch / statistics.median(samples)
+        else:
+            _fill(row, samples, flops_inf)
+            row.output_mp_per_s = out_mp / statistics.median(samples)
+
     with tempfile.TemporaryDirectory(prefix="drn-benchmark-") as tmp:
-        inf = [v for v in variants if v in INFERENCE_VARIANTS + DIAGNOSTIC_VARIANTS]
+        bench = Bench(model, config, settings, Path(tmp))
+        inf = [v for v in variants if registry[v].kind == "inference" and registry[v].build]
         if inf:
             say(f"inference, {h}x{w} input: preparing {len(inf)} variants")
-            timers = _inference_timers(model, inf, (h, w), settings, rows, Path(tmp), say)
+            timers = _timers(bench, inf, registry, rows, say)
             timers.update(mm)
             try:
                 timers["__int8_matmul__"] = int8_matmul_fn(settings.int8_matmul_n)
@@ -640,16 +685,15 @@ def run_benchmark(
                 peak_samples[k] += times.pop(k)
             int8_samples = times.pop("__int8_matmul__", [])
             for name, samples in times.items():
-                _fill(rows[name], samples, flops_inf)
-                rows[name].output_mp_per_s = out_mp / statistics.median(samples)
+                fill(rows[name], samples)
             if settings.profile and "keras-graph" in timers:
                 say("profiling keras-graph ...")
                 profiles["inference"] = summarise_profile(profile_ops(timers["keras-graph"]), flops_inf)
             del timers
-        trn = [v for v in variants if v in TRAIN_VARIANTS + TRAIN_DIAGNOSTICS]
+        trn = [v for v in variants if registry[v].kind == "training" and registry[v].build]
         if trn:
             say(f"training, batch {settings.train_batch} x {settings.train_patch}x{settings.train_patch}: preparing")
-            timers = _training_timers(config, trn, settings, rows, say)
+            timers = _timers(bench, trn, registry, rows, say)
             n_train = len(timers)
             timers.update(mm)
             say(f"training: {n_train} variants + matmuls, {settings.train_warmup} warm-up + "
@@ -658,13 +702,23 @@ def run_benchmark(
             for k in mm:
                 peak_samples[k] += times.pop(k)
             for name, samples in times.items():
-                _fill(rows[name], samples, flops_train)
-                rows[name].patches_per_s = settings.train_batch / statistics.median(samples)
+                fill(rows[name], samples)
             pipe = pipeline_rate(scale, settings.train_patch, settings.train_batch)
             if settings.profile and "train-graph" in timers:
                 say("profiling train-graph ...")
                 profiles["training"] = summarise_profile(profile_ops(timers["train-graph"]), flops_train)
             del timers
+        for name in (v for v in variants if registry[v].measure):
+            say(f"{name}: measuring ({settings.train_warmup} warm-up + {settings.train_runs} rounds with its matmul)")
+            row = rows[name]
+            try:
+                samples, own_peak = registry[name].measure(bench, row)
+            except Exception as exc:  # noqa: BLE001
+                _unavailable(row, exc, say)
+                continue
+            fill(row, samples)
+            row.peak_gflops = mm_flops / statistics.median(own_peak) / 1e9
+            row.peak_gflops_best = mm_flops / min(own_peak) / 1e9
         if not any(peak_samples.values()):
             peak_samples = interleaved(mm, settings.runs, settings.warmup)
 
@@ -677,16 +731,16 @@ def run_benchmark(
     int8_peak_best = 2.0 * settings.int8_matmul_n**3 / min(int8_samples) / 1e9 if int8_samples else None
     for r in rows.values():
         if r.gflops is not None:
-            r.pct_peak = 100.0 * r.gflops / peak
-            r.pct_peak_best = 100.0 * r.gflops_best / peak_best
+            r.pct_peak = 100.0 * r.gflops / (r.peak_gflops or peak)
+            r.pct_peak_best = 100.0 * r.gflops_best / (r.peak_gflops_best or peak_best)
     info["load_average_end"] = load_average()
     result = {
         "format": "drn_tf.bench.benchmark/1",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": info,
         "model": {
-            "source": source,
-            "trained": "trained" in source or bool(model_path),
+            "source": resolved.description + ("" if resolved.trained else "; latency does not depend on the weights"),
+            "trained": resolved.trained,
             "preset": None if model_path else preset,
             "scale": scale,
             "parameters": count_params(config),
@@ -724,60 +778,9 @@ def run_benchmark(
         "input_pipeline_patches_per_s": pipe,
         "rows": [asdict(r) for r in rows.values()],
         "profiles": profiles,
-        "goals": evaluate_goals(rows),
         "elapsed_s": round(time.perf_counter() - t_start, 1),
     }
     return result
-
-
-def evaluate_goals(rows: dict) -> list[dict]:
-    """The issue's three goals from the medians (``measured``), with the same
-    figure from the fastest runs (``measured_best``) beside them."""
-
-    def best(names, key):
-        vals = [(getattr(rows[n], key), n) for n in names if n in rows and getattr(rows[n], key) is not None]
-        return max(vals) if vals else (None, None)
-
-    def goal(key, text, measured, measured_best, variant):
-        target = GOALS[key]
-        return {
-            "goal": key,
-            "text": text,
-            "target": target,
-            "measured": measured,
-            "measured_best": measured_best,
-            "variant": variant,
-            "met": None if measured is None else measured >= target,
-        }
-
-    goals = []
-    keras_pct, keras_name = best(("keras-graph", "keras-xla"), "pct_peak")
-    keras_pct_best, _ = best(("keras-graph", "keras-xla"), "pct_peak_best")
-    goals.append(goal(
-        "keras_fp32_pct_peak",
-        f"Keras fp32 inference >= {GOALS['keras_fp32_pct_peak']:.0f}% of the measured matmul peak",
-        keras_pct, keras_pct_best, keras_name,
-    ))
-    keras_mp, keras_mp_name = best(("keras-eager", "keras-graph", "keras-xla"), "output_mp_per_s")
-    keras_best, _ = best(("keras-eager", "keras-graph", "keras-xla"), "gflops_best")
-    int8 = rows.get("tflite-int8")
-    speedup = speedup_best = None
-    if int8 is not None and int8.output_mp_per_s and keras_mp:
-        speedup = int8.output_mp_per_s / keras_mp
-        speedup_best = int8.gflops_best / keras_best
-    goals.append(goal(
-        "int8_speedup",
-        f"TFLite int8 throughput >= {GOALS['int8_speedup']:.0f}x the Keras fp32 throughput (best Keras variant)",
-        speedup, speedup_best, f"tflite-int8 / {keras_mp_name}" if speedup else None,
-    ))
-    train_pct, train_name = best(TRAIN_VARIANTS, "pct_peak")
-    train_pct_best, _ = best(TRAIN_VARIANTS, "pct_peak_best")
-    goals.append(goal(
-        "train_pct_peak",
-        f"training >= {GOALS['train_pct_peak']:.0f}% of the measured matmul peak (training FLOPs = 3 x forward)",
-        train_pct, train_pct_best, train_name,
-    ))
-    return goals
 
 
 # ---------------------------------------------------------------- report
@@ -787,7 +790,8 @@ def _f(v, fmt="{:.1f}", none="-"):
     return none if v is None else fmt.format(v)
 
 
-def to_markdown(result: dict, explanations: dict | None = None) -> str:
+def to_markdown(result: dict) -> str:
+    """The factual report of a :func:`run_benchmark` result: machine, model, peaks, the table, the profile."""
     m, mod, inp, tr, peak = result["machine"], result["model"], result["input"], result["training_input"], result["peak"]
     s = result["settings"]
     i8 = result.get("int8_peak") or {}
@@ -836,32 +840,13 @@ def to_markdown(result: dict, explanations: dict | None = None) -> str:
             lines.append(f"| {r['name']} | {r['description']} | unavailable: {r['reason']} | | | | | | |")
             continue
         what = r["description"] + (f" ({r['note']})" if r["note"] else "")
+        if r.get("peak_gflops"):
+            what += f"; its peak {r['peak_gflops']:.1f} GFLOP/s (fastest run {r['peak_gflops_best']:.1f})"
         lines.append(
             f"| {r['name']} | {what} | {_f(r['latency_ms'])} | {_f(r['best_ms'])} | "
             f"{_f(r['output_mp_per_s'], '{:.3f}')} | {_f(r['patches_per_s'], '{:.2f}')} | {_f(r['gflops'])} | "
             f"{_f(r['pct_peak'])} | {_f(r['pct_peak_best'])} |"
         )
-    lines += ["", "### Goals", ""]
-    conditions = (mod.get("preset") or "model file", inp["height"], inp["width"], m["cores"])
-    if conditions != ("drn_x2", 256, 256, 2):
-        lines += [
-            f"The goals are stated for drn_x2 at 256x256 on 2 cores; this run: {conditions[0]} at "
-            f"{conditions[1]}x{conditions[2]} on {conditions[3]} cores.",
-            "",
-        ]
-    lines += [
-        "| goal | target | measured (medians) | best runs | met |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for g in result["goals"]:
-        unit = "x" if g["goal"] == "int8_speedup" else "%"
-        fmt = "{:.2f}" if unit == "x" else "{:.1f}"
-        measured = "-" if g["measured"] is None else fmt.format(g["measured"]) + unit
-        if g["variant"]:
-            measured += f" ({g['variant']})"
-        best = "-" if g.get("measured_best") is None else fmt.format(g["measured_best"]) + unit
-        met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
-        lines.append(f"| {g['text']} | {g['target']:g}{unit} | {measured} | {best} | {met} |")
     prof = result.get("profiles") or {}
     if prof:
         lines += [
@@ -884,10 +869,6 @@ def to_markdown(result: dict, explanations: dict | None = None) -> str:
                 f"| {key} | {_f(p['wall_ms'])} | {_f(p['op_ms'])} | {_f(p['conv_share_pct'])}% | "
                 f"{100 - p['conv_share_pct']:.1f}% | {conv} | {top} |"
             )
-    if explanations:
-        lines += ["", "### Notes", ""]
-        for key, text in explanations.items():
-            lines.append(f"- **{key}**: {text}")
     lines.append("")
     return "\n".join(lines)
 
@@ -902,158 +883,3 @@ def write_text(text: str, path) -> Path:
     from drn_tf.core.utils import write_atomic
 
     return write_atomic(path, text)
-
-
-def _row(result: dict, name: str) -> dict | None:
-    for r in result["rows"]:
-        if r["name"] == name and r["available"] and r["gflops"] is not None:
-            return r
-    return None
-
-
-def _profile_text(p: dict | None, peak: float) -> str:
-    if not p or not p.get("conv_ms"):
-        return "no profile"
-    others = ", ".join(f"{k} {v:.0f} ms" for k, v in p["top_ops_ms"] if not is_conv_op(k))[:200]
-    if p.get("conv_gflops"):
-        speed = f" and run at {p['conv_gflops']:.1f} GFLOP/s ({100 * p['conv_gflops'] / peak:.0f}% of the peak)"
-    else:
-        speed = " (convolutions ran concurrently on the inter-op threads, so no per-kernel speed)"
-    return f"the convolutions take {p['conv_share_pct']:.0f}% of the op time{speed}; the rest is {others or 'nothing'}"
-
-
-def _vs(a: dict, b: dict) -> str:
-    """'a is N% faster/slower than b' on the medians, with the fastest runs beside."""
-    med = 100 * (b["latency_ms"] / a["latency_ms"] - 1)
-    best = 100 * (b["best_ms"] / a["best_ms"] - 1)
-    return f"{med:+.1f}% throughput on the medians, {best:+.1f}% on the fastest runs"
-
-
-def explain(result: dict) -> dict:
-    """Notes for the report: per goal, the measured figure, the profile's
-    explanation and (when not met) what would close the gap - all filled in
-    from this run's numbers."""
-    peak = result["peak"]["gflops"]
-    prof = result.get("profiles") or {}
-    goals = {g["goal"]: g for g in result["goals"]}
-    notes = {}
-
-    def head(g, unit):
-        fmt = "{:.2f}" if unit == "x" else "{:.0f}"
-        text = f"{fmt.format(g['measured'])}{unit} ({g['variant']}; fastest runs {fmt.format(g['measured_best'])}{unit})"
-        return f"{text}, goal {g['target']:g}{unit}: " + ("met." if g["met"] else "**not met**.")
-
-    g = goals["keras_fp32_pct_peak"]
-    if g["measured"] is not None:
-        body = f" Profile of one graph-mode run: {_profile_text(prof.get('inference'), peak)}."
-        body += (
-            " oneDNN runs every convolution as one `brg_conv_fwd` primitive with the bias and the LeakyReLU/ELU "
-            "fused as post-ops (and the global skip as a sum post-op), so what is left around the convolutions is "
-            "one Pad and one Add per residual distilling block."
-        )
-        graph, concat, xla = _row(result, "keras-graph"), _row(result, "keras-graph-concat"), _row(result, "keras-xla")
-        if concat and graph:
-            body += (
-                " That block form, `y + pad(x)`, replaced the first form (`concat(y[..., :w] + x, y[..., w:])`, two "
-                f"slices, an add and a concat; bit-identical results): the pad form gives {_vs(graph, concat)} "
-                "against it in this run (`keras-graph-concat`)."
-            )
-        if xla and graph:
-            body += f" XLA (`jit_compile=True`) against graph mode: {_vs(xla, graph)}" + (
-                "; XLA is faster here, worth `jit_compile=True` in inference on this kind of machine."
-                if xla["latency_ms"] < graph["latency_ms"] and xla["best_ms"] < graph["best_ms"]
-                else "; it does not beat oneDNN's fused convolutions, so inference stays in graph mode."
-            )
-        if not g["met"]:
-            body += (
-                " Closing the gap needs faster convolution kernels rather than less overhead: e.g. oneDNN's bf16 "
-                "math mode (`ONEDNN_DEFAULT_FPMATH_MODE=BF16` on CPUs with avx512_bf16/AMX; changes the numerics), "
-                "or a quieter machine (the fastest runs show what the kernels do alone)."
-            )
-        notes["Keras fp32 inference"] = head(g, "%") + body
-
-    g = goals["int8_speedup"]
-    i8 = result.get("int8_peak") or {}
-    int8 = _row(result, "tflite-int8")
-    if g["measured"] is not None and int8:
-        body = f" The int8 model runs at {int8['gflops']:.0f} GOP/s (fastest run {int8['gflops_best']:.0f})."
-        if i8.get("gops"):
-            k = i8["ratio_to_fp32_peak"]
-            keras_frac = (goals["keras_fp32_pct_peak"]["measured"] or 100.0) / 100.0
-            body += (
-                f" The measured int8 peak (an XNNPACK int8 matrix product) is {i8['gops']:.0f} GOP/s = {k:.2f}x the "
-                f"fp32 peak (fastest runs: {i8['ratio_to_fp32_peak_best']:.2f}x), so with Keras fp32 at "
-                f"{100 * keras_frac:.0f}% of the fp32 peak, 4x needs the int8 model at "
-                f"{100 * 4 * keras_frac / k:.0f}% of the int8 peak; it reaches {100 * int8['gflops'] / i8['gops']:.0f}%."
-            )
-        convs = _row(result, "tflite-int8-convs")
-        conv_at_peak = None
-        if convs:
-            share = 100 * convs["latency_ms"] / int8["latency_ms"]
-            conv_at_peak = convs["gflops"] / i8["gops"] if i8.get("gops") else None
-            body += (
-                f" The model's convolutions alone in int8 (`tflite-int8-convs`) take {convs['latency_ms']:.0f} ms "
-                f"of its {int8['latency_ms']:.0f} ms ({share:.0f}%)"
-                + (f" and reach {100 * conv_at_peak:.0f}% of the int8 peak" if conv_at_peak else "")
-                + "; the rest is the LEAKY_RELU, ADD and PAD passes and the three ELUs (in int8: the int8 export "
-                "replaces the converter's DEQUANTIZE / ELU / QUANTIZE round trips)."
-            )
-        if not g["met"]:
-            if convs and conv_at_peak and conv_at_peak >= 0.9:
-                body += (
-                    " So the int8 convolutions already run at XNNPACK's int8 matrix peak: the gap is the ratio of "
-                    "the two peaks against how well oneDNN does in fp32, plus the non-convolution passes. Without "
-                    f"those passes the ratio would be {g['measured'] * int8['latency_ms'] / convs['latency_ms']:.2f}x. "
-                    "What would close it: fusing LeakyReLU and the residual add into the int8 convolutions "
-                    "(XNNPACK fuses only clamp-type activations into a convolution), or int8 kernels beyond "
-                    "XNNPACK's (e.g. AMX on newer CPUs). Nothing on the model side can do it without changing the architecture (e.g. ReLU "
-                    "for LeakyReLU/ELU), which the trained weights rule out; and the faster the fp32 baseline, the "
-                    "harder a 4x ratio."
-                )
-            else:
-                body += (
-                    " What would close it: int8 3x3 convolution kernels nearer XNNPACK's own int8 matrix peak (these "
-                    "are indirect GEMMs with only 64-128 output channels), fusing LeakyReLU and the residual add into "
-                    "them (XNNPACK fuses only clamp-type activations). "
-                    "Nothing on the model side can do it without changing the architecture, which the trained "
-                    "weights rule out."
-                )
-        notes["TFLite int8 speed-up"] = head(g, "x") + body
-
-    g = goals["train_pct_peak"]
-    if g["measured"] is not None:
-        body = f" Profile of one graph-mode step: {_profile_text(prof.get('training'), peak)}."
-        tg, tx, tp = _row(result, "train-graph"), _row(result, "train-xla"), _row(result, "train-pipeline")
-        tc = _row(result, "train-graph-concat")
-        if tg and tc:
-            body += (
-                f" The `y + pad(x)` form of the residual distilling block against its first form (slices, add, "
-                f"concat; `train-graph-concat`): {_vs(tg, tc)} - the gradients of the slices and the concat "
-                "(StridedSliceGrad, Slice) are what it saves."
-            )
-        tb = _row(result, "train-bf16")
-        if tg and tb:
-            body += (
-                f" The mixed_bfloat16 policy against float32 (`train-bf16`, not counted in the goal): {_vs(tb, tg)}"
-                + (" - on a CPU with bf16 instructions `drn train --mixed-precision mixed_bfloat16` is the faster "
-                   "way to train here." if tb["latency_ms"] < tg["latency_ms"] else " - slower on this CPU.")
-            )
-        if tg and tx:
-            body += f" XLA against graph mode: {_vs(tx, tg)}" + (
-                "; XLA is faster here." if tx["latency_ms"] < tg["latency_ms"] else
-                "; the trainer's default (`jit_compile: auto`, XLA on GPU only) is right for CPUs."
-            )
-        pipe = result.get("input_pipeline_patches_per_s")
-        if pipe and tg:
-            body += (
-                f" The input pipeline alone makes {pipe:.0f} patches/s against {tg['patches_per_s']:.1f} consumed"
-                + (f"; with it feeding the steps (prefetch) training does {tp['patches_per_s']:.1f} patches/s, "
-                   "so it costs nothing measurable." if tp else ".")
-            )
-        if not g["met"]:
-            body += (
-                " Closing it: the backward convolutions (`Conv2DBackpropFilter/Input`) are the cost; a larger batch "
-                "or patch gives oneDNN larger problems; bf16 math mode would trade precision for speed."
-            )
-        notes["Training"] = head(g, "%") + body
-    return notes

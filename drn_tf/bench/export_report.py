@@ -9,10 +9,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from drn_tf.core.utils import write_atomic
+from drn_tf.core.utils import parse_size, write_atomic
 from drn_tf.export.common import (
     SERVING_INPUT,
     SERVING_OUTPUT,
@@ -20,19 +21,14 @@ from drn_tf.export.common import (
     _tf,
     default_data_dir,
     model_scale,
-    parse_size,
 )
 from drn_tf.export.int8 import CALIBRATION_COUNT
 from drn_tf.export.savedmodel import export_saved_model
-from drn_tf.export.tflite import (
-    TFLiteUpscaler,
-    convert_tflite,
-    gpu_compatibility,
-    tflite_ops,
-)
+from drn_tf.export.tflite import convert_tflite, gpu_compatibility, tflite_ops
 from drn_tf.inference.runtimes import (
     AUTO_RULE,
     RUNTIMES,
+    TFLiteUpscaler,
     _versions,
     default_runtime,
     runtime_model,
@@ -55,17 +51,6 @@ class VariantResult:
     gpu: tuple | None = None
     extra_psnr: dict = field(default_factory=dict)  # more benchmark sets (Set14): name -> PSNR
     note: str = ""
-
-
-REPORT_VARIANTS = (
-    "keras",
-    "saved_model",
-    "tflite-float32",
-    "tflite-float16",
-    "tflite-dynamic",
-    "tflite-int8",
-    "tflite-float32-gpu",
-)
 
 
 def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bool = False) -> dict:
@@ -91,41 +76,112 @@ def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bo
 
 def _set5_pairs(data_dir: Path, scale: int, limit: int | None = None, set_name: str = "Set5"):
     """(folder, [(name, LR, HR)]) of ``<data_dir>/benchmark/<set_name>`` (or of ``data_dir`` itself, a folder
-    of images) by the evaluation protocol (``evaluation.load_pair``: a grey file stays one channel, as
-    ``drn evaluate`` scores it)."""
-    from drn_tf.core.imageio import list_images
-    from drn_tf.core.protocol import load_pair
+    of images) by the evaluation protocol (:func:`drn_tf.core.protocol.read_benchmark`: a grey file stays one
+    channel, as ``drn evaluate`` scores it); ``limit``: the first images only."""
+    from drn_tf.core.protocol import read_benchmark
 
     named = data_dir / "benchmark" / set_name
     folder = named if named.is_dir() else data_dir
-    files = list_images(folder)
-    if not files:
-        raise ExportError(f"no benchmark images in {folder} (pass --data with benchmark/{set_name})")
-    return folder, [(path.name, *load_pair(path, scale)) for path in files[:limit]]
-
-
-def _as_rgb(lr: np.ndarray) -> np.ndarray:
-    """A protocol LR as the RGB the runtimes take (a grey one replicated)."""
-    return np.repeat(lr, 3, axis=-1) if lr.shape[-1] == 1 else lr
+    try:
+        bench = read_benchmark(folder, scale, limit=limit)
+    except FileNotFoundError:
+        raise ExportError(f"no benchmark images in {folder} (pass --data with benchmark/{set_name})") from None
+    return folder, [(path.name, lr, hr) for path, lr, hr in zip(bench.paths, bench.lrs, bench.hrs)]
 
 
 def _protocol_uint8(sr: np.ndarray, grey: bool) -> np.ndarray:
-    """A runtime's RGB output (float in [0, 255], or uint8) as the protocol scores it: for a grey LR the three
-    channels averaged back to one, as ``drn evaluate`` does; rounded to uint8."""
-    from drn_tf.core.metrics import to_uint8
+    """A runtime's RGB output (float in [0, 255], or uint8) as the protocol scores it
+    (:func:`drn_tf.core.protocol.model_output`: for a grey LR the three channels averaged back to one, as
+    ``drn evaluate`` does; rounded to uint8)."""
+    from drn_tf.core.protocol import model_output
 
-    if grey:
-        sr = sr.astype(np.float64).mean(axis=-1, keepdims=True)
-    return sr if sr.dtype == np.uint8 else to_uint8(sr / 255.0)
+    return model_output(sr / 255.0, grey)
 
 
 def _protocol_sr(upscale, lr: np.ndarray) -> np.ndarray:
-    """uint8 SR of ``upscale`` (an RGB runtime) for a protocol LR (see :func:`_protocol_uint8`)."""
-    return _protocol_uint8(upscale(_as_rgb(lr)), lr.shape[-1] == 1)
+    """uint8 SR of ``upscale`` (an RGB uint8 runtime, see :func:`_protocol_uint8`) for a protocol LR (a grey
+    one given to it as RGB: :func:`drn_tf.core.protocol.as_rgb`)."""
+    from drn_tf.core.protocol import as_rgb
+
+    return _protocol_uint8(upscale(as_rgb(lr)), lr.shape[-1] == 1)
 
 
 def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+@dataclass
+class _ReportRun:
+    """What the report variants' builders share."""
+
+    model: object
+    out_dir: Path  # where the exported files go
+    lat_uint8: np.ndarray  # the latency input
+    lat_float: np.ndarray  # the same in [0, 1]
+    threads: int
+    calibration: object
+    calibration_count: int
+    workdir: object
+
+
+@dataclass(frozen=True)
+class ReportVariant:
+    """A row of the export report: ``build(run, result)`` exports the variant into ``run.out_dir``, fills
+    ``result``'s size (and operators), and returns ``(upscale, timer)``: ``upscale(lr)`` the SR of one RGB
+    uint8 LR (float in [0, 255], or the uint8 a uint8 variant returns) for scoring, ``timer()`` one run on the
+    latency input."""
+
+    description: str
+    build: Callable
+
+
+def _report_keras(run: _ReportRun, r: VariantResult):
+    from drn_tf.inference.upscale import predict_image
+
+    path = run.out_dir / "model.keras"
+    run.model.save(path)
+    r.size_bytes = path.stat().st_size
+    r.note = "output clipped to [0, 1] by the harness"
+    return (lambda lr: np.clip(predict_image(run.model, lr), 0.0, 1.0) * 255.0), (
+        lambda: run.model.predict_on_batch(run.lat_float))
+
+
+def _report_saved_model(run: _ReportRun, r: VariantResult):
+    tf = _tf()
+    version_dir = export_saved_model(run.model, run.out_dir / "saved_model", version=1, overwrite=True)
+    r.size_bytes = _dir_size(version_dir)
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    lat = tf.constant(run.lat_uint8)
+    return (lambda lr: serve(**{SERVING_INPUT: tf.constant(lr[None])})[SERVING_OUTPUT].numpy()[0]), (
+        lambda: serve(**{SERVING_INPUT: lat}))
+
+
+def _report_tflite(quantize: str, gpu_friendly: bool = False):
+    def build(run: _ReportRun, r: VariantResult):
+        flat = convert_tflite(run.model, quantize, gpu_friendly=gpu_friendly, calibration=run.calibration,
+                              calibration_count=run.calibration_count, workdir=run.workdir)
+        path = write_atomic(run.out_dir / f"drn_{r.name}.tflite", flat)
+        r.size_bytes = path.stat().st_size
+        r.ops = tflite_ops(flat)
+        r.gpu = gpu_compatibility(flat)
+        runner = TFLiteUpscaler(flat, num_threads=run.threads)
+        if runner.uint8_io:
+            return (lambda lr: runner.run(lr[None].astype(np.uint8))[0]), (lambda: runner.run(run.lat_uint8))
+        return (lambda lr: runner.predict(lr) * 255.0), (lambda: runner.run(run.lat_float))
+
+    return build
+
+
+REPORT_VARIANTS: dict[str, ReportVariant] = {
+    "keras": ReportVariant("Keras model (float32), the reference", _report_keras),
+    "saved_model": ReportVariant("SavedModel for TF Serving, `serving_default` (uint8 in/out)", _report_saved_model),
+    "tflite-float32": ReportVariant("TFLite float32", _report_tflite("float32")),
+    "tflite-float16": ReportVariant("TFLite float16", _report_tflite("float16")),
+    "tflite-dynamic": ReportVariant("TFLite dynamic", _report_tflite("dynamic")),
+    "tflite-int8": ReportVariant("TFLite int8", _report_tflite("int8")),
+    "tflite-float32-gpu": ReportVariant("TFLite float32, pixel shuffle as TRANSPOSE_CONV (--gpu-friendly)",
+                                        _report_tflite("float32", gpu_friendly=True)),
+}
 
 
 def build_report(
@@ -133,6 +189,7 @@ def build_report(
     description: str,
     data_dir=None,
     *,
+    trained: bool = True,
     variants=REPORT_VARIANTS,
     latency_size=(256, 256),
     runs: int = 10,
@@ -154,11 +211,14 @@ def build_report(
     8-bit levels over the Set5 SR images, and the median latency of one
     ``latency_size`` input after warm-up on this machine. ``extra_sets``:
     benchmark sets (``<data>/benchmark/<name>``, skipped if absent) whose
-    PSNR is reported too.
+    PSNR is reported too. ``trained=False`` (a freshly initialised model,
+    :attr:`drn_tf.models.resolve.Resolved.trained`) adds a note that its
+    PSNR/SSIM say nothing about the method.
     """
     import keras
 
     from drn_tf.core.metrics import psnr_y, ssim_y
+    from drn_tf.core.protocol import as_rgb
     from drn_tf.inference.upscale import predict_image
 
     tf = _tf()
@@ -176,14 +236,14 @@ def build_report(
         if (data_dir / "benchmark" / set_name).is_dir() and folder == data_dir / "benchmark" / "Set5":
             extra[set_name] = _set5_pairs(data_dir, scale, limit_images, set_name)[1]
     threads = num_threads or os.cpu_count()
-    lh, lw = parse_size(latency_size)
+    lh, lw = parse_size(latency_size, error=ExportError)
     rng = np.random.default_rng(0)
     lat_uint8 = rng.integers(0, 256, size=(1, lh, lw, 3), dtype=np.uint8)
     lat_float = lat_uint8.astype(np.float32) / 255.0
 
     reference = {}
     for name, lr, _ in pairs:
-        reference[name] = np.clip(predict_image(model, _as_rgb(lr)), 0.0, 1.0) * 255.0
+        reference[name] = np.clip(predict_image(model, as_rgb(lr)), 0.0, 1.0) * 255.0
 
     results: list[VariantResult] = []
     timers = {}
@@ -194,7 +254,7 @@ def build_report(
     def score(result: VariantResult, upscale):
         psnrs, ssims, maxd, sumd, count = [], [], 0.0, 0.0, 0
         for name, lr, hr in pairs:
-            sr = upscale(_as_rgb(lr))  # float in [0, 255] (uint8 variants: their integers)
+            sr = upscale(as_rgb(lr))  # float in [0, 255] (uint8 variants: their integers)
             sr8 = _protocol_uint8(sr, lr.shape[-1] == 1)
             psnrs.append(psnr_y(sr8, hr, scale))
             ssims.append(ssim_y(sr8, hr, scale))
@@ -211,56 +271,12 @@ def build_report(
         result.max_diff, result.mean_diff = maxd, sumd / count
 
     try:
+        run = _ReportRun(model, out_dir, lat_uint8, lat_float, threads, calibration, calibration_count, workdir)
         for variant in variants:
             say(f"{variant} ...")
-            if variant == "keras":
-                r = VariantResult("keras", "Keras model (float32), the reference")
-                path = out_dir / "model.keras"
-                model.save(path)
-                r.size_bytes = path.stat().st_size
-                score(r, lambda lr: np.clip(predict_image(model, lr), 0.0, 1.0) * 255.0)
-                timers[variant] = lambda: model.predict_on_batch(lat_float)
-                r.note = "output clipped to [0, 1] by the harness"
-            elif variant == "saved_model":
-                r = VariantResult("saved_model", "SavedModel for TF Serving, `serving_default` (uint8 in/out)")
-                version_dir = export_saved_model(model, out_dir / "saved_model", version=1, overwrite=True)
-                r.size_bytes = _dir_size(version_dir)
-                loaded = tf.saved_model.load(str(version_dir))
-                serve = loaded.signatures["serving_default"]
-
-                def run_sm(lr, serve=serve):
-                    return serve(**{SERVING_INPUT: tf.constant(lr[None])})[SERVING_OUTPUT].numpy()[0]
-
-                score(r, run_sm)
-                lat = tf.constant(lat_uint8)
-                timers[variant] = lambda serve=serve, lat=lat: serve(**{SERVING_INPUT: lat})
-            else:
-                quantize = variant.split("-")[1]
-                gpu = variant.endswith("-gpu")
-                r = VariantResult(
-                    variant,
-                    f"TFLite {quantize}" + (", pixel shuffle as TRANSPOSE_CONV (--gpu-friendly)" if gpu else ""),
-                )
-                flat = convert_tflite(
-                    model,
-                    quantize,
-                    gpu_friendly=gpu,
-                    calibration=calibration,
-                    calibration_count=calibration_count,
-                    workdir=workdir,
-                )
-                path = write_atomic(out_dir / f"drn_{variant}.tflite", flat)
-                r.size_bytes = path.stat().st_size
-                r.ops = tflite_ops(flat)
-                r.gpu = gpu_compatibility(flat)
-                runner = TFLiteUpscaler(flat, num_threads=threads)
-                if runner.uint8_io:
-                    score(r, lambda lr, runner=runner: runner.run(lr[None].astype(np.uint8))[0])
-                    lat = lat_uint8
-                else:
-                    score(r, lambda lr, runner=runner: runner.predict(lr) * 255.0)
-                    lat = lat_float
-                timers[variant] = lambda runner=runner, lat=lat: runner.run(lat)
+            r = VariantResult(variant, REPORT_VARIANTS[variant].description)
+            upscale, timers[variant] = REPORT_VARIANTS[variant].build(run, r)
+            score(r, upscale)
             results.append(r)
             say(f"{variant}: {r.psnr:.3f} dB" + "".join(f", {k} {v:.3f} dB" for k, v in r.extra_psnr.items()))
         say(f"latency: {len(timers)} variants x ({warmup} warm-up + {runs} timed runs), interleaved ...")
@@ -270,7 +286,8 @@ def build_report(
     finally:
         tmp_ctx.cleanup()
     markdown = _report_markdown(
-        results, description, folder, scale, (lh, lw), runs, warmup, threads, len(pairs), keras.__version__, tf
+        results, description, trained, folder, scale, (lh, lw), runs, warmup, threads, len(pairs), keras.__version__,
+        tf,
     )
     return markdown, results
 
@@ -286,7 +303,7 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}{load}"
 
 
-def _report_markdown(results, description, folder, scale, lat_size, runs, warmup, threads, n_images, keras_version, tf):
+def _report_markdown(results, description, trained, folder, scale, lat_size, runs, warmup, threads, n_images, keras_version, tf):
     try:
         from importlib.metadata import version
 
@@ -300,7 +317,7 @@ def _report_markdown(results, description, folder, scale, lat_size, runs, warmup
         f"{time.strftime('%Y-%m-%d %H:%M')}.",
         "",
     ]
-    if "untrained" in description:
+    if not trained:
         lines += [
             "**The model is untrained**: its PSNR/SSIM say nothing about the method; only sizes, latencies and "
             "the differences between variants are meaningful. Rerun with the trained model "

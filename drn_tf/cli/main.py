@@ -34,6 +34,7 @@ COMMANDS = {
     "evaluate": "PSNR/SSIM on benchmark folders by the literature's protocol",
     "train": "train a DRN model with model.fit (one device, MirroredStrategy, multi-worker)",
     "plot": "draw loss and validation PSNR curves of a training run",
+    "average": "average checkpoints of a run into one .keras model (checkpoint averaging)",
     "export": "export to SavedModel (TF Serving) or TFLite (Android), with a quality/latency report",
     "benchmark": "latency, throughput and achieved GFLOP/s against this machine's measured peak",
     "info": "architecture summary, parameter count and multiply-adds of a preset",

@@ -4,18 +4,21 @@ Reading lives in :func:`drn_tf.core.imageio.read_image`. Here: format choice fro
 file extension, conversion of ``(H, W[, 1|2|3|4])`` arrays to PIL modes, the
 metadata worth carrying from an input to its output (:func:`read_metadata`:
 ICC profile, EXIF, DPI) and :func:`save_image`, which writes to a temporary
-file in the target folder and renames it into place, so a failed or
-interrupted write never leaves a partial or empty output file.
+file in the target folder and renames it into place
+(:func:`drn_tf.core.utils.write_atomic`), so a failed or interrupted write never leaves a partial or
+empty output file.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
+
+from drn_tf.core.utils import write_atomic
 
 # image files that inputs (folders, globs) are searched for
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -172,59 +175,24 @@ def save_image(
     meta_kwargs, meta_note = _metadata_kwargs(metadata, fmt, im)
     if meta_note:
         note = f"{note}; {meta_note}" if note else meta_note
-    folder = path.parent
+    kwargs = dict(meta_kwargs)
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    if fmt == "JPEG":
+        kwargs["subsampling"] = 0 if quality >= 90 else 2
+    buf = io.BytesIO()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: cannot write to folder {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            kwargs = dict(meta_kwargs)
-            if fmt in ("JPEG", "WEBP"):
-                kwargs["quality"] = quality
-            if fmt == "JPEG":
-                kwargs["subsampling"] = 0 if quality >= 90 else 2
-            im.save(f, format=fmt, **kwargs)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            # link() refuses to replace an existing file: no race with another writer
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)") from None
-            except OSError:  # file system without hard links
-                if path.exists():
-                    raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)") from None
-                os.replace(tmp, path)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        im.save(buf, format=fmt, **kwargs)
+        write_atomic(path, buf.getvalue(), overwrite=overwrite, parents=False)
     except FileExistsError:
-        _remove(tmp)
-        raise
+        raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)") from None
+    except FileNotFoundError:
+        raise ImageWriteError(f"{path}: cannot write to folder {path.parent}: no such folder") from None
     except (OSError, ValueError) as exc:
-        _remove(tmp)
         raise ImageWriteError(f"{path}: cannot write: {getattr(exc, 'strerror', None) or exc}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
     return note
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _remove(tmp):
-    try:
-        os.unlink(tmp)
-    except OSError:
-        pass
 
 # Refuse images above this many pixels before decoding (decompression bombs).
 MAX_PIXELS = 200_000_000
@@ -276,7 +244,7 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             im.load()
             im = ImageOps.exif_transpose(im)
-            image, alpha = _to_uint8(im, path)
+            image, alpha = _pil_to_arrays(im, path)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -295,7 +263,7 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
     return (image, alpha) if with_alpha else image
 
 
-def _to_uint8(im, path):
+def _pil_to_arrays(im, path):
     """PIL image -> (uint8 array (H, W, 3|1), alpha (H, W) uint8 or None)."""
     Image, _, _ = _pil()
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -328,8 +296,19 @@ def _to_uint8(im, path):
     return np.asarray(im.convert("RGB")).copy(), None
 
 
+def is_image_name(relative) -> bool:
+    """Whether a file found in a folder counts as an image input: an image extension
+    (:data:`IMAGE_EXTENSIONS`), not hidden and not inside a hidden folder (``.thumbnails/``,
+    macOS ``._NAME`` files). ``relative``: the path below the folder searched. The one rule of
+    every folder walk (``drn upscale``, ``drn beam``, ``drn evaluate``, training data)."""
+    parts = PurePath(relative).parts
+    return bool(parts) and PurePath(relative).suffix.lower() in IMAGE_EXTENSIONS and not any(
+        part.startswith(".") for part in parts)
+
+
 def list_images(paths, recursive: bool = True) -> list[Path]:
-    """Image files under the given files/folders, sorted; folders are searched recursively."""
+    """Image files under the given files/folders (:func:`is_image_name`), sorted; folders are searched
+    recursively. A file named directly is taken whatever its name."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
@@ -337,7 +316,7 @@ def list_images(paths, recursive: bool = True) -> list[Path]:
         p = Path(p)
         if p.is_dir():
             it = p.rglob("*") if recursive else p.glob("*")
-            found.extend(sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+            found.extend(sorted(f for f in it if is_image_name(f.relative_to(p)) and f.is_file()))
         elif p.is_file():
             found.append(p)
         else:

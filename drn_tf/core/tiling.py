@@ -1,17 +1,17 @@
-"""(split from drn_tf.data.patches, drn_tf.inference.upscale)"""
+"""The LR tiling plan of big images and the 8 flips/rotations (self-ensemble,
+augmentation); numpy only, no Keras/TensorFlow/JAX.
+
+:mod:`drn_tf.inference.upscale` runs the model tile by tile with this plan
+(its docstring explains why the tiled result equals the whole-image one);
+:func:`dihedral` and :func:`undihedral` serve its self-ensemble and the
+training sampler's augmentation (:mod:`drn_tf.data.patches`).
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
-
-def dihedral(x: np.ndarray, k: int) -> np.ndarray:
-    """The k-th (0..7) of the 8 flips/rotations of an (..., H, W, C) array."""
-    if k >= 4:
-        x = x[..., ::-1, :]  # horizontal flip
-    return np.rot90(x, k % 4, axes=(-3, -2))
 
 # Default LR tile side (input pixels including the overlap) and the image
 # area above which upscale() tiles by default. Measured on a 2-core CPU with
@@ -24,7 +24,7 @@ DEFAULT_TILE = 256
 AUTO_TILE_PIXELS = 512 * 512
 
 
-# ---------------------------------------------------------------- tiling
+# ---------------------------------------------------------------- the tiling plan
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
@@ -54,24 +54,11 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[tuple[int, int, in
 
 
 def count_tiles(shape, tile: int | None, overlap: int) -> int:
+    """How many tiles the plan cuts an image of ``shape`` into (1 when ``tile`` is None)."""
     if tile is None:
         return 1
     h, w = shape[:2]
     return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
-
-
-def _dihedral(x: np.ndarray, k: int) -> np.ndarray:
-    """k-th of the 8 flips/rotations of an (N, H, W, C) batch."""
-    if k >= 4:
-        x = x[:, :, ::-1, :]
-    return np.rot90(x, k % 4, axes=(1, 2))
-
-
-def _undihedral(y: np.ndarray, k: int) -> np.ndarray:
-    y = np.rot90(y, -(k % 4), axes=(1, 2))
-    if k >= 4:
-        y = y[:, :, ::-1, :]
-    return y
 
 
 def balanced_tile(shape, tile: int, overlap: int) -> int:
@@ -99,3 +86,19 @@ def auto_tile(shape, tile, overlap: int | None = None) -> int | None:
     if tile is None or int(tile) <= 0:
         return None
     return int(tile)
+
+
+# ---------------------------------------------------------------- the 8 flips/rotations
+
+
+def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+    """The k-th (0..7) of the 8 flips/rotations of an ``(..., H, W, C)`` array (an image or a batch)."""
+    if k >= 4:
+        x = x[..., ::-1, :]  # horizontal flip
+    return np.rot90(x, k % 4, axes=(-3, -2))
+
+
+def undihedral(y: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of :func:`dihedral`: ``undihedral(dihedral(x, k), k) == x``."""
+    y = np.rot90(y, -(k % 4), axes=(-3, -2))
+    return y[..., ::-1, :] if k >= 4 else y

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import platform
 import sys
@@ -75,21 +76,39 @@ def default_data_root() -> Path:
     return (Path(__file__).resolve().parents[3] / "shared" / "data").resolve()
 
 
-def write_atomic(path, data: bytes | str) -> Path:
-    """Write ``data`` (bytes or text) to ``path`` through a temporary file in
-    the same folder (flushed to disk) and a rename: readers, and a process
-    killed at any moment, never see a partial file. Creates the parent
-    folder. On any failure (a full disk, an interrupt) the temporary file is
-    removed and the error re-raised. The temporary file is ``.NAME.tmpPID`` beside ``path``."""
+def write_atomic(path, data: bytes | str, *, overwrite: bool = True, parents: bool = True) -> Path:
+    """Write ``data`` (bytes or text) to ``path`` through a temporary file in the same folder
+    (``.NAME.tmpPID``, flushed to disk) and a rename: readers, and a process killed at any moment,
+    never see a partial file. On any failure (a full disk, an interrupt, SIGTERM's
+    :class:`~drn_tf.core.signals.Terminated`) the temporary file is removed and the error re-raised.
+
+    The one way the project writes a file (checkpoints, reports, exports, images, figures).
+    ``overwrite=False``: an existing ``path`` is never replaced (:class:`FileExistsError`), also when
+    another writer creates it meanwhile (the file is hard-linked into place, which refuses an existing
+    name). ``parents``: create missing parent folders (else the write fails)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not overwrite and path.exists():
+        raise FileExistsError(errno.EEXIST, "file exists", str(path))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w" if isinstance(data, str) else "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links
+                if path.exists():
+                    raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+                os.replace(tmp, path)
+            tmp.unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

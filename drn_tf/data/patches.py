@@ -42,12 +42,6 @@ def _cache_key(path: Path, scale: int) -> str:
     return hashlib.sha1(raw).hexdigest()
 
 
-def make_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, HR) of the protocol for one uint8 HR image: modcrop, then bicubic /scale."""
-    hr = modcrop(hr, scale)
-    return bicubic_degrade(hr, scale), hr
-
-
 def load_pairs(
     paths,
     scale: int,
@@ -151,6 +145,22 @@ except Exception:  # pragma: no cover
     _PyDataset = object
 
 
+def image_weights(lrs, hrs, scale: int, patch_size: int) -> np.ndarray:
+    """The probability of drawing each training image: its number of ``patch_size`` patch positions over
+    the total (every position of the training set equally likely). Checks the pairs: as many LR as HR
+    images, none, LR smaller than a patch, or HR not LR x ``scale`` raise ValueError."""
+    if len(lrs) != len(hrs) or not lrs:
+        raise ValueError("need the same, non-zero number of LR and HR images")
+    positions = []
+    for lr, hr in zip(lrs, hrs):
+        if lr.shape[0] < patch_size or lr.shape[1] < patch_size:
+            raise ValueError(f"LR image {lr.shape[:2]} is smaller than the patch size {patch_size}")
+        if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
+            raise ValueError("HR size must be LR size x scale")
+        positions.append((lr.shape[0] - patch_size + 1) * (lr.shape[1] - patch_size + 1))
+    return np.asarray(positions, dtype=np.float64) / np.sum(positions)
+
+
 class PatchSampler(_PyDataset):
     """Random aligned LR/HR patches, ``len(self)`` batches per epoch.
 
@@ -174,20 +184,11 @@ class PatchSampler(_PyDataset):
     ):
         if _PyDataset is not object:
             super().__init__(**kwargs)
-        if len(lrs) != len(hrs) or not lrs:
-            raise ValueError("need the same, non-zero number of LR and HR images")
         self.lrs, self.hrs = lrs, hrs
         self.scale, self.patch_size, self.batch_size = int(scale), int(patch_size), int(batch_size)
         self.steps_per_epoch, self.seed, self.augment = int(steps_per_epoch), int(seed), bool(augment)
         self.epoch = 0
-        sizes = []
-        for lr, hr in zip(lrs, hrs):
-            if lr.shape[0] < patch_size or lr.shape[1] < patch_size:
-                raise ValueError(f"LR image {lr.shape[:2]} is smaller than the patch size {patch_size}")
-            if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
-                raise ValueError("HR size must be LR size x scale")
-            sizes.append((lr.shape[0] - patch_size + 1) * (lr.shape[1] - patch_size + 1))
-        self.weights = np.asarray(sizes, dtype=np.float64) / np.sum(sizes)
+        self.weights = image_weights(lrs, hrs, scale, patch_size)
 
     def __len__(self):
         return self.steps_per_epoch

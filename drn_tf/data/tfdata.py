@@ -199,19 +199,21 @@ def make_val_dataset(paths, scale: int, *, pairs=None) -> tf.data.Dataset:
     """Whole benchmark images of ``paths``, one per element, for ``model.evaluate``.
 
     Yields ``(lr (1, h, w, 3), hr (1, h*s, w*s, c))`` float32 in [0, 1]; LR by
-    the protocol's bicubic from the modcropped HR. Files are read as
-    :func:`drn_tf.core.protocol.load_pair` reads them: a grey file gives a
-    1-channel HR (``c = 1``) and its LR replicated to RGB for the model. With
+    the protocol's bicubic from the modcropped HR. Files are read by
+    :func:`drn_tf.core.protocol.read_benchmark`: a grey file gives a
+    1-channel HR (``c = 1``) and its LR replicated to RGB for the model
+    (:func:`drn_tf.core.protocol.model_input`). With
     the :class:`drn_tf.models.metrics.YPSNR`/``YSSIM`` metrics (``border=scale``)
     ``model.evaluate`` then gives the numbers of ``drn evaluate``: grey images
     on their one channel (the model's output averaged to it), as the protocol
     says. ``pairs``: ``(lrs, hrs)`` uint8 instead of ``paths`` (an LR with one
     channel is replicated). ``.cardinality()`` is the number of images.
     """
-    if pairs is None:
-        from drn_tf.core.protocol import validation_pairs
+    from drn_tf.core.protocol import model_input, read_benchmark
 
-        lrs, hrs, _ = validation_pairs(paths, scale)
+    if pairs is None:
+        bench = read_benchmark(paths, scale)
+        lrs, hrs = bench.lrs, bench.hrs
     else:
         lrs, hrs = pairs
     lrs, hrs = list(lrs), list(hrs)
@@ -222,9 +224,7 @@ def make_val_dataset(paths, scale: int, *, pairs=None) -> tf.data.Dataset:
         for lr, hr in zip(lrs, hrs):
             lr = lr if lr.ndim == 3 else lr[..., None]
             hr = hr if hr.ndim == 3 else hr[..., None]
-            if lr.shape[-1] == 1:
-                lr = np.repeat(lr, 3, axis=-1)
-            yield lr[None].astype(np.float32) / 255.0, hr[None].astype(np.float32) / 255.0
+            yield model_input(lr)[None], hr[None].astype(np.float32) / 255.0
 
     spec = (tf.TensorSpec((1, None, None, 3), tf.float32), tf.TensorSpec((1, None, None, None), tf.float32))
     ds = tf.data.Dataset.from_generator(gen, output_signature=spec)

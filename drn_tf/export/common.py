@@ -1,11 +1,19 @@
-"""(split from drn_tf.export.tflite)"""
+"""What every export shares: names, errors and the model to export.
+
+The tensor and signature names of the exported SavedModel and TFLite files
+(``SERVING_*``, ``BYTES_*``, ``TFLITE_*``, the metadata key), the quantisation
+choices, :class:`ExportError` (one-line reasons), and the model facts an export
+needs as ``ExportError``: :func:`load_export_model` (by the rules of
+:func:`drn_tf.models.resolve.resolve`, random weights allowed and reported),
+:func:`model_scale`, :func:`model_radius`. Used by
+:mod:`drn_tf.export.savedmodel`, :mod:`drn_tf.export.int8`,
+:mod:`drn_tf.export.tflite` and the ``drn export`` command.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from drn_tf.core.utils import parse_size as _parse_size
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 SERVING_INPUT = "images"
@@ -57,28 +65,12 @@ def model_radius(model) -> int:
 
 
 def load_export_model(model_path=None, preset: str | None = None):
-    """``(model, description)`` from a ``.keras`` file or a preset (bundled weights if present)."""
-    from drn_tf.models.drn import DRN, bundled_model_path, load_model
+    """The :class:`drn_tf.models.resolve.Resolved` model of a ``.keras`` file, else of the preset
+    (default ``drn_x2``): its bundled weights, else freshly initialised (``trained=False``: sizes and
+    latencies do not depend on the weights; the caller says the model is untrained)."""
+    from drn_tf.models.resolve import ModelError, resolve
 
-    if model_path:
-        try:
-            return load_model(model_path), f"{model_path}"
-        except (OSError, ValueError, TypeError) as exc:
-            raise ExportError(f"{model_path}: cannot load model: {exc}") from None
-    preset = preset or "drn_x2"
     try:
-        bundled = bundled_model_path(preset)
-        model = DRN.from_preset(preset, load_weights=bundled is not None)
-    except ValueError as exc:
+        return resolve(model_path or None, preset, allow_untrained=True)
+    except ModelError as exc:
         raise ExportError(str(exc)) from None
-    if bundled:
-        return model, f"preset {preset} (bundled weights {bundled.name})"
-    return model, f"preset {preset} (no bundled weights: freshly initialised, untrained)"
-
-
-# ---------------------------------------------------------------- TFLite
-
-
-def parse_size(text) -> tuple[int, int] | None:
-    """``"HxW"`` -> ``(H, W)``; None passes through."""
-    return _parse_size(text, error=ExportError)

@@ -1,4 +1,14 @@
-"""(split from drn_tf.export.tflite)"""
+"""The int8 TFLite recipe: calibration images and activation ranges.
+
+The DRN forward pass is rewritten with TensorFlow ops (:class:`_QuantGraph`),
+in a form that quantises well (exact int8 input, output mean folded into the
+last convolution, clip before the pixel shuffle), with a hook on every
+activation. Ranges come from :func:`calibration_images` (LR-like crops of the
+training images) run through that graph: full range for the LFE, MSE-optimal
+(:func:`mse_range`) elsewhere; ``_int8_saved_model`` writes the graph with fake
+quantisation for :func:`drn_tf.export.tflite.convert_tflite` to convert.
+``INT8_RECIPE`` names the recipe in the file's metadata and the runtime cache key.
+"""
 
 from __future__ import annotations
 
@@ -220,8 +230,31 @@ def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0)
     return ranges
 
 
-def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool = False) -> bool:
-    """Write the int8 export graph (:class:`_QuantGraph` with fake quants) as a SavedModel.
+def int8_ranges(model, samples) -> dict:
+    """The calibrated range ``{tap: (lo, hi)}`` of every tap of ``model``'s int8 graph, from the float32
+    calibration crops ``samples`` (:func:`calibration_images`). With these ranges the int8 export needs
+    no calibration data (:func:`drn_tf.export.tflite.convert_tflite`'s ``int8_ranges``): what the
+    bundled models ship in ``assets/int8.json`` (``converters/bundle_int8.py``)."""
+    return {k: (float(lo), float(hi)) for k, (lo, hi) in _tap_ranges(_QuantGraph(model), samples).items()}
+
+
+def range_samples(input_size=None, count: int = 2, seed: int = 0) -> list[np.ndarray]:
+    """Stand-in calibration inputs for an export whose tap ranges are given: the converter still runs a
+    representative set, which then sets only the input's range: each crop holds exact 0 and 1, as the
+    first real calibration crop does (stretched to 8-bit pixels' full range)."""
+    h, w = input_size or (CALIBRATION_PATCH, CALIBRATION_PATCH)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        x = rng.random((h, w, 3), dtype=np.float32)
+        x[0, 0], x[-1, -1] = 0.0, 1.0
+        out.append(x)
+    return out
+
+
+def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool = False, ranges=None) -> bool:
+    """Write the int8 export graph (:class:`_QuantGraph` with fake quants) as a SavedModel, with the tap
+    ``ranges`` given (:func:`int8_ranges`) or calibrated on ``samples``.
 
     Returns False (nothing written) for a model the graph does not know.
     """
@@ -230,7 +263,8 @@ def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool 
         graph = _QuantGraph(model, gpu_friendly=gpu_friendly)
     except ExportError:
         return False
-    ranges = _tap_ranges(graph, samples)
+    if ranges is None:
+        ranges = _tap_ranges(graph, samples)
 
     def fake_quant(name, t):
         lo, hi = ranges[name]

@@ -1,4 +1,14 @@
-"""(split from drn_tf.export.tflite)"""
+"""SavedModel exports: for TF Serving, and the float graphs the TFLite converter starts from.
+
+* :func:`export_saved_model` writes ``DIR/<version>/`` (the layout TF Serving
+  watches, written under a temporary name and renamed) with two signatures:
+  ``serving_default`` (uint8 image batch -> uint8 SR batch) and
+  ``upscale_bytes`` (PNG/JPEG bytes -> PNG bytes);
+* :func:`gpu_friendly_model` rewrites the pixel shuffles as fixed-weight
+  transposed convolutions (the LiteRT GPU delegate lacks ``DEPTH_TO_SPACE``);
+* ``_float_saved_model`` is the float32 ``lr_image`` -> ``sr_image`` graph that
+  :mod:`drn_tf.export.tflite` converts.
+"""
 
 from __future__ import annotations
 

@@ -46,8 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drn_tf.core.tiling import tile_starts
-from drn_tf.core.utils import quiet_stderr
+from drn_tf.core.utils import parse_size, quiet_stderr
 from drn_tf.export.common import (
     METADATA_NAME,
     QUANTIZATIONS,
@@ -57,7 +56,6 @@ from drn_tf.export.common import (
     _tf,
     model_radius,
     model_scale,
-    parse_size,
 )
 from drn_tf.export.int8 import (
     CALIBRATION_COUNT,
@@ -65,6 +63,7 @@ from drn_tf.export.int8 import (
     INT8_RECIPE,
     _int8_saved_model,
     calibration_images,
+    range_samples,
 )
 from drn_tf.export.savedmodel import _float_saved_model, gpu_friendly_model
 
@@ -270,6 +269,7 @@ def convert_tflite(
     calibration=None,
     calibration_count: int = CALIBRATION_COUNT,
     workdir=None,
+    int8_ranges=None,
 ) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer (see the module docstring for the variants).
 
@@ -279,11 +279,13 @@ def convert_tflite(
     ``calibration`` (int8 only): a folder or list of image files, or a list
     of float32 ``(h, w, 3)`` arrays in [0, 1]; default a few crops of
     ``<data>/train``. ``gpu_friendly``: pixel shuffle as ``TRANSPOSE_CONV``
-    (:func:`gpu_friendly_model`).
+    (:func:`gpu_friendly_model`). ``int8_ranges``: the calibrated tap ranges
+    (:func:`drn_tf.export.int8.int8_ranges`, e.g. a bundled model's), so no calibration images are
+    needed (the same model as one calibrated on the images those ranges came from).
     """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
-    input_size = parse_size(input_size)
+    input_size = parse_size(input_size, error=ExportError)
     scale = model_scale(model)
     radius = model_radius(model)
     source = gpu_friendly_model(model) if gpu_friendly else model
@@ -293,6 +295,8 @@ def convert_tflite(
             samples = [np.asarray(s, np.float32) for s in calibration]
             if input_size is not None and any(s.shape[:2] != input_size for s in samples):
                 raise ExportError(f"calibration arrays must be {input_size[0]}x{input_size[1]} for this fixed-size model")
+        elif int8_ranges is not None and calibration is None:
+            samples = range_samples(input_size)
         else:
             samples = calibration_images(
                 calibration, scale=scale, count=calibration_count, patch=input_size or CALIBRATION_PATCH
@@ -300,7 +304,8 @@ def convert_tflite(
     recipe = None
     with tempfile.TemporaryDirectory(prefix="drn-tflite-", dir=workdir) as tmp:
         saved = Path(tmp) / "saved_model"
-        if quantize == "int8" and _int8_saved_model(model, saved, samples, input_size, gpu_friendly):
+        if quantize == "int8" and _int8_saved_model(model, saved, samples, input_size, gpu_friendly,
+                                                     ranges=int8_ranges):
             recipe = INT8_RECIPE
         else:
             _float_saved_model(source, saved, input_size)
@@ -371,95 +376,3 @@ def convert_saved_model(saved_dir, quantize: str = "float32", samples=None) -> b
         raise ExportError(f"TFLite conversion failed: {(lines or [type(exc).__name__])[0]}") from None
     check_builtin_only(flat)
     return flat
-
-
-# ---------------------------------------------------------------- running TFLite
-
-
-class TFLiteUpscaler:
-    """Runs a DRN TFLite model with the LiteRT interpreter on uint8 images.
-
-    Dynamic-size models: the input is resized to the image
-    (``resize_tensor_input`` + ``allocate_tensors``). Fixed-size models
-    (``--input-size``): the image is cut into tiles of the model's size that
-    overlap by the receptive radius, so every kept output pixel sees all the
-    input it depends on and the result equals a whole-image run; images
-    smaller than the tile are edge-padded (results near the padded edges then
-    differ slightly). This is the procedure an Android app follows.
-    """
-
-    def __init__(self, model, num_threads: int | None = None, overlap: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        data = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else bytes(model)
-        self.metadata = tflite_metadata(data)
-        with quiet_stderr():
-            self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count())
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        signature = [int(v) for v in self.input["shape_signature"]]
-        self.fixed = None if any(v < 0 for v in signature[1:3]) else (signature[1], signature[2])
-        self.scale = int(self.metadata.get("scale") or 0)
-        self.overlap = int(overlap if overlap is not None else self.metadata.get("receptive_radius", 16))
-        self.uint8_io = self.input["dtype"] == np.uint8
-        self.interpreter.allocate_tensors()
-        self._shape = None
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """One invocation on ``(1, h, w, 3)`` in the model's own input dtype; raw output."""
-        if self._shape != batch.shape:
-            if self.fixed is None:
-                self.interpreter.resize_tensor_input(self.input["index"], list(batch.shape))
-                self.interpreter.allocate_tensors()
-            self._shape = batch.shape
-        self.interpreter.set_tensor(self.input["index"], batch)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
-
-    def _to_input(self, lr: np.ndarray) -> np.ndarray:
-        if self.uint8_io:
-            return lr[None].astype(np.uint8)
-        return lr[None].astype(np.float32) / 255.0
-
-    def _to_float(self, y: np.ndarray) -> np.ndarray:
-        if y.dtype == np.uint8:
-            scale, zero = self.output["quantization"]
-            return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
-        return y.astype(np.float32)
-
-    def predict(self, lr: np.ndarray) -> np.ndarray:
-        """uint8 ``(h, w, 3)`` -> float32 ``(h*s, w*s, 3)`` in [0, 1]."""
-        lr = np.asarray(lr)
-        if lr.ndim != 3:
-            raise ValueError(f"expected an (h, w, c) image, got shape {lr.shape}")
-        if self.fixed is None or lr.shape[:2] == self.fixed:
-            return self._to_float(self.run(self._to_input(lr)))[0]
-        return self._predict_tiled(lr)
-
-    def _predict_tiled(self, lr: np.ndarray) -> np.ndarray:
-        th, tw = self.fixed
-        h, w = lr.shape[:2]
-        ph, pw = max(h, th), max(w, tw)
-        if (ph, pw) != (h, w):
-            lr = np.pad(lr, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-        s = self.scale or None
-        out = None
-        r = self.overlap
-        try:  # the one tiling plan of the project (drn_tf.inference.upscale)
-            rows, cols = tile_starts(ph, th, r), tile_starts(pw, tw, r)
-        except ValueError as exc:
-            raise ExportError(str(exc)) from None
-        for y0, a0, a1 in rows:
-            for x0, b0, b1 in cols:
-                sr = self._to_float(self.run(self._to_input(lr[y0 : y0 + th, x0 : x0 + tw])))[0]
-                if s is None:
-                    s = sr.shape[0] // th
-                if out is None:
-                    out = np.zeros((ph * s, pw * s, sr.shape[-1]), np.float32)
-                out[a0 * s : a1 * s, b0 * s : b1 * s] = sr[(a0 - y0) * s : (a1 - y0) * s, (b0 - x0) * s : (b1 - x0) * s]
-        return out[: h * s, : w * s]
-
-    def predict_uint8(self, lr: np.ndarray) -> np.ndarray:
-        from drn_tf.core.metrics import to_uint8
-
-        return to_uint8(self.predict(lr))

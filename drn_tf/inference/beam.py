@@ -281,10 +281,9 @@ class Layout:
         """Folder inputs take image files only, skipping hidden ones (as drn upscale)."""
         if self.base is None:
             return True
-        from drn_tf.core.imageio import IMAGE_EXTENSIONS
+        from drn_tf.core.imageio import is_image_name
 
-        rel = self.relative(src)
-        return rel.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in rel.parts)
+        return is_image_name(self.relative(src))
 
     def looks_like_output(self, src: str) -> bool:
         """NAME_x{s}.EXT inside OUTPUT_DIR (when it lies under the input pattern):

@@ -1,20 +1,4 @@
-"""The evaluation protocol of the SR literature on benchmark folders.
-
-For every image of a folder (see ``../shared/data/README.md``):
-
-1. HR = the image as stored, modcropped to a multiple of the scale. Colour
-   images are RGB; single-channel images stay single-channel (Set14's
-   ``bridge.png``), as the protocol says.
-2. LR = MATLAB ``imresize(HR, 1/s, 'bicubic')`` on uint8
-   (:func:`drn_tf.core.imresize.bicubic_degrade`), on every channel present.
-3. SR = bicubic ``imresize(LR, s)`` (the baseline, ``method="bicubic"``) or
-   the model. The model sees RGB: a grey LR is replicated to 3 channels and
-   the model's 3 output channels are averaged back to one channel (before
-   clipping and rounding). SR is clipped to [0, 1] and rounded to uint8.
-4. Y = MATLAB ``rgb2ycbcr`` luma for colour images; a single-channel image is
-   its own "Y" (no 16-235 luma conversion).
-5. ``s`` pixels dropped on every border; PSNR (peak 255) and SSIM
-   (Gaussian 11 / 1.5) on Y (:mod:`drn_tf.models.metrics`), averaged per set.
+"""``drn evaluate``: the evaluation protocol (:mod:`drn_tf.core.protocol`) on benchmark folders.
 
 :func:`evaluate_folders` returns per-image and per-set mean results;
 ``drn evaluate`` (``drn_tf/cli/commands/evaluate.py``) prints and saves them.
@@ -27,16 +11,21 @@ from __future__ import annotations
 import math
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from drn_tf.core.imageio import ImageReadError, list_images
-from drn_tf.core.metrics import to_uint8
-from drn_tf.core.protocol import PROTOCOL, evaluate_pair, load_pair, upscale_bicubic
+from drn_tf.core.imageio import list_images
+from drn_tf.core.protocol import (
+    PROTOCOL,
+    evaluate_pair,
+    iter_pairs,
+    model_input,
+    model_output,
+    upscale_bicubic,
+)
 from drn_tf.inference.upscale import super_resolve
 
 
@@ -94,16 +83,11 @@ def upscale_model(model, lr: np.ndarray, self_ensemble: bool = False, tile=None)
     """SR of a uint8 ``(h, w, 3|1)`` LR with ``model``; uint8 with as many channels as ``lr``.
 
     A grey LR is replicated to RGB for the model and the 3 output channels are
-    averaged back to one (in float, before clipping and rounding).
+    averaged back to one (in float, before clipping and rounding):
+    :func:`drn_tf.core.protocol.model_input`, :func:`drn_tf.core.protocol.model_output`.
     """
-    x = lr.astype(np.float32) / 255.0
-    grey = x.shape[-1] == 1
-    if grey:
-        x = np.repeat(x, 3, axis=-1)
-    sr = super_resolve(model, x, tile=tile, self_ensemble=self_ensemble)
-    if grey:
-        sr = sr.mean(axis=-1, keepdims=True)
-    return to_uint8(sr)
+    sr = super_resolve(model, model_input(lr), tile=tile, self_ensemble=self_ensemble)
+    return model_output(sr, lr.shape[-1] == 1)
 
 
 # ---------------------------------------------------------------- folders
@@ -151,8 +135,6 @@ def evaluate_folder(
     ``progress``: True for a bar on stderr, or a callable
     ``(set_name, done, total, last_result)``.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError("on_error must be 'raise' or 'skip'")
     method = method or ("bicubic" if model is None else "model")
     if method not in ("bicubic", "model"):
         raise ValueError(f"method must be 'bicubic' or 'model', got {method!r}")
@@ -170,14 +152,9 @@ def evaluate_folder(
     save_dir = Path(save_dir) if save_dir else None
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(files):
-        try:
-            lr, hr = load_pair(f, scale)
-        except ImageReadError as exc:
-            if on_error == "raise":
-                raise
-            warnings.warn(f"skipping unreadable image: {exc}", stacklevel=2)
-            result.skipped.append(str(exc))
+    pairs = iter_pairs(files, scale, on_error=on_error, label=f"benchmark set {set_name}", skipped=result.skipped)
+    for i, (f, lr, hr) in enumerate(pairs):
+        if lr is None:  # skipped, with a warning
             if progress:
                 progress(set_name, i + 1, len(files), None)
             continue

@@ -1,4 +1,13 @@
-"""(split from drn_tf.cli.commands.upscale)"""
+"""Which files ``drn upscale`` reads and writes, decided before any model is loaded.
+
+:func:`expand_inputs` turns files, folders (searched recursively for images)
+and globs into a :class:`Plan` of jobs, deduplicated and in order, with an error
+per input that matches nothing; in folders, earlier outputs (``NAME_x2.png``
+next to ``NAME.*``) are skipped; :func:`output_path` names each output (``NAME_x{s}.EXT``,
+next to the input or under ``--out`` keeping sub-folders);
+:func:`check_output_size` refuses images too small or whose output would pass
+:data:`MAX_OUTPUT_PIXELS`.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +51,7 @@ def _looks_like_output(f: Path, scale: int | None) -> bool:
 
 def expand_inputs(inputs, scale: int | None = None) -> Plan:
     """Files, folders and globs -> jobs (deduplicated, in order) and per-input errors."""
-    from drn_tf.core.imageio import IMAGE_EXTENSIONS
+    from drn_tf.core.imageio import IMAGE_EXTENSIONS, is_image_name
 
     plan = Plan()
     seen = set()
@@ -55,9 +64,7 @@ def expand_inputs(inputs, scale: int | None = None) -> Plan:
 
     def add_dir(d: Path):
         try:
-            files = sorted(
-                f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
-            )
+            files = sorted(f for f in d.rglob("*") if is_image_name(f.relative_to(d)) and f.is_file())
         except OSError as exc:
             plan.errors.append(f"{d}: cannot list folder: {exc.strerror or exc}")
             return

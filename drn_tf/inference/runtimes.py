@@ -30,9 +30,15 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+
+from drn_tf.core.tiling import tile_starts
+from drn_tf.core.utils import quiet_stderr
+from drn_tf.export.common import ExportError
+from drn_tf.export.tflite import tflite_metadata
 
 RUNTIMES = ("auto", "keras", "litert", "litert-int8")
 QUANTIZE = {"litert": "float32", "litert-int8": "int8"}
@@ -101,9 +107,13 @@ def tflite_cache_key(model, quantize: str) -> str:
 
     settings = {"quantize": quantize, "format": "dynamic-size, builtin ops"}
     if quantize == "int8":
-        train = default_data_dir() / "train"
-        settings.update(recipe=INT8_RECIPE, count=CALIBRATION_COUNT, patch=CALIBRATION_PATCH,
-                        data=str(train), calibration_files=_listing(train))
+        ranges = bundled_int8_ranges(model)
+        if ranges is not None:  # the bundled calibration: no data involved
+            settings.update(recipe=INT8_RECIPE, ranges=ranges)
+        else:
+            train = default_data_dir() / "train"
+            settings.update(recipe=INT8_RECIPE, count=CALIBRATION_COUNT, patch=CALIBRATION_PATCH,
+                            data=str(train), calibration_files=_listing(train))
     raw = json.dumps([weights_digest(model), settings, _versions()], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
@@ -142,6 +152,35 @@ def _conversion_lock(folder: Path, name: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+INT8_MANIFEST = "int8.json"  # in the assets folder: the bundled models' int8 ranges (converters/bundle_int8.py)
+
+
+def bundled_int8_ranges(model) -> dict | None:
+    """The calibrated int8 tap ranges shipped for ``model`` (``assets/int8.json``: per bundled preset the
+    SHA-256 of its weights, the int8 recipe and the ranges, calibrated on the 291 training images by
+    ``converters/bundle_int8.py``), when ``model`` has exactly those weights and the recipe is the current
+    one; else None. With them the int8 export needs no calibration images (a fresh install converts
+    without data) and is the same model as one calibrated on the training images."""
+    from drn_tf.core.utils import assets_dir
+    from drn_tf.export.int8 import INT8_RECIPE
+
+    manifest = assets_dir() / INT8_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        entries = json.loads(manifest.read_text())
+    except ValueError:
+        return None
+    digest = None
+    for entry in entries.values():
+        if entry.get("recipe") != INT8_RECIPE or not isinstance(entry.get("ranges"), dict):
+            continue
+        digest = digest or weights_digest(model)
+        if entry.get("weights") == digest:
+            return {k: (float(lo), float(hi)) for k, (lo, hi) in entry["ranges"].items()}
+    return None
+
+
 def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
     """Path of the cached TFLite export of ``model`` (``float32`` or ``int8``), converting it on a miss."""
     from drn_tf.core.utils import write_atomic
@@ -157,7 +196,7 @@ def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
             return path
         if progress is not None:
             progress(f"converting the model to TFLite {quantize} (once; cached in {folder}) ...")
-        flat = convert_tflite(model, quantize)
+        flat = convert_tflite(model, quantize, int8_ranges=bundled_int8_ranges(model) if quantize == "int8" else None)
         try:
             return write_atomic(path, flat)
         except OSError as exc:  # a read-only or full cache: use the model without caching it
@@ -193,7 +232,7 @@ class LiteRTModel:
     """
 
     def __init__(self, path, runtime: str, num_threads: int | None = None):
-        from drn_tf.export.tflite import TFLiteUpscaler
+        pass
 
         self.path = Path(path)
         self.runtime = runtime
@@ -244,3 +283,94 @@ def runtime_model(model, runtime: str | None = "auto", cache_dir=None, progress=
     _LOADED.clear()  # one model at a time, like drn_tf.inference.upscale's model cache
     _LOADED[key] = (model, LiteRTModel(path, name))
     return _LOADED[key][1]
+
+# ---------------------------------------------------------------- running TFLite
+
+
+class TFLiteUpscaler:
+    """Runs a DRN TFLite model with the LiteRT interpreter on uint8 images.
+
+    Dynamic-size models: the input is resized to the image
+    (``resize_tensor_input`` + ``allocate_tensors``). Fixed-size models
+    (``--input-size``): the image is cut into tiles of the model's size that
+    overlap by the receptive radius, so every kept output pixel sees all the
+    input it depends on and the result equals a whole-image run; images
+    smaller than the tile are edge-padded (results near the padded edges then
+    differ slightly). This is the procedure an Android app follows.
+    """
+
+    def __init__(self, model, num_threads: int | None = None, overlap: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        data = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else bytes(model)
+        self.metadata = tflite_metadata(data)
+        with quiet_stderr():
+            self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count())
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        signature = [int(v) for v in self.input["shape_signature"]]
+        self.fixed = None if any(v < 0 for v in signature[1:3]) else (signature[1], signature[2])
+        self.scale = int(self.metadata.get("scale") or 0)
+        self.overlap = int(overlap if overlap is not None else self.metadata.get("receptive_radius", 16))
+        self.uint8_io = self.input["dtype"] == np.uint8
+        self.interpreter.allocate_tensors()
+        self._shape = None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """One invocation on ``(1, h, w, 3)`` in the model's own input dtype; raw output."""
+        if self._shape != batch.shape:
+            if self.fixed is None:
+                self.interpreter.resize_tensor_input(self.input["index"], list(batch.shape))
+                self.interpreter.allocate_tensors()
+            self._shape = batch.shape
+        self.interpreter.set_tensor(self.input["index"], batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def _to_input(self, lr: np.ndarray) -> np.ndarray:
+        if self.uint8_io:
+            return lr[None].astype(np.uint8)
+        return lr[None].astype(np.float32) / 255.0
+
+    def _to_float(self, y: np.ndarray) -> np.ndarray:
+        if y.dtype == np.uint8:
+            scale, zero = self.output["quantization"]
+            return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+        return y.astype(np.float32)
+
+    def predict(self, lr: np.ndarray) -> np.ndarray:
+        """uint8 ``(h, w, 3)`` -> float32 ``(h*s, w*s, 3)`` in [0, 1]."""
+        lr = np.asarray(lr)
+        if lr.ndim != 3:
+            raise ValueError(f"expected an (h, w, c) image, got shape {lr.shape}")
+        if self.fixed is None or lr.shape[:2] == self.fixed:
+            return self._to_float(self.run(self._to_input(lr)))[0]
+        return self._predict_tiled(lr)
+
+    def _predict_tiled(self, lr: np.ndarray) -> np.ndarray:
+        th, tw = self.fixed
+        h, w = lr.shape[:2]
+        ph, pw = max(h, th), max(w, tw)
+        if (ph, pw) != (h, w):
+            lr = np.pad(lr, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        s = self.scale or None
+        out = None
+        r = self.overlap
+        try:  # the one tiling plan of the project (drn_tf.inference.upscale)
+            rows, cols = tile_starts(ph, th, r), tile_starts(pw, tw, r)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
+        for y0, a0, a1 in rows:
+            for x0, b0, b1 in cols:
+                sr = self._to_float(self.run(self._to_input(lr[y0 : y0 + th, x0 : x0 + tw])))[0]
+                if s is None:
+                    s = sr.shape[0] // th
+                if out is None:
+                    out = np.zeros((ph * s, pw * s, sr.shape[-1]), np.float32)
+                out[a0 * s : a1 * s, b0 * s : b1 * s] = sr[(a0 - y0) * s : (a1 - y0) * s, (b0 - x0) * s : (b1 - x0) * s]
+        return out[: h * s, : w * s]
+
+    def predict_uint8(self, lr: np.ndarray) -> np.ndarray:
+        from drn_tf.core.metrics import to_uint8
+
+        return to_uint8(self.predict(lr))

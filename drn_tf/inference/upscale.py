@@ -22,7 +22,9 @@ from typing import Callable
 
 import numpy as np
 
-from drn_tf.core.tiling import _dihedral, _undihedral, auto_tile, tile_starts
+from drn_tf.core.metrics import to_uint8
+from drn_tf.core.protocol import model_input, model_output, to_float01
+from drn_tf.core.tiling import auto_tile, dihedral, tile_starts, undihedral
 from drn_tf.models.resolve import model_receptive_radius, model_scale, resolve_model
 
 
@@ -36,6 +38,11 @@ def _predict(model, batch: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_on_batch(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float32)
 
 
+def predict_image(model, lr_uint8: np.ndarray) -> np.ndarray:
+    """Run the model on one uint8 (H, W, 3) image; returns float32 (H*s, W*s, 3), unclipped."""
+    return _predict(model, model_input(lr_uint8)[None])[0]
+
+
 def _run(model, x: np.ndarray, self_ensemble: bool) -> np.ndarray:
     """Model on one (H, W, 3) array, optionally averaged over the 8 transforms."""
     batch = x[None]
@@ -43,7 +50,7 @@ def _run(model, x: np.ndarray, self_ensemble: bool) -> np.ndarray:
         return _predict(model, batch)[0]
     acc = None
     for k in range(8):
-        y = _undihedral(_predict(model, _dihedral(batch, k)), k)[0]
+        y = undihedral(_predict(model, dihedral(batch, k)), k)[0]
         acc = y.astype(np.float32, copy=True) if acc is None else acc + y
     return acc / 8.0
 
@@ -132,24 +139,6 @@ def super_resolve(
 # ---------------------------------------------------------------- the Python API
 
 
-def _as_float01(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255.0
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) / 65535.0
-    if image.dtype == np.bool_:
-        return image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.floating):
-        return np.clip(image.astype(np.float32), 0.0, 1.0)
-    if np.issubdtype(image.dtype, np.integer):
-        return np.clip(image.astype(np.float32), 0, 255) / 255.0
-    raise ValueError(f"unsupported image dtype {image.dtype}")
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.floor(np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def upscale_array(
     image: np.ndarray,
     model,
@@ -164,7 +153,8 @@ def upscale_array(
 
     ``image``: ``(H, W)``, ``(H, W, 1)`` grey, ``(H, W, 2)`` grey+alpha,
     ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8, uint16, or float in
-    [0, 1]. Grey is replicated to RGB for the model and averaged back; alpha
+    [0, 1]. Grey is replicated to RGB for the model and averaged back
+    (:func:`drn_tf.core.protocol.model_input`, :func:`~drn_tf.core.protocol.model_output`); alpha
     is upscaled with MATLAB bicubic (:func:`drn_tf.core.imresize.imresize`).
     Returns ``dtype`` (uint8: rounded; float32: clipped to [0, 1]) in the
     same layout. Tiles are converted as they come, so with tiling the peak
@@ -186,27 +176,21 @@ def upscale_array(
         raise ValueError("dtype must be uint8 or float32")
     s = model_scale(model)
     has_alpha = c in (2, 4)
-    colour = _as_float01(arr[..., : c - 1] if has_alpha else arr)
-    grey = colour.shape[-1] == 1
-    rgb = np.repeat(colour, 3, axis=-1) if grey else colour
-    del colour
+    grey = c - has_alpha == 1
+    rgb = model_input(arr[..., : c - 1] if has_alpha else arr)
     out = np.empty((h * s, w * s, c), dtype)
     tiles = iter_tiles(model, rgb, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
     total = next(tiles)
     for done, (a0, a1, b0, b1, block) in enumerate(tiles, 1):
-        if grey:
-            block = block.mean(axis=-1, keepdims=True)
-        block = np.clip(block, 0.0, 1.0)
-        target = out[a0 * s : a1 * s, b0 * s : b1 * s, : (c - 1 if has_alpha else c)]
-        target[...] = _to_uint8(block) if dtype == np.uint8 else block
+        out[a0 * s : a1 * s, b0 * s : b1 * s, : c - has_alpha] = model_output(block, grey, dtype)
         del block
         if progress is not None:
             progress(done, total)
     del rgb
     if has_alpha:
-        alpha = _as_float01(arr[..., -1]).astype(np.float64)
+        alpha = to_float01(arr[..., -1]).astype(np.float64)
         alpha = np.clip(imresize(alpha, float(s), output_shape=(h * s, w * s)), 0.0, 1.0)
-        out[..., -1] = _to_uint8(alpha) if dtype == np.uint8 else alpha
+        out[..., -1] = to_uint8(alpha) if dtype == np.uint8 else alpha
     return out[..., 0] if squeeze else out
 
 
@@ -248,8 +232,3 @@ def upscale(
 
 
 __all__ = ["iter_tiles", "super_resolve", "upscale", "upscale_array"]
-
-def predict_image(model, lr_uint8: np.ndarray) -> np.ndarray:
-    """Run the model on one uint8 (H, W, 3) image; returns float32 (H*s, W*s, 3), unclipped."""
-    x = lr_uint8[None].astype(np.float32) / 255.0
-    return np.asarray(model.predict_on_batch(x))[0]

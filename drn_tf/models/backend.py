@@ -1,4 +1,12 @@
-"""(split from drn_tf.cli.main)"""
+"""Start the Keras backend quietly, once: :func:`import_backend_quietly`.
+
+Importing Keras/TensorFlow prints C-level start-up chatter on stderr (oneDNN
+notices, ``failed call to cuInit``) that ``TF_CPP_MIN_LOG_LEVEL`` does not
+reach, and pulls in optional packages the commands never use (matplotlib,
+IPython, and JAX on the TensorFlow backend). Commands and the Beam pipeline call
+:func:`import_backend_quietly` after checking their arguments, so a user error
+stays one line and start-up stays short; ``DRN_VERBOSE=1`` shows everything.
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,10 @@
-"""The evaluation protocol of the SR literature, written once.
+"""Keras metrics of the evaluation protocol: Y-channel PSNR and SSIM with ``keras.ops``.
 
-1. HR modcropped to a multiple of the scale; 2. LR by MATLAB bicubic;
-3. SR clipped and rounded to uint8; 4. MATLAB ``rgb2ycbcr`` luma (rounded to
-uint8; single-channel images used as they are); 5. ``scale`` pixels dropped on
-every border, PSNR (peak 255) and SSIM (Gaussian window 11, sigma 1.5,
-K1 = 0.01, K2 = 0.03, 'valid' filtering) on Y, averaged over a set.
-
-The numpy functions here need no TensorFlow (the JAX training script uses
-them); the Keras metrics at the bottom compute the same with ``keras.ops`` so
-``model.evaluate`` reports protocol numbers.
+The protocol and its numpy form live in :mod:`drn_tf.core.protocol` and
+:mod:`drn_tf.core.metrics`; :class:`YPSNR` and :class:`YSSIM` compute the same
+numbers per image inside the graph, so ``model.evaluate`` on
+:func:`drn_tf.data.tfdata.make_val_dataset` reports what ``drn evaluate``
+reports (grey images included). Backend-neutral (TensorFlow or JAX).
 """
 
 from __future__ import annotations
@@ -16,18 +12,17 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from drn_tf.core.metrics import _Y_WEIGHTS, gaussian_window
-
-# ---------------------------------------------------------------- Keras metrics
+from drn_tf.core.metrics import _Y_WEIGHTS, gaussian_window, ssim_map
 
 
 def _to_255_ops(x):
-    """Float [0, 1] -> clipped, rounded uint8 values (float32)."""
+    """Float [0, 1] -> clipped, rounded uint8 values (float32): :func:`drn_tf.core.metrics.to_uint8`."""
     return ops.floor(ops.clip(ops.cast(x, "float32"), 0.0, 1.0) * 255.0 + 0.5)
 
 
 def _luma_ops(x255):
-    """Rounded MATLAB ``rgb2ycbcr`` luma of uint8-valued RGB (float32, one channel)."""
+    """Rounded MATLAB ``rgb2ycbcr`` luma of uint8-valued RGB (float32, one channel):
+    :func:`drn_tf.core.metrics.rgb_to_y`."""
     w = ops.convert_to_tensor(_Y_WEIGHTS.astype("float32"))
     return ops.floor(16.0 + ops.sum(x255 * w, axis=-1, keepdims=True) + 0.5)
 
@@ -45,10 +40,14 @@ def _y_channel_ops(x, scale_crop):
 
 
 def _protocol_y_pair(y_true, y_pred, border):
-    """Y of HR and SR as :mod:`drn_tf.inference.evaluation` takes them. An RGB HR: luma of both. A single-channel
-    (grey) HR: used as it is, and an RGB SR averaged to one channel first (the model saw the grey
-    replicated to RGB). The HR's channel count may be unknown until run time (a ``tf.data`` set that
-    mixes grey and colour images): then both forms are computed and the right one picked."""
+    """Y of HR and SR as the protocol takes them: the graph form of
+    :func:`drn_tf.core.protocol.model_output` (grey: the RGB SR averaged back to one channel before
+    clipping and rounding) followed by :func:`drn_tf.core.metrics.rgb_to_y` and the border crop.
+
+    An RGB HR: luma of both. A single-channel (grey) HR: used as it is, and an RGB SR averaged to one
+    channel first (the model saw the grey replicated to RGB, :func:`drn_tf.core.protocol.model_input`).
+    The HR's channel count may be unknown until run time (a ``tf.data`` set that mixes grey and colour
+    images): then both forms are computed and the right one picked."""
     y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
     c_true, c_pred = y_true.shape[-1], y_pred.shape[-1]
     if c_true is not None and (c_true != 1 or c_pred == 1):
@@ -65,20 +64,14 @@ def _protocol_y_pair(y_true, y_pred, border):
 def _ssim_ops(a, b):
     """Per-image SSIM of (N, H, W, 1) float32 tensors with values in [0, 255]."""
     g = gaussian_window().astype("float32")
-    kernel_rows = ops.convert_to_tensor(g.reshape(11, 1, 1, 1))
-    kernel_cols = ops.convert_to_tensor(g.reshape(1, 11, 1, 1))
+    kernel_rows = ops.convert_to_tensor(g.reshape(-1, 1, 1, 1))
+    kernel_cols = ops.convert_to_tensor(g.reshape(1, -1, 1, 1))
 
     def filt(x):
         x = ops.conv(x, kernel_rows, padding="valid")
         return ops.conv(x, kernel_cols, padding="valid")
 
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_a, mu_b = filt(a), filt(b)
-    var_a = filt(a * a) - mu_a**2
-    var_b = filt(b * b) - mu_b**2
-    cov = filt(a * b) - mu_a * mu_b
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return ops.mean(ssim_map, axis=(1, 2, 3))
+    return ops.mean(ssim_map(a, b, filt), axis=(1, 2, 3))
 
 
 class _PerImageMean(keras.metrics.Metric):

@@ -49,6 +49,7 @@ for _name, _args in _BASE.items():
     for _scale in SCALES:
         PRESETS[f"{_name}_x{_scale}"] = {
             "description": f"{_DESCRIPTIONS[_name]}, x{_scale}",
+            "architecture": "DRN",  # a key of drn_tf.models.build.ARCHITECTURES
             "config": dict(_args, scale=_scale),
             "asset": f"{_name}_x{_scale}.keras",
         }

@@ -1,9 +1,30 @@
-"""(split from drn_tf.inference.upscale)"""
+"""Which model a command uses, decided in one place: :func:`resolve`.
+
+The rules (every command, the training's ``init_from`` and the Python API go
+through them):
+
+* a ``keras.Model`` is used as given; a path is loaded as a ``.keras`` file,
+  every failure (missing, empty, not a zip, corrupt) a one-line
+  :class:`ModelError`;
+* otherwise the preset (default ``drn_x{scale}``, ``drn_x2`` without a scale)
+  is used with its bundled trained model ``assets/<preset>.keras``;
+* a preset without bundled weights raises :class:`NoTrainedModelError`, unless
+  the caller opts out with ``allow_untrained=True`` (export and benchmark, whose
+  sizes and latencies do not depend on the weights): then a freshly initialised
+  model is returned, marked ``trained=False``, and the caller says so;
+* a ``scale`` that the model does not have raises :class:`ModelError`.
+
+The answer, :class:`Resolved`, carries the model, whether it is trained, where it
+came from and a one-line description for reports. :func:`resolve_model` is the
+short form that returns the model alone (refusing random weights). Also here:
+:func:`model_scale` and :func:`model_receptive_radius`, facts read from any model.
+"""
 
 from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +34,12 @@ class ModelError(ValueError):
     """No usable model: missing/corrupt file, wrong scale, no bundled weights."""
 
 
-# ---------------------------------------------------------------- backend start-up
+class NoTrainedModelError(ModelError):
+    """The preset ``preset`` has no bundled trained model (and random weights were not allowed)."""
+
+    def __init__(self, preset: str):
+        super().__init__(no_bundled_model_message(preset))
+        self.preset = preset
 
 
 # ---------------------------------------------------------------- model facts
@@ -53,13 +79,47 @@ def model_receptive_radius(model) -> int | None:
         return None
 
 
+def check_scale(model, scale: int | None, name: str = "model") -> int:
+    """The scale of ``model``; :class:`ModelError` if ``scale`` is given and differs."""
+    s = model_scale(model)
+    _check_scale_value(s, scale, name)
+    return s
+
+
+def _check_scale_value(s: int, scale: int | None, name: str) -> None:
+    if scale is not None and int(scale) != s:
+        raise ModelError(f"{name} is a x{s} model, but x{scale} was asked for (--scale {scale})")
+
+
 # ---------------------------------------------------------------- model resolution
 
-_MODEL_CACHE: dict = {}
+_MODEL_CACHE: dict = {}  # one entry: the last file or bundled model resolved with cache=True
 
 
 def no_bundled_model_message(preset: str) -> str:
     return f"no trained model bundled for preset {preset}; pass --model FILE"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What :func:`resolve` decided: the model and where it came from."""
+
+    model: object
+    trained: bool  # False only for a freshly initialised preset (allow_untrained=True)
+    source: str  # "file", "bundled", "fresh" or "object" (a model passed in)
+    name: str  # the file path, the preset name, or the model's name
+    path: Path | None = None  # the file loaded (a file or a preset's bundled model)
+
+    @property
+    def description(self) -> str:
+        """One line for reports and messages, e.g. ``preset drn_x2, trained bundled weights (drn_x2.keras)``."""
+        if self.source == "bundled":
+            return f"preset {self.name}, trained bundled weights ({self.path.name})"
+        if self.source == "fresh":
+            return f"preset {self.name}, freshly initialised, untrained (no bundled weights)"
+        if self.source == "object":
+            return f"model {self.name}"
+        return self.name
 
 
 def load_model_file(path, scale: int | None = None):
@@ -86,50 +146,63 @@ def load_model_file(path, scale: int | None = None):
     return model
 
 
-def check_scale(model, scale: int | None, name: str = "model") -> int:
-    s = model_scale(model)
-    if scale is not None and int(scale) != s:
-        raise ModelError(f"{name} is a x{s} model, but x{scale} was asked for (--scale {scale})")
-    return s
+def _cached(key, load, cache: bool):
+    if not cache:
+        return load()
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = load()
+    return _MODEL_CACHE[key]
 
 
-def resolve_model(model=None, preset: str | None = None, scale: int | None = None):
-    """``model`` (keras.Model or path) else ``preset`` else ``drn_x{scale}``.
+def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
+            allow_untrained: bool = False, cache: bool = False) -> Resolved:
+    """Decide which model to use, by the rules in this module's docstring.
 
-    A preset is used only if its trained model is bundled
-    (``assets/<preset>.keras``); random weights are never used silently.
+    ``model``: a ``keras.Model`` (or any object with ``predict_on_batch``) or a
+    path; else ``preset`` (default ``drn_x{scale}``). ``allow_untrained``: a
+    preset without bundled weights gives a fresh model (``trained=False``)
+    instead of :class:`NoTrainedModelError`. ``cache``: keep the last loaded
+    file/bundled model and return that same object for the same file (reloaded
+    if it changed): for callers that resolve repeatedly and do not modify the model.
+    Raises :class:`ModelError` (one line) for every failure.
     """
     if model is not None:
         if isinstance(model, (str, os.PathLike)):
-            model_path = model
-            key = ("file", str(Path(model).resolve()))
-            st = Path(model).stat() if Path(model).is_file() else None
-            key += ((st.st_mtime_ns, st.st_size) if st else (None,))
-            if key not in _MODEL_CACHE:
-                _MODEL_CACHE.clear()
-                _MODEL_CACHE[key] = load_model_file(model)
-            model = _MODEL_CACHE[key]
-            check_scale(model, scale, str(model_path))
-        else:
-            check_scale(model, scale)
-        return model
-    from drn_tf.models.drn import DRN, bundled_model_path
+            path = Path(model)
+            st = path.stat() if path.is_file() else None
+            key = ("file", str(path.resolve()), *((st.st_mtime_ns, st.st_size) if st else (None,)))
+            loaded = _cached(key, lambda: load_model_file(path), cache)
+            check_scale(loaded, scale, str(model))
+            return Resolved(loaded, True, "file", str(model), path)
+        check_scale(model, scale)
+        return Resolved(model, True, "object", str(getattr(model, "name", type(model).__name__)))
+    from drn_tf.models import build, drn
     from drn_tf.models.presets import get_preset
 
     name = preset or f"drn_x{2 if scale is None else int(scale)}"
     try:
-        get_preset(name)
+        preset_scale = int(get_preset(name)["config"]["scale"])
     except ValueError as exc:
         raise ModelError(str(exc)) from None
-    path = bundled_model_path(name)
+    _check_scale_value(preset_scale, scale, f"preset {name}")  # before loading anything
+    path = drn.bundled_model_path(name)
     if path is None:
-        raise ModelError(no_bundled_model_message(name))
-    key = ("preset", name, str(path))
-    if key not in _MODEL_CACHE:
+        if not allow_untrained:
+            raise NoTrainedModelError(name)
+        return Resolved(build.from_preset(name, load_weights=False), False, "fresh", name)
+
+    def load():
         try:
-            _MODEL_CACHE[key] = DRN.from_preset(name)
+            return drn.load_model(path)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"{path}: cannot load the bundled model ({exc})") from None
-    model = _MODEL_CACHE[key]
-    check_scale(model, scale, f"preset {name}")
-    return model
+
+    loaded = _cached(("preset", name, str(path)), load, cache)
+    check_scale(loaded, scale, f"preset {name}")
+    return Resolved(loaded, True, "bundled", name, path)
+
+
+def resolve_model(model=None, preset: str | None = None, scale: int | None = None):
+    """The model :func:`resolve` picks (trained weights required; loaded models cached)."""
+    return resolve(model, preset, scale, cache=True).model

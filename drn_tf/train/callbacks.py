@@ -28,15 +28,14 @@ def l1_loss():
 def evaluate_pairs(model: keras.Model, lrs, hrs, scale: int) -> tuple[float, float]:
     """Protocol Y-PSNR and Y-SSIM of ``model`` averaged over (LR, HR) uint8 pairs.
 
-    Grey ``(H, W, 1)`` pairs (from :func:`drn_tf.core.protocol.validation_pairs`) are
+    Grey ``(H, W, 1)`` pairs (from :func:`drn_tf.core.protocol.read_benchmark`) are
     handled as ``drn evaluate`` does: the model sees the grey as RGB and its
     output is averaged back to one channel.
     """
-    from drn_tf.core.protocol import evaluate_pair
+    from drn_tf.core.protocol import evaluate_set
     from drn_tf.inference.evaluation import upscale_model
 
-    results = [evaluate_pair(upscale_model(model, lr), hr, scale) for lr, hr in zip(lrs, hrs)]
-    return float(np.mean([r[0] for r in results])), float(np.mean([r[1] for r in results]))
+    return evaluate_set(lambda lr: upscale_model(model, lr), lrs, hrs, scale)
 
 
 
@@ -120,30 +119,16 @@ class Validation(keras.callbacks.Callback):
             self._forward(np.zeros((1, h, w, 3), np.float32))
 
     def _predict(self, lr):
-        from drn_tf.core.metrics import to_uint8
+        from drn_tf.core.protocol import model_input, model_output
 
-        x = lr.astype(np.float32)[None] / 255.0
-        if x.shape[-1] == 1:
-            x = np.repeat(x, 3, axis=-1)
-        y = self._forward(x)[0]
-        if lr.shape[-1] == 1:
-            y = y.mean(axis=-1, keepdims=True)
-        return to_uint8(y)
+        return model_output(self._forward(model_input(lr)[None])[0], lr.shape[-1] == 1)
 
     def evaluate(self):
-        from drn_tf.core.metrics import psnr_y, ssim_y
+        from drn_tf.core.protocol import evaluate_set
         from drn_tf.train.state import weight_values
 
         self.clone.set_weights(weight_values(self.model))
-        out = {}
-        for s in self.sets:
-            ps, ss = [], []
-            for lr, hr in zip(s.lrs, s.hrs):
-                sr = self._predict(lr)
-                ps.append(psnr_y(sr, hr, self.scale))
-                ss.append(ssim_y(sr, hr, self.scale))
-            out[s.name] = (float(np.mean(ps)), float(np.mean(ss)))
-        return out
+        return {s.name: evaluate_set(self._predict, s.lrs, s.hrs, self.scale) for s in self.sets}
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.sets:

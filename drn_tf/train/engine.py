@@ -86,7 +86,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "patch_size": (48, "LR patch size (HR patch = patch_size * scale)"),
         "augment": (True, "random flips/rotations"),
         "pipeline": ("auto", "auto (tf.data on TensorFlow, numpy elsewhere) | tf.data | numpy (a generator of "
-                             "the same batches; the only one without TensorFlow)"),
+                             "the same batches; the only one without TensorFlow) | device (JAX: the training set "
+                             "on the accelerator as uint8, patches cut there by a jitted function)"),
         "workers": (0, "numpy pipeline: threads cutting patches ahead of the step (0: between steps)"),
     },
     "train": {
@@ -350,8 +351,8 @@ def resolve_config(cfg: dict) -> dict:
         _as_float(cfg, "train", "minutes", 0.0)
         if t["minutes"] <= 0:
             raise ConfigError(f"train.minutes must be > 0; got {t['minutes']!r}")
-    if d["pipeline"] not in ("auto", "tf.data", "numpy"):
-        raise ConfigError(f"data.pipeline must be auto, tf.data or numpy; got {d['pipeline']!r}")
+    if d["pipeline"] not in ("auto", "tf.data", "numpy", "device"):
+        raise ConfigError(f"data.pipeline must be auto, tf.data, numpy or device; got {d['pipeline']!r}")
     _as_int(cfg, "data", "workers", 0)
 
     o = cfg["optimizer"]
@@ -629,10 +630,10 @@ def build_optimizer(cfg: dict, schedule=None):
 def build_model(cfg: dict, schedule=None, jit_compile="auto", steps_per_execution: int = 1):
     """The model of a resolved config, compiled with its optimizer (built, so a checkpoint loads into it)
     and the L1 loss; in the current strategy scope / distribution."""
-    from drn_tf.models.drn import DRN
+    from drn_tf.models.build import from_preset
     from drn_tf.train.callbacks import l1_loss
 
-    model = DRN.from_preset(cfg["model"]["preset"], load_weights=False, **cfg["model"]["overrides"])
+    model = from_preset(cfg["model"]["preset"], load_weights=False, **cfg["model"]["overrides"])
     model.compile(optimizer=build_optimizer(cfg, schedule), loss=l1_loss(), jit_compile=jit_compile,
                   steps_per_execution=steps_per_execution)
     model.optimizer.build(model.trainable_variables)
@@ -643,11 +644,12 @@ def _checkpoint_values(path, preset=None):
     """(model, weight values) of one source of :func:`average_models`."""
     import warnings
 
-    from drn_tf.models.drn import DRN, load_model
+    from drn_tf.models.build import from_preset
+    from drn_tf.models.resolve import load_model_file
 
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
-        model = load_model(path)
+        model = load_model_file(path)  # ModelError (a ValueError) naming the file and the reason
         return model, model.get_weights()
     run = path.parent.parent
     if (run / "config.yaml").is_file() and path.parent.name == "checkpoint":
@@ -658,7 +660,7 @@ def _checkpoint_values(path, preset=None):
         return model, weight_values(model)
     if preset is None:
         raise ValueError(f"{path}: a weights file outside a run's checkpoint/ folder; name its preset")
-    model = DRN.from_preset(preset, load_weights=False)
+    model = from_preset(preset, load_weights=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.load_weights(path)
@@ -713,8 +715,8 @@ def init_from(model, source) -> dict:
     """
     import warnings
 
-    from drn_tf.models.drn import bundled_model_path, load_model
     from drn_tf.models.presets import PRESETS
+    from drn_tf.models.resolve import NoTrainedModelError, resolve
 
     src_path = Path(str(source)).expanduser()
     if src_path.is_dir():
@@ -725,14 +727,18 @@ def init_from(model, source) -> dict:
         else:
             raise FileNotFoundError(f"{source}: run directory holds no model.keras, best.keras or last.keras")
     if not src_path.is_file() and str(source) in PRESETS:
-        bundled = bundled_model_path(str(source))
-        if bundled is None:
-            raise FileNotFoundError(f"preset {source} has no bundled weights to start from")
-        src_path = bundled
-    if not src_path.is_file():
+        try:
+            resolved = resolve(preset=str(source))  # its bundled trained model, never random weights
+        except NoTrainedModelError:
+            raise FileNotFoundError(f"preset {source} has no bundled weights to start from") from None
+    elif not src_path.is_file():
         raise FileNotFoundError(f"{source}: no such model file, run directory or preset with bundled weights")
+    elif src_path.name.endswith(".weights.h5"):
+        resolved = None
+    else:
+        resolved = resolve(src_path)
     src_scale = None
-    if src_path.name.endswith(".weights.h5"):
+    if resolved is None:
         # Load into a copy of ``model`` whose weights are NaN first: what is finite afterwards was in the file.
         source_model = plain_clone(model)
         source_model.set_weights([np.full(w.shape, np.nan, w.dtype) for w in source_model.get_weights()])
@@ -740,7 +746,7 @@ def init_from(model, source) -> dict:
             warnings.simplefilter("ignore")
             source_model.load_weights(src_path, skip_mismatch=True)
     else:
-        source_model = load_model(src_path)
+        source_model, src_path = resolved.model, resolved.path
         src_scale = getattr(source_model, "scale", None)
     loaded, skipped = [], []
     src_layers = {layer.name: layer for layer in source_model.layers}
@@ -771,45 +777,22 @@ class ValSet:
     name: str
     lrs: list
     hrs: list
-    grey: list = field(default_factory=list)  # True where the image is single-channel
     bicubic_psnr: float = float("nan")
     bicubic_ssim: float = float("nan")
 
 
 def load_val_set(folder, scale: int) -> ValSet:
-    """Benchmark images by the protocol (:func:`drn_tf.core.protocol.load_pair`): HR modcropped; LR by
+    """Benchmark images by the protocol (:func:`drn_tf.core.protocol.read_benchmark`): HR modcropped; LR by
     MATLAB bicubic; grey images stay grey. Unreadable images and images too small for the evaluation
     are skipped with a warning naming each; a folder left with none raises ``FileNotFoundError``."""
-    import warnings
-
-    from drn_tf.core.imageio import ImageReadError, list_images
-    from drn_tf.core.imresize import bicubic_upscale
-    from drn_tf.core.metrics import psnr_y, ssim_y
-    from drn_tf.core.protocol import load_pair
+    from drn_tf.core.protocol import evaluate_set, read_benchmark, upscale_bicubic
 
     folder = Path(folder)
-    files = list_images(folder)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no images")
-    vs = ValSet(folder.name, [], [])
-    psnrs, ssims, skipped = [], [], []
-    for f in files:
-        try:
-            lr, hr = load_pair(f, scale)
-        except ImageReadError as exc:
-            warnings.warn(f"validation set {folder.name}: skipping {exc}", stacklevel=2)
-            skipped.append(str(exc))
-            continue
-        vs.lrs.append(lr)
-        vs.hrs.append(hr)
-        vs.grey.append(hr.shape[-1] == 1)
-        bic = bicubic_upscale(lr, scale)
-        psnrs.append(psnr_y(bic, hr, scale))
-        ssims.append(ssim_y(bic, hr, scale))
-    if not vs.lrs:
-        raise FileNotFoundError(f"{folder}: no usable validation image ({'; '.join(skipped)})")
-    vs.bicubic_psnr, vs.bicubic_ssim = float(np.mean(psnrs)), float(np.mean(ssims))
-    return vs
+    bench = read_benchmark(folder, scale, on_error="skip", label=f"validation set {folder.name}")
+    if not bench.lrs:
+        raise FileNotFoundError(f"{folder}: no usable validation image ({'; '.join(bench.skipped)})")
+    bicubic = evaluate_set(lambda lr: upscale_bicubic(lr, scale), bench.lrs, bench.hrs, scale)
+    return ValSet(folder.name, bench.lrs, bench.hrs, *bicubic)
 
 
 # ------------------------------------------------------------------ the loop under multi-worker
@@ -1036,6 +1019,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         pipeline = "tf.data" if on_tf else "numpy"
     if pipeline == "tf.data" and not on_tf:
         raise ConfigError(f"data.pipeline tf.data needs the TensorFlow backend (this is {backend}); use numpy")
+    if pipeline == "device" and backend != "jax":
+        raise ConfigError(f"data.pipeline device needs the JAX backend (this is {backend}); use "
+                          f"{'tf.data' if on_tf else 'numpy'}")
     if on_tf:
         import tensorflow as tf
 
@@ -1162,6 +1148,13 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
             )
 
         dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    elif pipeline == "device":  # patches cut on the accelerator; batch g a function of (seed, g)
+        from drn_tf.data.device import DeviceSampler
+
+        sampler = DeviceSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, seed=t["seed"],
+                                augment=cfg["data"]["augment"])
+        _log(f"[data] training set on the device: {sampler.nbytes / 1e6:.0f} MB of uint8", quiet)
+        dataset = sampler.stream(start_step)
     else:  # the same batches as the tf.data stream, from the same global step
         sampler = PatchSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"],
                                seed=t["seed"], augment=cfg["data"]["augment"])

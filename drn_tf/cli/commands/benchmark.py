@@ -13,7 +13,8 @@ def add_parser(sub, help_text):
         description="Measure a DRN model on this machine: parameters, multiply-adds per output megapixel, the "
         "measured fp32 matmul peak, and for Keras (eager, graph, XLA), the SavedModel and every TFLite variant "
         "the median latency, output megapixels/s, achieved GFLOP/s and its share of the peak; training "
-        "patches/s and GFLOP/s. Prints a markdown table.",
+        "patches/s and GFLOP/s on TensorFlow and on JAX (in a subprocess, against its own measured peak). Prints "
+        "a markdown table.",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
@@ -35,8 +36,8 @@ def add_parser(sub, help_text):
         "--variants",
         metavar="LIST",
         help="comma-separated subset of: keras-eager, keras-graph, keras-xla, saved_model, tflite-float32, "
-        "tflite-float16, tflite-dynamic, tflite-int8, keras-graph-concat, tflite-int8-convs, train-graph-concat, "
-        "train-bf16 (diagnostics), train-graph, train-xla, train-pipeline (default: all); 'keras', 'tflite' and 'train' select their group",
+        "tflite-float16, tflite-dynamic, tflite-int8, train-graph, train-bf16, train-xla, train-pipeline, "
+        "train-jax (default: all); 'keras', 'tflite' and 'train' select their group",
     )
     p.add_argument("--runs", type=int, metavar="N", help="timed runs per variant (default 5; --quick 3)")
     p.add_argument("--warmup", type=int, metavar="N", help="warm-up runs per variant (default 2; --quick 1)")
@@ -69,14 +70,14 @@ def parse_variants(text):
 
 def run(args):
     from drn_tf.cli.base import UserError
-    from drn_tf.cli.commands.info import parse_size
+    from drn_tf.core.utils import parse_size
 
     variants = parse_variants(args.variants)
     for name in ("runs", "warmup", "matmul", "train_batch", "train_patch"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1):
             raise UserError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'warmup' else '>= 1'}, got {value}")
-    size = parse_size(args.size) if args.size else None
+    size = parse_size(args.size, error=UserError) if args.size else None
     if args.model:
         from pathlib import Path
 
@@ -116,7 +117,7 @@ def run(args):
 
     argv = sys.argv[1:] if sys.argv[1:2] == ["benchmark"] else None
     result["command"] = "drn " + " ".join(shlex.quote(a) for a in argv) if argv else "drn benchmark"
-    text = B.to_markdown(result, B.explain(result))
+    text = B.to_markdown(result)
     print(text, end="")
     if args.json:
         B.write_json(result, args.json)

@@ -9,12 +9,10 @@ the titles) into ``./drn-demo/`` (or ``--out``).
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from drn_tf.core.utils import assets_dir
+from drn_tf.core.utils import assets_dir, write_atomic
 
 SAMPLE = assets_dir() / "sample.jpg"
 CROP = 96  # HR pixels shown in the zoomed crops
@@ -82,18 +80,12 @@ def comparison_figure(hr, lr, bicubic, sr, scale: int, scores: dict, model_name:
 
 
 def _save_figure(fig, path: Path):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """The figure as a PNG file, written atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
 
 
 def run(args):

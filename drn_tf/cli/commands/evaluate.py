@@ -79,33 +79,26 @@ def _run(args):
         if scale is None:
             raise UserError("--scale is required with --method bicubic")
     else:
-        from drn_tf.models.resolve import ModelError, model_scale, resolve_model
+        from drn_tf.models.resolve import (
+            ModelError,
+            NoTrainedModelError,
+            model_scale,
+            resolve,
+        )
 
         if args.model is None and args.preset is None and scale is None:
             raise UserError("give --scale (the default model is the preset drn_x{scale}), --preset or --model")
-        if args.model is None:
-            preset = args.preset or f"drn_x{scale}"
-            from drn_tf.models.drn import bundled_model_path
-            from drn_tf.models.presets import get_preset
-
-            try:
-                preset_scale = get_preset(preset)["config"]["scale"]
-            except ValueError as exc:
-                raise UserError(str(exc)) from None
-            if scale is not None and preset_scale != scale:
-                raise UserError(f"preset {preset} is a x{preset_scale} model, but --scale {scale} was given")
-            if bundled_model_path(preset) is None:
-                raise UserError(
-                    f"no trained weights are bundled for preset {preset} (assets/{preset}.keras is missing); "
-                    "evaluating random weights would be meaningless: pass --model FILE or --method bicubic"
-                )
-            label = f"preset {preset}"
-        else:
-            label = args.model
         try:
-            model = resolve_model(args.model, args.preset if args.model is None else None, scale)
+            resolved = resolve(args.model, args.preset, scale, cache=True)
+        except NoTrainedModelError as exc:
+            raise UserError(
+                f"no trained weights are bundled for preset {exc.preset} (assets/{exc.preset}.keras is missing); "
+                "evaluating random weights would be meaningless: pass --model FILE or --method bicubic"
+            ) from None
         except ModelError as exc:
             raise UserError(str(exc)) from None
+        model = resolved.model
+        label = args.model if args.model is not None else f"preset {resolved.name}"
         scale = model_scale(model)
         if args.self_ensemble:
             label += " +self-ensemble"

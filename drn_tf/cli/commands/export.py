@@ -106,10 +106,10 @@ def _no_subcommand(parser):
 def _load(args):
     from drn_tf.export.common import load_export_model
 
-    model, description = load_export_model(args.model, args.preset)
-    if "untrained" in description:
-        print(f"drn export: warning: {description}", file=sys.stderr)
-    return model, description
+    resolved = load_export_model(args.model, args.preset)
+    if not resolved.trained:
+        print(f"drn export: warning: {resolved.description}", file=sys.stderr)
+    return resolved
 
 
 def _user_errors(fn):
@@ -138,7 +138,8 @@ def run_saved_model(args):
     )
     from drn_tf.export.savedmodel import export_saved_model
 
-    model, description = _load(args)
+    resolved = _load(args)
+    model, description = resolved.model, resolved.description
     target = export_saved_model(model, args.output, version=args.version, overwrite=args.overwrite)
     print(f"wrote {target} ({description}, x{model.scale if hasattr(model, 'scale') else '?'})")
     print(f"  serving_default: {SERVING_INPUT} uint8 [batch, h, w, 3] -> {SERVING_OUTPUT} uint8 [batch, h*s, w*s, 3]")
@@ -148,23 +149,20 @@ def run_saved_model(args):
 
 @_user_errors
 def run_tflite(args):
-    from drn_tf.core.utils import write_atomic
-    from drn_tf.export.common import parse_size
+    from drn_tf.core.utils import parse_size, write_atomic
+    from drn_tf.export.common import ExportError
     from drn_tf.export.int8 import CALIBRATION_COUNT
-    from drn_tf.export.tflite import (
-        TFLiteUpscaler,
-        convert_tflite,
-        gpu_compatibility,
-        tflite_ops,
-    )
+    from drn_tf.export.tflite import convert_tflite, gpu_compatibility, tflite_ops
+    from drn_tf.inference.runtimes import TFLiteUpscaler
 
-    size = parse_size(args.input_size)
+    size = parse_size(args.input_size, error=ExportError)
     if args.calibration and args.quantize != "int8":
         print("drn export: warning: --calibration is only used with --quantize int8", file=sys.stderr)
     if args.gpu_friendly and not size:
         print("drn export: warning: --gpu-friendly without --input-size: the GPU delegate needs static shapes; "
               "a dynamic-size model computes the transposed convolution's output shape at run time", file=sys.stderr)
-    model, description = _load(args)
+    resolved = _load(args)
+    model, description = resolved.model, resolved.description
     flat = convert_tflite(
         model,
         args.quantize,
@@ -192,7 +190,8 @@ def run_tflite(args):
 def run_report(args):
     from drn_tf.bench.export_report import REPORT_VARIANTS, build_report
 
-    model, description = _load(args)
+    resolved = _load(args)
+    model, description = resolved.model, resolved.description
     say = lambda msg: print(f"drn export report: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     if args.runtimes:
         from drn_tf.bench.export_report import runtime_report
@@ -204,6 +203,7 @@ def run_report(args):
         model,
         description,
         args.data,
+        trained=resolved.trained,
         variants=tuple(args.variants) if args.variants else REPORT_VARIANTS,
         latency_size=args.latency_size,
         runs=args.runs,

@@ -19,15 +19,9 @@ def add_parser(sub, help_text):
     p.set_defaults(func=run)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    from drn_tf.cli.base import UserError
-    from drn_tf.core.utils import parse_size as _parse
-
-    return _parse(text, error=UserError)
-
-
 def run(args):
     from drn_tf.cli.base import UserError
+    from drn_tf.core.utils import parse_size
     from drn_tf.models.analysis import count_macs, layer_table
     from drn_tf.models.presets import PRESETS, get_preset
 
@@ -38,7 +32,7 @@ def run(args):
             bundled = "bundled weights" if bundled_model_path(name) else "no bundled weights"
             print(f"{name:10s}  {PRESETS[name]['description']}  [{bundled}]")
         return 0
-    h, w = parse_size(args.size)
+    h, w = parse_size(args.size, error=UserError)
     if args.model:
         from drn_tf.models.analysis import model_config
         from drn_tf.models.drn import load_model
@@ -77,8 +71,8 @@ def run(args):
     print(f"receptive field: {2 * radius + 1}x{2 * radius + 1} input pixels (radius {radius})")
     if args.summary:
         if model is None:
-            from drn_tf.models.drn import DRN
+            from drn_tf.models.build import from_preset
 
-            model = DRN.from_preset(args.preset, load_weights=False)
+            model = from_preset(args.preset, load_weights=False)
         model.summary()
     return 0

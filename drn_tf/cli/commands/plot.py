@@ -133,11 +133,13 @@ def draw(runs, out, x_key="step", title=None, dpi=110, keep_open=False):
         ax.grid(True, alpha=0.3)
     fig.suptitle(title or ", ".join(r["label"] for r in runs))
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    tmp.replace(out)
+    import io
+
+    from drn_tf.core.utils import write_atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    out = write_atomic(out, buf.getvalue())
     if keep_open:
         return out, fig
     plt.close(fig)

@@ -5,7 +5,7 @@ work it stands for (patches/s x 6 x multiply-adds of one LR patch: forward 2 FLO
 twice the forward), and the run's total. Then what one preset alone would get in ``--minutes`` at the
 mean of the runs' totals: the GPU's throughput is shared, so splitting it splits the patches.
 
-    python training/gpu_throughput.py [--minutes 9] [--preset drn_x2] [assets/training/gpu*_*.json]
+    python tools/gpu_throughput.py [--minutes 9] [--preset drn_x2] [assets/training/gpu*_*.json]
 """
 
 from __future__ import annotations

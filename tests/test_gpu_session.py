@@ -1,0 +1,41 @@
+"""``training/gpu_session.sh`` end to end on this CPU: the one command a GPU loan runs (issue #13), with
+the documented CPU settings (JAX, a 1-minute budget, a tiny batch). It must write what it promises under
+``$OUT``: the models, the history, the config, the log and a ``run.json`` with the training FLOP rate
+beside a matmul rate measured in the same call."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "benchmark" / "Set14").is_dir(), reason="needs ../shared/data")
+def test_gpu_session_runs_end_to_end_on_cpu(tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, SKIP_PIP="1", DATA=str(DATA), TRAIN="benchmark/Set14", VAL="benchmark/Set5", BATCH="4",
+               PATCH="24", EPOCH_STEPS="10", WORKERS="0", MP="false", OUT=str(out), KERAS_HOME=str(tmp_path / "kh"),
+               PYTHONPATH=str(ROOT))
+    proc = subprocess.run(["bash", "training/gpu_session.sh", "drn_s_x2", "1"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    log = (out / "session.log").read_text() if (out / "session.log").exists() else ""
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + log[-3000:]
+    for name in ("model.keras", "best.keras", "last.keras", "history.csv", "run.json", "config.yaml", "session.log"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    run = json.loads((out / "run.json").read_text())
+    assert run["backend"] == "jax" and run["steps"] > 0
+    assert run["train_tflops"] > 0 and run["matmul_peak"]["tflops"] > 0 and run["matmul_peak"]["dtype"] == "float32"
+    assert run["train_percent_of_peak"] == pytest.approx(100 * run["train_tflops"] / run["matmul_peak"]["tflops"], abs=0.1)
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    assert len(rows) >= 2 and "val_Set5_psnr" in rows[0]
+    from drn_tf.models.drn import load_model
+
+    m = load_model(out / "model.keras")
+    assert m.get_config()["scale"] == 2
