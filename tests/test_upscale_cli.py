@@ -537,20 +537,22 @@ def test_sigterm_mid_write_removes_the_temporary_file(tmp_path, m2):
     import time
 
     save(tmp_path / "a.png", rgb())
+    # the image is encoded in memory, then written to a temporary file beside the output
+    # (drn_tf.core.utils.write_atomic): stall the write there, after the bytes, before the rename
     code = (
-        "import sys, time\n"
-        "from PIL import Image\n"
-        "def slow_save(self, fp, *a, **k):\n"
-        "    fp.write(b'partial'); fp.flush(); time.sleep(120)\n"
-        "Image.Image.save = slow_save\n"
+        "import os, sys, time\n"
+        "real_fsync = os.fsync\n"
+        "def slow_fsync(fd):\n"
+        "    real_fsync(fd); time.sleep(120)\n"
+        "os.fsync = slow_fsync\n"
         "from drn_tf.cli.main import main\n"
         "sys.exit(main())\n"
     )
     proc = _run_cli_process([tmp_path / "a.png", "--model", m2], code=code, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    while not list(tmp_path.glob(".a_x2.png.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+    while not list(tmp_path.glob(".a_x2.png.tmp*")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    assert list(tmp_path.glob(".a_x2.png.*.tmp")), "the write never started"
+    assert list(tmp_path.glob(".a_x2.png.tmp*")), "the write never started"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err
