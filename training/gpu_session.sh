@@ -13,6 +13,9 @@
 #   WORKERS host threads; device: the training set on the GPU as uint8, patches cut there, no host work per step),
 #   INIT (default assets/PRESET.keras), DATA (.gpu/data), TRAIN (train), VAL ("val/Set5"; "val/Set5 val/Set14" when prepared with Set14),
 #   EXTRA (more `drn train` options), SKIP_PIP=1 (use the installed packages), OUT (runs/gpu).
+#   SWEEP=1: first time training steps for BATCHES x PATCHES (default "64,128,256" x "48,64", at most
+#   SWEEP_SECONDS, default 90; training/gpu_sweep.py) and train with the fastest (TFLOP/s); writes sweep.json
+#   to $OUT. Leave the call its 10 minutes: with SWEEP=1 give MINUTES about 7.
 # On CPU, end to end with a 1-minute budget and a tiny batch (what the tests cannot afford to repeat):
 #   SKIP_PIP=1 DATA=../shared/data TRAIN=benchmark/Set14 VAL=benchmark/Set5 BATCH=4 PATCH=24 EPOCH_STEPS=10 \
 #     WORKERS=0 MP=false OUT=/tmp/gpu_out bash training/gpu_session.sh drn_s_x2 1
@@ -29,12 +32,20 @@ if [ -z "${SKIP_PIP:-}" ]; then
   export PYTHONPATH=/tmp/site
 fi
 # code: the tested snapshot in .gpu/code if present (the working tree may be mid-edit), else the tree
-CODE=$PWD; [ -d .gpu/code/drn_tf ] && CODE=$PWD/.gpu/code
+if [ -z "${CODE:-}" ]; then CODE=$PWD; [ -d .gpu/code/drn_tf ] && CODE=$PWD/.gpu/code; fi  # CODE=DIR: that tree
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$CODE KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 python3 -c "from PIL import features; assert features.check('webp'), 'this pillow cannot read WebP'" || exit 1
 python3 -c "import jax, keras, yaml; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 1
+if [ -n "${SWEEP:-}" ]; then
+  case "$MP" in false) POLICY=float32 ;; true) POLICY=mixed_bfloat16 ;; *) POLICY=$MP ;; esac
+  python3 "$CODE/training/gpu_sweep.py" --preset "$PRESET" --batches "${BATCHES:-64,128,256}" --patches "${PATCHES:-48,64}" \
+    --policy "$POLICY" --steps-per-execution "$SPE" --seconds "${SWEEP_SECONDS:-90}" --json "$OUT/sweep.json" \
+    2>&1 | grep -v -E "^(W|I)0000" | tee /tmp/drn_sweep.log
+  best=$(grep -E "^BATCH=[0-9]+ PATCH=[0-9]+$" /tmp/drn_sweep.log | tail -n 1)
+  if [ -n "$best" ]; then eval "$best"; echo "sweep: training with batch $BATCH, patch $PATCH"; fi
+fi
 RUN=/tmp/drnrun/$PRESET
 rm -rf "$RUN"; mkdir -p "$RUN"
 # shellcheck disable=SC2086  # VAL and EXTRA are word lists

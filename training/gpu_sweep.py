@@ -1,0 +1,151 @@
+"""Training throughput of a preset for several batch and patch sizes on this device, to pick the ones a
+GPU session trains with (issue #13: "batch and patch size picked by a measured sweep").
+
+For each (batch, patch): the engine's model and optimizer (``drn_tf.train.engine.build_model``, the
+preset's config, the given dtype policy, ``steps_per_execution``), a batch of random patches already on
+the device (the step's time does not depend on the pixels), compile + warm-up, then timed steps. Training
+FLOPs = 3 x forward, 2 FLOPs per multiply-add (``drn_tf.models.analysis.count_macs``), put against a
+matmul in the policy's precision measured in the same process (``jax_matmul_peak_tflops``). Prints a
+table and, last, the best setting as ``BATCH=.. PATCH=..`` (what ``gpu_session.sh`` reads with SWEEP=1);
+``--json`` writes every row. Any Keras backend; on a GPU machine: ``KERAS_BACKEND=jax``.
+
+    KERAS_BACKEND=jax python training/gpu_sweep.py --preset drn_x2 --batches 32,64,128 --patches 48,64 \\
+        --policy mixed_bfloat16 --seconds 90 --json $OUT/sweep.json
+
+``--seconds`` bounds the whole sweep: combinations still untried when it runs out are skipped (said so).
+A combination that does not fit in memory is reported as such and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def measure(preset: str, batch: int, patch: int, policy: str, steps: int, spe: int = 1) -> dict:
+    """One combination: seconds per optimizer step over one ``fit`` of ``steps`` steps (rounded up to a
+    multiple of ``spe``), after a compiling, warming ``fit`` of ``spe`` steps."""
+    import keras
+    import numpy as np
+
+    from drn_tf.models.analysis import count_macs, model_config
+    from drn_tf.models.presets import get_preset
+    from drn_tf.train.engine import build_model, load_config, resolve_config
+
+    keras.config.set_dtype_policy(policy)
+    scale = get_preset(preset)["config"]["scale"]
+    cfg = resolve_config(load_config(sets=[f"model.preset={preset}", f"model.scale={scale}",
+                                           f"train.batch_size={batch}", f"data.patch_size={patch}"]))
+    model = build_model(cfg, jit_compile=True, steps_per_execution=spe)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, patch, patch, 3), dtype=np.float32)
+    y = rng.random((batch, patch * scale, patch * scale, 3), dtype=np.float32)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        x, y = jax.device_put(x), jax.device_put(y)
+
+    def batches():
+        while True:
+            yield x, y
+
+    t0 = time.perf_counter()
+    model.fit(batches(), steps_per_epoch=spe, epochs=1, verbose=0, shuffle=False)  # compile and warm up
+    compile_s = time.perf_counter() - t0
+    steps = -(-steps // spe) * spe
+    t0 = time.perf_counter()
+    model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    per_step = (time.perf_counter() - t0) / steps
+    flops = 3 * 2 * count_macs(model_config(model), patch, patch) * batch
+    return {"batch": batch, "patch": patch, "policy": policy, "steps_per_execution": spe, "steps": steps,
+            "step_ms": 1e3 * per_step, "patches_per_s": batch / per_step, "train_tflops": flops / per_step / 1e12,
+            "compile_s": compile_s}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="drn_x2")
+    p.add_argument("--batches", type=_ints, default=[32, 64, 128], help="comma-separated (default 32,64,128)")
+    p.add_argument("--patches", type=_ints, default=[48, 64], help="LR patch sides, comma-separated (default 48,64)")
+    p.add_argument("--policy", default="mixed_bfloat16", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--steps", type=int, default=10, help="timed steps per combination (default 10)")
+    p.add_argument("--steps-per-execution", type=int, default=1, dest="spe")
+    p.add_argument("--seconds", type=float, default=120.0, help="time budget of the whole sweep (default 120)")
+    p.add_argument("--json", help="write every row (and the matmul reference) here")
+    args = p.parse_args(argv)
+
+    from drn_tf.models.backend import import_backend_quietly
+
+    import_backend_quietly()
+    import keras
+
+    from drn_tf.models.presets import get_preset
+
+    try:
+        get_preset(args.preset)
+    except ValueError as exc:
+        p.error(str(exc))
+    backend = keras.backend.backend()
+    peak = None
+    if backend == "jax":
+        from drn_tf.train.engine import jax_matmul_peak_tflops
+
+        dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(args.policy, "float32")
+        peak = jax_matmul_peak_tflops(dtype)
+        print(f"matmul reference: {peak['dtype']} {peak['n']}x{peak['n']} at {peak['tflops']:.2f} TFLOP/s on "
+              f"{peak['device']}", flush=True)
+    start = time.monotonic()
+    rows, skipped = [], []
+    combos = [(b, q) for q in args.patches for b in args.batches]
+    print(f"{'batch':>6} {'patch':>6} {'ms/step':>9} {'patches/s':>10} {'TFLOP/s':>9} {'% peak':>7} {'compile s':>9}",
+          flush=True)
+    for batch, patch in combos:
+        if time.monotonic() - start > args.seconds:
+            skipped.append((batch, patch))
+            continue
+        try:
+            row = measure(args.preset, batch, patch, args.policy, args.steps, args.spe)
+        except Exception as exc:  # noqa: BLE001 - out of memory and the like: this combination only
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            rows.append({"batch": batch, "patch": patch, "error": reason})
+            print(f"{batch:>6} {patch:>6}  failed: {reason}", flush=True)
+            continue
+        if peak:
+            row["percent_of_peak"] = 100 * row["train_tflops"] / peak["tflops"]
+        rows.append(row)
+        pct = f"{row['percent_of_peak']:.1f}" if peak else "-"
+        print(f"{batch:>6} {patch:>6} {row['step_ms']:>9.1f} {row['patches_per_s']:>10.1f} {row['train_tflops']:>9.3f} "
+              f"{pct:>7} {row['compile_s']:>9.1f}", flush=True)
+    if skipped:
+        print(f"time budget ({args.seconds:.0f} s) spent: not measured {', '.join(f'{b}x{q}' for b, q in skipped)}")
+    ok = [r for r in rows if "error" not in r]
+    if args.json:
+        from drn_tf.core.utils import write_atomic
+
+        write_atomic(args.json, json.dumps({"preset": args.preset, "backend": backend, "matmul_peak": peak,
+                                            "rows": rows, "skipped": skipped}, indent=2))
+    if not ok:
+        print("no combination could be measured", file=sys.stderr)
+        return 1
+    best = max(ok, key=lambda r: r["train_tflops"])
+    print(f"BATCH={best['batch']} PATCH={best['patch']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
