@@ -109,37 +109,54 @@ class _QuantGraph:
         """Range of ``image - input_shift``: exactly 256 grey levels, so int8 holds it without rounding."""
         return -self.input_shift, 1.0 - self.input_shift
 
-    def __call__(self, x, hook=lambda name, t: t, clip: bool = True):
-        """``x``: float [0, 1] NHWC. ``clip=False`` leaves out the final clip (the int8 graph's output
-        fake quant clamps to [0, 1] itself, so the clip's MINIMUM and RELU would be two passes for nothing)."""
+    @staticmethod
+    def conv(t, kb):
+        """A 'SAME' convolution with bias; ``kb``: (kernel, bias)."""
         import tensorflow as tf  # (not _tf(): this runs inside tf.function tracing)
 
-        def conv(t, kb):
-            return tf.nn.bias_add(tf.nn.conv2d(t, kb[0], 1, "SAME"), kb[1])
+        return tf.nn.bias_add(tf.nn.conv2d(t, kb[0], 1, "SAME"), kb[1])
 
-        # The input tap: x - c with c = round(255 * max(mean)) / 255 is exact in int8 (pixels stay on
-        # the 1/255 grid, 256 levels from -c to 1 - c); the per-channel rest of the mean shift goes into
-        # the LFE bias, and the zero padding of x - mean becomes padding of x - c with mean - c per
-        # channel (one PADV2 each; in int8 rounded to a grey level, on the padded border only).
-        # Subtracting c rather than folding the whole mean into the LFE keeps the input centred, which
-        # measured better (drn_s_x2 Set5 loss 0.086 vs 0.093 dB: the weights' int8 rounding error
-        # times a non-zero input mean is a bias).
+    def pad_input(self, x):
+        """The LFE's zero padding of ``x - mean``, as padding of ``x - input_shift`` with ``mean - c`` per
+        channel (one PADV2 each; in int8 rounded to a grey level, on the padded border only)."""
+        import tensorflow as tf
+
         c = self.input_shift
-        x = hook("input", x - c)
-        x = tf.concat(
+        return tf.concat(
             [tf.pad(ch, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=float(m - c))
              for ch, m in zip(tf.split(x, len(self.mean), axis=-1), self.mean)],
             axis=-1,
         )
+
+    def block(self, z, kb, act, neg, growth, hook, name):
+        """One residual distilling block, ``y + pad(z)`` as in the Keras layer; taps ``NAME.conv/.act/.add``.
+        (``tools/int8_variants/`` times other forms of it by overriding this method.)"""
+        import tensorflow as tf
+
+        a = self.apply_activation(hook(f"{name}.conv", self.conv(z, kb)), act, neg)
+        a = hook(f"{name}.act", a)
+        return hook(f"{name}.add", a + tf.pad(z, [[0, 0], [0, 0], [0, 0], [0, growth]]))
+
+    def __call__(self, x, hook=lambda name, t: t, clip: bool = True):
+        """``x``: float [0, 1] NHWC. ``clip=False`` leaves out the final clip (the int8 graph's output
+        fake quant clamps to [0, 1] itself, so the clip's MINIMUM and RELU would be two passes for nothing)."""
+        import tensorflow as tf
+
+        conv = self.conv
+        # The input tap: x - c with c = round(255 * max(mean)) / 255 is exact in int8 (pixels stay on
+        # the 1/255 grid, 256 levels from -c to 1 - c); the per-channel rest of the mean shift goes into
+        # the LFE bias (:meth:`pad_input` pads with the rest of the mean).
+        # Subtracting c rather than folding the whole mean into the LFE keeps the input centred, which
+        # measured better (drn_s_x2 Set5 loss 0.086 vs 0.093 dB: the weights' int8 rounding error
+        # times a non-zero input mean is a bias).
+        x = self.pad_input(hook("input", x - self.input_shift))
         kernel, bias = self.lfe
         y0 = hook("lfe", tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "VALID"), bias + self.lfe_shift))
         y = y0
         for g, (blocks, compress, comp_act, slope) in enumerate(self.groups):
             z = y
             for b, (kb, act, neg, growth) in enumerate(blocks):
-                a = self.apply_activation(hook(f"g{g}b{b}.conv", conv(z, kb)), act, neg)
-                a = hook(f"g{g}b{b}.act", a)
-                z = hook(f"g{g}b{b}.add", a + tf.pad(z, [[0, 0], [0, 0], [0, 0], [0, growth]]))
+                z = self.block(z, kb, act, neg, growth, hook, f"g{g}b{b}")
             e = hook(f"g{g}.compress", conv(z, compress))
             e = hook(f"g{g}.act", self.apply_activation(e, comp_act, slope))
             y = hook(f"g{g}.out", e + y)

@@ -1,12 +1,7 @@
-import os as _os
-from pathlib import Path as _Path
-
-MODEL = _Path(__file__).resolve().parents[2] / "assets" / "drn_x2.keras"
-OUT = _os.environ.get("OUT_DIR", "int8_variants_out")
-_os.makedirs(OUT, exist_ok=True)
 import sys
 
 import numpy as np
+from _common import MODEL, OUT
 
 from drn_tf.bench import export_report as ER  # noqa: E402
 from drn_tf.core.metrics import psnr_y

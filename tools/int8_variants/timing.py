@@ -1,14 +1,9 @@
-import os as _os
-from pathlib import Path as _Path
-
-MODEL = _Path(__file__).resolve().parents[2] / "assets" / "drn_x2.keras"
-OUT = _os.environ.get("OUT_DIR", "int8_variants_out")
-_os.makedirs(OUT, exist_ok=True)
 import statistics
 import sys
 import time
 
 import numpy as np
+from _common import OUT
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 rounds = int(sys.argv[1]); specs = sys.argv[2:]   # name[:opt]
