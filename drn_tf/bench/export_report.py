@@ -54,21 +54,14 @@ class VariantResult:
 
 
 def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bool = False) -> dict:
-    """Median seconds per call of each function, timed in round-robin order.
-
-    Interleaving spreads load changes on a shared machine over all the
-    variants instead of penalising whichever ran during a busy spell.
+    """Median seconds per call of each function, timed in round-robin order
+    (:func:`drn_tf.bench.benchmark.interleaved`): interleaving spreads load changes on a shared machine
+    over all the variants instead of penalising whichever ran during a busy spell.
     ``all_runs``: the list of every timed run's seconds instead of the median.
     """
-    for fn in fns.values():
-        for _ in range(max(0, warmup)):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(max(1, runs)):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    from drn_tf.bench.benchmark import interleaved
+
+    times = interleaved(fns, runs, warmup)
     if all_runs:
         return times
     return {name: statistics.median(values) for name, values in times.items()}
