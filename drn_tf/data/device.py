@@ -1,8 +1,8 @@
 """Training patches cut on the accelerator (JAX): ``data.pipeline: device``.
 
 The training set is put on the device once, as uint8 (all LR images padded into one
-``(N, H, W, 3)`` array, the HR images into one ``(N, H*s, W*s, 3)`` array: 291 images
-of up to 481x481 take ~250 MB at x2), and every batch is cut there by one jitted
+``(N, H, W, 3)`` array, the HR images into one ``(N, H*s, W*s, 3)`` array: the 291
+training images, LR padded to 240x254 at x2, take 266 MB), and every batch is cut there by one jitted
 function: image ``i`` with probability proportional to its number of patch positions,
 a uniform top-left corner inside the image (never in the padding), one of the 8
 flips/rotations, and the conversion to float32 in ``[0, 1]``. Nothing goes through
