@@ -5,9 +5,9 @@ on what travels with the working tree.
     python training/prepare_gpu_bundle.py [--data ../shared/data] [--out .gpu]
 
 Makes:
-  .gpu/whl/         keras, namex, optree and PyYAML (the config of `drn train`) wheels for CPython 3.12
-                    (pip download; the GPU image has numpy, h5py and pillow, and a pillow wheel would
-                    cost 7 MB of the 64 MiB)
+  .gpu/whl/         keras, namex and optree wheels for CPython 3.12 (pip download; the GPU image has
+                    numpy, h5py, pillow and pyyaml (../.library/device/KINDS.md), and every MiB counts:
+                    a pillow wheel would cost 7 MB of the 64 MiB, PyYAML's 0.7 MiB)
   .gpu/data/train/  T91 + BSD200 as lossless WebP (about 42 MB instead of 62 MB of PNG;
                     every file is checked to decode to the same pixels)
   .gpu/data/val/    Set5 as lossless WebP (the validation set of `gpu_session.sh`; --val-sets Set5 Set14
@@ -25,13 +25,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "PyYAML==6.0.2"]
+WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0"]
 LIMIT = 64 * 2**20  # what may travel to the device machine: tracked files + .gpu/
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 
 
 def download_wheels(dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)  # a wheel of an older list would travel (and be installed) too
+    dest.mkdir(parents=True)
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
            "--python-version", "3.12", "--implementation", "cp", "-d", str(dest)]
     for p in PLATFORMS:
