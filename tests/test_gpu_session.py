@@ -1,5 +1,6 @@
 """``training/gpu_session.sh`` end to end on this CPU: the one command a GPU loan runs (issue #13), with
-the documented CPU settings (JAX, a 1-minute budget, tiny batches) and the batch x patch sweep first. It must write what it promises under
+the documented CPU settings (JAX, a 1-minute budget, tiny batches) and the sweep first (batch x patch, then
+the input pipelines). It must write what it promises under
 ``$OUT``: the models, the history, the config, the log and a ``run.json`` with the training FLOP rate
 beside a matmul rate measured in the same call."""
 
@@ -22,7 +23,8 @@ def test_gpu_session_runs_end_to_end_on_cpu(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, SKIP_PIP="1", DATA=str(DATA), TRAIN="benchmark/Set14", VAL="benchmark/Set5", BATCH="4",
                PATCH="24", EPOCH_STEPS="10", WORKERS="0", MP="false", OUT=str(out), KERAS_HOME=str(tmp_path / "kh"),
-               PYTHONPATH=str(ROOT), CODE=str(ROOT), SWEEP="1", BATCHES="2,4", PATCHES="16,24", SWEEP_SECONDS="120")
+               PYTHONPATH=str(ROOT), CODE=str(ROOT), SWEEP="1", BATCHES="2,4", PATCHES="16,24", SWEEP_SECONDS="120",
+               PIPELINE_STEPS="10")
     proc = subprocess.run(["bash", "training/gpu_session.sh", "drn_s_x2", "1"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     log = (out / "session.log").read_text() if (out / "session.log").exists() else ""
@@ -41,6 +43,12 @@ def test_gpu_session_runs_end_to_end_on_cpu(tmp_path):
     assert all(r["train_tflops"] > 0 and r["percent_of_peak"] > 0 for r in measured)
     best = max(measured, key=lambda r: r["train_tflops"])
     assert (run["batch_size"], run["patch_size"]) == (best["batch"], best["patch"])
+    # then both input pipelines at that batch and patch, on the training set; the run used the faster
+    piped = {r["pipeline"]: r for r in sweep["pipelines"]}
+    assert sorted(piped) == ["device", "numpy"] and not any("error" in r for r in piped.values()), piped
+    assert all((r["batch"], r["patch"]) == (best["batch"], best["patch"]) and r["patches_per_s"] > 0
+               for r in piped.values())
+    assert run["pipeline"] == max(piped.values(), key=lambda r: r["patches_per_s"])["pipeline"]
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert len(rows) >= 2 and "val_Set5_psnr" in rows[0]
     from drn_tf.models.drn import load_model

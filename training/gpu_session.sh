@@ -14,8 +14,9 @@
 #   INIT (default assets/PRESET.keras), DATA (.gpu/data), TRAIN (train), VAL ("val/Set5"; "val/Set5 val/Set14" when prepared with Set14),
 #   EXTRA (more `drn train` options), SKIP_PIP=1 (use the installed packages), OUT (runs/gpu).
 #   SWEEP=1: first time training steps for BATCHES x PATCHES (default "64,128,256" x "48,64", at most
-#   SWEEP_SECONDS, default 90; training/gpu_sweep.py) and train with the fastest (TFLOP/s); writes sweep.json
-#   to $OUT. Leave the call its 10 minutes: with SWEEP=1 give MINUTES about 7.
+#   SWEEP_SECONDS, default 90; training/gpu_sweep.py), then at the fastest (TFLOP/s) the input PIPELINES
+#   (default "numpy,device"; PIPELINE_STEPS timed steps each, 200) on the training set, and train with the fastest of each; writes sweep.json
+#   to $OUT. Leave the call its 10 minutes: with SWEEP=1 give MINUTES about 6.
 # On CPU, end to end with a 1-minute budget and a tiny batch (what the tests cannot afford to repeat):
 #   SKIP_PIP=1 DATA=../shared/data TRAIN=benchmark/Set14 VAL=benchmark/Set5 BATCH=4 PATCH=24 EPOCH_STEPS=10 \
 #     WORKERS=0 MP=false OUT=/tmp/gpu_out bash training/gpu_session.sh drn_s_x2 1
@@ -40,11 +41,15 @@ python3 -c "from PIL import features; assert features.check('webp'), 'this pillo
 python3 -c "import jax, keras, yaml; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 1
 if [ -n "${SWEEP:-}" ]; then
   case "$MP" in false) POLICY=float32 ;; true) POLICY=mixed_bfloat16 ;; *) POLICY=$MP ;; esac
+  # shellcheck disable=SC2086  # TRAIN is a word list
   python3 "$CODE/training/gpu_sweep.py" --preset "$PRESET" --batches "${BATCHES:-64,128,256}" --patches "${PATCHES:-48,64}" \
     --policy "$POLICY" --steps-per-execution "$SPE" --seconds "${SWEEP_SECONDS:-90}" --json "$OUT/sweep.json" \
-    2>&1 | grep -v -E "^(W|I)0000" | tee /tmp/drn_sweep.log
+    --pipelines "${PIPELINES:-numpy,device}" --data "$DATA" --train $TRAIN --workers "$WORKERS" \
+    --pipeline-steps "${PIPELINE_STEPS:-200}" --cache-dir /tmp/drncache 2>&1 | grep -v -E "^(W|I)0000" | tee /tmp/drn_sweep.log
   best=$(grep -E "^BATCH=[0-9]+ PATCH=[0-9]+$" /tmp/drn_sweep.log | tail -n 1)
   if [ -n "$best" ]; then eval "$best"; echo "sweep: training with batch $BATCH, patch $PATCH"; fi
+  best=$(grep -E "^PIPELINE=(numpy|device)$" /tmp/drn_sweep.log | tail -n 1)
+  if [ -n "$best" ]; then eval "$best"; echo "sweep: input pipeline $PIPELINE"; fi
 fi
 RUN=/tmp/drnrun/$PRESET
 rm -rf "$RUN"; mkdir -p "$RUN"

@@ -9,8 +9,15 @@ matmul in the policy's precision measured in the same process (``jax_matmul_peak
 table and, last, the best setting as ``BATCH=.. PATCH=..`` (what ``gpu_session.sh`` reads with SWEEP=1);
 ``--json`` writes every row. Any Keras backend; on a GPU machine: ``KERAS_BACKEND=jax``.
 
+``--pipelines numpy,device --data DIR --train train``: then, at the best (batch, patch), the same steps fed
+by the engine's input pipelines on the real training set (``numpy``: ``PatchSampler.stream`` with
+``--workers`` host threads; ``device``: ``DeviceSampler``, the set on the accelerator as uint8), each for
+``--steps`` steps after a warm-up, as patches/s and as a share of the model-only rate (how much the
+input holds the accelerator back); prints ``PIPELINE=..`` for the fastest.
+
     KERAS_BACKEND=jax python training/gpu_sweep.py --preset drn_x2 --batches 32,64,128 --patches 48,64 \\
-        --policy mixed_bfloat16 --seconds 90 --json $OUT/sweep.json
+        --policy mixed_bfloat16 --seconds 90 --json $OUT/sweep.json \\
+        --pipelines numpy,device --data .gpu/data --train train --workers 6
 
 ``--seconds`` bounds the whole sweep: combinations still untried when it runs out are skipped (said so).
 A combination that does not fit in memory is reported as such and the sweep goes on.
@@ -37,9 +44,12 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def measure(preset: str, batch: int, patch: int, policy: str, steps: int, spe: int = 1) -> dict:
+def measure(preset: str, batch: int, patch: int, policy: str, steps: int, spe: int = 1, stream=None,
+            warmup: int = 0) -> dict:
     """One combination: seconds per optimizer step over one ``fit`` of ``steps`` steps (rounded up to a
-    multiple of ``spe``), after a compiling, warming ``fit`` of ``spe`` steps."""
+    multiple of ``spe``), after a compiling, warming ``fit`` of ``spe`` steps (and of ``warmup`` more).
+    ``stream``: the batches to train on (an endless iterator); default one random batch already on the
+    device, over and over."""
     import keras
     import numpy as np
 
@@ -52,21 +62,30 @@ def measure(preset: str, batch: int, patch: int, policy: str, steps: int, spe: i
     cfg = resolve_config(load_config(sets=[f"model.preset={preset}", f"model.scale={scale}",
                                            f"train.batch_size={batch}", f"data.patch_size={patch}"]))
     model = build_model(cfg, jit_compile=True, steps_per_execution=spe)
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, patch, patch, 3), dtype=np.float32)
-    y = rng.random((batch, patch * scale, patch * scale, 3), dtype=np.float32)
-    if keras.backend.backend() == "jax":
-        import jax
+    if stream is None:
+        rng = np.random.default_rng(0)
+        x = rng.random((batch, patch, patch, 3), dtype=np.float32)
+        y = rng.random((batch, patch * scale, patch * scale, 3), dtype=np.float32)
+        if keras.backend.backend() == "jax":
+            import jax
 
-        x, y = jax.device_put(x), jax.device_put(y)
+            x, y = jax.device_put(x), jax.device_put(y)
 
-    def batches():
+        def one_batch():
+            while True:
+                yield x, y
+
+        stream = one_batch()
+
+    def batches():  # not `yield from`: fit closes its generator, which would close the shared stream too
         while True:
-            yield x, y
+            yield next(stream)
 
     t0 = time.perf_counter()
     model.fit(batches(), steps_per_epoch=spe, epochs=1, verbose=0, shuffle=False)  # compile and warm up
     compile_s = time.perf_counter() - t0
+    if warmup:  # e.g. the batches a pipeline's threads cut ahead while the step compiled
+        model.fit(batches(), steps_per_epoch=-(-warmup // spe) * spe, epochs=1, verbose=0, shuffle=False)
     steps = -(-steps // spe) * spe
     t0 = time.perf_counter()
     model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
@@ -87,7 +106,19 @@ def main(argv=None) -> int:
     p.add_argument("--steps-per-execution", type=int, default=1, dest="spe")
     p.add_argument("--seconds", type=float, default=120.0, help="time budget of the whole sweep (default 120)")
     p.add_argument("--json", help="write every row (and the matmul reference) here")
+    p.add_argument("--pipelines", default="", help="then time these input pipelines at the best batch and patch, "
+                   "comma-separated: numpy, device (JAX only); needs --data")
+    p.add_argument("--data", help="data root of the training set (for --pipelines)")
+    p.add_argument("--train", nargs="+", default=["train"], help="training folders under --data (default: train)")
+    p.add_argument("--workers", type=int, default=6, help="host threads of the numpy pipeline (default 6)")
+    p.add_argument("--pipeline-steps", type=int, default=200, help="timed steps per pipeline (default 200)")
+    p.add_argument("--cache-dir", help="LR cache of the training set (default: the engine's)")
     args = p.parse_args(argv)
+    pipelines = [v.strip() for v in args.pipelines.split(",") if v.strip()]
+    if sorted(set(pipelines) - {"numpy", "device"}):
+        p.error(f"--pipelines: unknown {sorted(set(pipelines) - {'numpy', 'device'})} (numpy, device)")
+    if pipelines and not args.data:
+        p.error("--pipelines needs --data")
 
     from drn_tf.models.backend import import_backend_quietly
 
@@ -134,17 +165,69 @@ def main(argv=None) -> int:
     if skipped:
         print(f"time budget ({args.seconds:.0f} s) spent: not measured {', '.join(f'{b}x{q}' for b, q in skipped)}")
     ok = [r for r in rows if "error" not in r]
+    best = max(ok, key=lambda r: r["train_tflops"]) if ok else None
+    piped = []
+    if best and pipelines:
+        if "device" in pipelines and backend != "jax":
+            print(f"pipeline device: needs the JAX backend (this is {backend}); not measured")
+            pipelines = [v for v in pipelines if v != "device"]
+        piped = time_pipelines(args, best, pipelines, peak)
     if args.json:
         from drn_tf.core.utils import write_atomic
 
         write_atomic(args.json, json.dumps({"preset": args.preset, "backend": backend, "matmul_peak": peak,
-                                            "rows": rows, "skipped": skipped}, indent=2))
+                                            "rows": rows, "skipped": skipped, "pipelines": piped}, indent=2))
     if not ok:
         print("no combination could be measured", file=sys.stderr)
         return 1
-    best = max(ok, key=lambda r: r["train_tflops"])
     print(f"BATCH={best['batch']} PATCH={best['patch']}")
+    fastest = max((r for r in piped if "error" not in r), key=lambda r: r["patches_per_s"], default=None)
+    if fastest:
+        print(f"PIPELINE={fastest['pipeline']}")
     return 0
+
+
+def time_pipelines(args, best: dict, pipelines: list[str], peak) -> list[dict]:
+    """The best (batch, patch) fed by each input pipeline of the engine on the real training set."""
+    from drn_tf.data.patches import PatchSampler, load_pairs
+    from drn_tf.models.presets import get_preset
+
+    batch, patch = best["batch"], best["patch"]
+    scale = get_preset(args.preset)["config"]["scale"]
+    t0 = time.perf_counter()
+    lrs, hrs, _ = load_pairs([Path(args.data) / t for t in args.train], scale, cache_dir=args.cache_dir,
+                             min_lr_size=patch)
+    print(f"pipelines at batch {batch}, patch {patch}: {len(lrs)} training images loaded in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"{'pipeline':>9} {'ms/step':>9} {'patches/s':>10} {'TFLOP/s':>9} {'% peak':>7} {'of model-only':>13}", flush=True)
+    out = []
+    for name in pipelines:
+        try:
+            if name == "device":
+                from drn_tf.data.device import DeviceSampler
+
+                stream = DeviceSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, seed=0).stream()
+            else:
+                stream = PatchSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, steps_per_epoch=1000,
+                                      seed=0).stream(workers=args.workers)
+            # warm-up: drain what the threads cut ahead during the compile, so the timed steps see the
+            # pipeline's steady rate
+            row = measure(args.preset, batch, patch, args.policy, args.pipeline_steps, args.spe, stream=stream,
+                          warmup=4 * args.workers + 2)
+        except Exception as exc:  # noqa: BLE001 - this pipeline only
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            out.append({"pipeline": name, "error": reason})
+            print(f"{name:>9}  failed: {reason}", flush=True)
+            continue
+        row["pipeline"] = name
+        row["of_model_only"] = row["patches_per_s"] / best["patches_per_s"]
+        if peak:
+            row["percent_of_peak"] = 100 * row["train_tflops"] / peak["tflops"]
+        out.append(row)
+        pct = f"{row['percent_of_peak']:.1f}" if peak else "-"
+        print(f"{name:>9} {row['step_ms']:>9.1f} {row['patches_per_s']:>10.1f} {row['train_tflops']:>9.3f} {pct:>7} "
+              f"{100 * row['of_model_only']:>12.0f}%", flush=True)
+    return out
 
 
 if __name__ == "__main__":
