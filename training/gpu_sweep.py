@@ -96,6 +96,20 @@ def measure(preset: str, batch: int, patch: int, policy: str, steps: int, spe: i
             "compile_s": compile_s}
 
 
+def _reason(exc: Exception) -> str:
+    """The first line of an error (out of memory and the like), for the table and sweep.json."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _percent_of(row: dict, peak: dict | None) -> str:
+    """Sets ``row["percent_of_peak"]`` against the matmul reference (when there is one); its text for the table."""
+    if not peak:
+        return "-"
+    row["percent_of_peak"] = 100 * row["train_tflops"] / peak["tflops"]
+    return f"{row['percent_of_peak']:.1f}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="drn_x2")
@@ -152,14 +166,11 @@ def main(argv=None) -> int:
         try:
             row = measure(args.preset, batch, patch, args.policy, args.steps, args.spe)
         except Exception as exc:  # noqa: BLE001 - out of memory and the like: this combination only
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            rows.append({"batch": batch, "patch": patch, "error": reason})
-            print(f"{batch:>6} {patch:>6}  failed: {reason}", flush=True)
+            rows.append({"batch": batch, "patch": patch, "error": _reason(exc)})
+            print(f"{batch:>6} {patch:>6}  failed: {rows[-1]['error']}", flush=True)
             continue
-        if peak:
-            row["percent_of_peak"] = 100 * row["train_tflops"] / peak["tflops"]
         rows.append(row)
-        pct = f"{row['percent_of_peak']:.1f}" if peak else "-"
+        pct = _percent_of(row, peak)
         print(f"{batch:>6} {patch:>6} {row['step_ms']:>9.1f} {row['patches_per_s']:>10.1f} {row['train_tflops']:>9.3f} "
               f"{pct:>7} {row['compile_s']:>9.1f}", flush=True)
     if skipped:
@@ -215,16 +226,13 @@ def time_pipelines(args, best: dict, pipelines: list[str], peak) -> list[dict]:
             row = measure(args.preset, batch, patch, args.policy, args.pipeline_steps, args.spe, stream=stream,
                           warmup=4 * args.workers + 2)
         except Exception as exc:  # noqa: BLE001 - this pipeline only
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            out.append({"pipeline": name, "error": reason})
-            print(f"{name:>9}  failed: {reason}", flush=True)
+            out.append({"pipeline": name, "error": _reason(exc)})
+            print(f"{name:>9}  failed: {out[-1]['error']}", flush=True)
             continue
         row["pipeline"] = name
         row["of_model_only"] = row["patches_per_s"] / best["patches_per_s"]
-        if peak:
-            row["percent_of_peak"] = 100 * row["train_tflops"] / peak["tflops"]
         out.append(row)
-        pct = f"{row['percent_of_peak']:.1f}" if peak else "-"
+        pct = _percent_of(row, peak)
         print(f"{name:>9} {row['step_ms']:>9.1f} {row['patches_per_s']:>10.1f} {row['train_tflops']:>9.3f} {pct:>7} "
               f"{100 * row['of_model_only']:>12.0f}%", flush=True)
     return out
