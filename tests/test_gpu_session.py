@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def test_gpu_session_runs_end_to_end_on_cpu(tmp_path):
                PATCH="24", EPOCH_STEPS="10", WORKERS="0", MP="false", OUT=str(out), KERAS_HOME=str(tmp_path / "kh"),
                PYTHONPATH=str(ROOT), CODE=str(ROOT), SWEEP="1", BATCHES="2,4", PATCHES="16,24", SWEEP_SECONDS="120",
                PIPELINE_STEPS="10")
-    proc = subprocess.run(["bash", "training/gpu_session.sh", "drn_s_x2", "1"], cwd=ROOT, env=env,
+    # MINUTES 5, but the call has 150 s: after the sweep the training gets what is left less the reserve
+    env.update(CALL_SECONDS="150", RESERVE_SECONDS="45")
+    proc = subprocess.run(["bash", "training/gpu_session.sh", "drn_s_x2", "5"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     log = (out / "session.log").read_text() if (out / "session.log").exists() else ""
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + log[-3000:]
@@ -33,6 +36,9 @@ def test_gpu_session_runs_end_to_end_on_cpu(tmp_path):
                  "sweep.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     run = json.loads((out / "run.json").read_text())
+    fitted = re.search(r"^budget: training for ([0-9.]+) minutes, not 5 ", proc.stdout, re.M)
+    assert fitted, proc.stdout[-3000:]
+    assert 0.5 <= float(fitted.group(1)) < 5 and run["minutes"] == pytest.approx(float(fitted.group(1)))
     assert run["backend"] == "jax" and run["steps"] > 0
     assert run["train_tflops"] > 0 and run["matmul_peak"]["tflops"] > 0 and run["matmul_peak"]["dtype"] == "float32"
     assert run["train_percent_of_peak"] == pytest.approx(100 * run["train_tflops"] / run["matmul_peak"]["tflops"], abs=0.1)

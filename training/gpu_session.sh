@@ -16,13 +16,19 @@
 #   SWEEP=1: first time training steps for BATCHES x PATCHES (default "64,128,256" x "48,64", at most
 #   SWEEP_SECONDS, default 90; training/gpu_sweep.py), then at the fastest (TFLOP/s) the input PIPELINES
 #   (default "numpy,device"; PIPELINE_STEPS timed steps each, 200) on the training set, and train with the fastest of each; writes sweep.json
-#   to $OUT. Leave the call its 10 minutes: with SWEEP=1 give MINUTES about 6.
+#   to $OUT.
+#   CALL_SECONDS (570): the whole call must end by then (a device call is cut at 600 s, and files are
+#   copied to $OUT only at the end): the training budget is MINUTES or what is left after the install and
+#   the sweep minus RESERVE_SECONDS (90: start-up, final validation and saving, the matmul, the copy),
+#   whichever is less (one log line says so).
 # On CPU, end to end with a 1-minute budget and a tiny batch (what the tests cannot afford to repeat):
 #   SKIP_PIP=1 DATA=../shared/data TRAIN=benchmark/Set14 VAL=benchmark/Set5 BATCH=4 PATCH=24 EPOCH_STEPS=10 \
 #     WORKERS=0 MP=false OUT=/tmp/gpu_out bash training/gpu_session.sh drn_s_x2 1
 set -u
+T_START=$(date +%s)
 PRESET=${1:?usage: bash training/gpu_session.sh PRESET [MINUTES]}
 MINUTES=${2:-8.5}
+CALL_SECONDS=${CALL_SECONDS:-570}; RESERVE_SECONDS=${RESERVE_SECONDS:-90}
 OUT=${OUT:-runs/gpu}
 BATCH=${BATCH:-64}; PATCH=${PATCH:-48}; EPOCH_STEPS=${EPOCH_STEPS:-250}; WORKERS=${WORKERS:-6}
 LR=${LR:-4e-4}; MP=${MP:-mixed_bfloat16}; SPE=${SPE:-1}; PIPELINE=${PIPELINE:-numpy}; INIT=${INIT:-$PWD/assets/$PRESET.keras}
@@ -51,10 +57,18 @@ if [ -n "${SWEEP:-}" ]; then
   best=$(grep -E "^PIPELINE=(numpy|device)$" /tmp/drn_sweep.log | tail -n 1)
   if [ -n "$best" ]; then eval "$best"; echo "sweep: input pipeline $PIPELINE"; fi
 fi
+# the training gets what the call has left, at most MINUTES
+LEFT=$((CALL_SECONDS - ($(date +%s) - T_START) - RESERVE_SECONDS))
+FIT=$(python3 -c "print(f'{max(0.5, min($MINUTES, $LEFT / 60)):.2f}')")
+if python3 -c "import sys; sys.exit(0 if $FIT < $MINUTES else 1)"; then
+  echo "budget: training for $FIT minutes, not $MINUTES ($LEFT s left of the call's $CALL_SECONDS s after install and sweep)"
+  MINUTES=$FIT
+fi
 RUN=/tmp/drnrun/$PRESET
 rm -rf "$RUN"; mkdir -p "$RUN"
 # shellcheck disable=SC2086  # VAL and EXTRA are word lists
-timeout "$(python3 -c "print(int($MINUTES * 60 + 120))")" python3 -c \
+# cut at the call's deadline at the latest (what is saved by then is still copied to $OUT)
+timeout "$(python3 -c "print(max(60, min(int($MINUTES * 60 + 120), $CALL_SECONDS - ($(date +%s) - $T_START) - 20)))")" python3 -c \
   "import sys; from drn_tf.cli.main import main; sys.exit(main(sys.argv[1:]))" train --preset "$PRESET" \
   --init-from "$INIT" --data "$DATA" --train $TRAIN --val $VAL --minutes "$MINUTES" --batch-size "$BATCH" \
   --patch-size "$PATCH" --epoch-steps "$EPOCH_STEPS" --lr "$LR" --mixed-precision "$MP" \
