@@ -102,7 +102,7 @@ def test_bundles_only_what_beats_the_bundled_model_and_keeps_the_record(tmp_path
         assert (rec / name).is_file() and (rec / name).stat().st_size > 0, name
     card = (rec / "t1_drn_s_x2.md").read_text()
     assert "bundled now" in card and "slope at the end | +4.000 dB per 100 k steps, +0.0300 dB per minute" in card  # 0.01 dB per 250 steps, 20 s
-    assert "40.0 % of a bfloat16 matmul" in card
+    assert "40.0 % of a bfloat16 matmul" in card and "learning rate had decayed to 1.00e-04" in card
 
     # 2. a loan that brings back only worse weights: the bundled model stays, the record is still kept
     assets2 = tmp_path / "assets2"

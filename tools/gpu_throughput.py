@@ -1,4 +1,5 @@
-"""Training work done per GPU run, from the ``<run>_<preset>.json`` records of train_gpu.py.
+"""Training work done per GPU run, from the ``<run>_<preset>.json`` records of train_gpu.py (the first
+loans) and of ``drn train`` (``run.json``, as ``training/bundle_run.py`` files it).
 
 For each run (the presets trained side by side on one GPU): patches/s per process, the bf16 training
 work it stands for (patches/s x 6 x multiply-adds of one LR patch: forward 2 FLOPs per MAC, backward
@@ -36,12 +37,14 @@ def main(argv=None) -> int:
     files = [Path(f) for f in args.records] or sorted((ROOT / "assets" / "training").glob("gpu*_*.json"))
     runs = defaultdict(list)
     for f in files:
-        runs[f.stem.split("_", 1)[0]].append(json.loads(f.read_text()))
+        record = json.loads(f.read_text())
+        if isinstance(record, dict) and record.get("preset") and record.get("patches_per_s"):  # a training record
+            runs[f.stem.split("_", 1)[0]].append(record)
     totals, patch = [], 48
     for run, records in sorted(runs.items()):
         total = 0.0
         for r in sorted(records, key=lambda r: r["preset"]):
-            patch = r.get("args", {}).get("patch", 48)
+            patch = r.get("patch_size") or r.get("args", {}).get("patch", 48)  # run.json of drn train, or train_gpu.py
             tflops = r["patches_per_s"] * flops_per_patch(r["preset"], patch) / 1e12
             total += tflops
             print(f"{run} {r['preset']:9s} {r['patches_per_s']:8.1f} patches/s of {patch}x{patch}  {tflops:6.1f} TFLOP/s")

@@ -13,7 +13,7 @@ so all lie in one basin; `drn average`). Each candidate and the bundled model ar
 Without `--apply` it prints the table and the decision. With `--apply`:
   - the winner (if any) becomes `assets/PRESET.keras` (a bare float32 `.keras`, as `drn average` writes);
   - the run's record goes to `assets/training/LOAN_PRESET.{csv,json}` (history, run.json) and
-    `LOAN_sweep.json`; the validation curve to `assets/training/LOAN_PRESET.png` (`drn plot`);
+    `sweep_LOAN_PRESET.json`; the validation curve to `assets/training/LOAN_PRESET.png` (`drn plot`);
   - `assets/training/LOAN_PRESET.md`: the model card of the run (hardware, steps, patches seen, training
     FLOP rate and % of the matmul peak, wall time, the evaluation table, the validation slope at the end,
     the commands) — written whether or not the weights were bundled, so the next loan knows what more
@@ -60,7 +60,7 @@ def end_slope(rows: list[dict], key: str, fraction: float = 1 / 3) -> dict | Non
     per_s = slope(walls, [r[key] for r in tail]) if all(isinstance(w, (int, float)) for w in walls) else None
     return {"key": key, "points": len(tail), "from_step": int(tail[0]["step"]), "to_step": int(tail[-1]["step"]),
             "db_per_100k_steps": None if per_step is None else per_step * 1e5,
-            "db_per_minute": None if per_s is None else per_s * 60}
+            "db_per_minute": None if per_s is None else per_s * 60, "lr_end": tail[-1].get("lr")}
 
 
 def evaluate(model_path: Path, data: Path, scale: int) -> dict:
@@ -143,7 +143,10 @@ def model_card(preset: str, loan: str, run: dict, scores: dict, bundled_scores: 
     if slope:
         lines.append(f"| slope at the end | {fmt(slope['db_per_100k_steps'], '+.3f')} dB per 100 k steps, "
                      f"{fmt(slope['db_per_minute'], '+.4f')} dB per minute ({slope['key']}, last {slope['points']} "
-                     f"validations, steps {slope['from_step']}–{slope['to_step']}) |")
+                     f"validations, steps {slope['from_step']}–{slope['to_step']}"
+                     + (f"; the learning rate had decayed to {slope['lr_end']:.2e} by the end, so a longer schedule "
+                        "buys more than this slope says" if isinstance(slope.get("lr_end"), (int, float)) else "")
+                     + ") |")
     if sweep:
         ok = [r for r in sweep.get("rows", []) if "error" not in r]
         if ok:
@@ -159,8 +162,12 @@ def model_card(preset: str, loan: str, run: dict, scores: dict, bundled_scores: 
     for name, sc in scores.items():
         mark = " **(bundled now)**" if name == winner else ""
         lines.append(f"| {name}{mark} | " + " | ".join(f"{sc[s]:.3f}" for s in SETS) + " |")
-    lines += ["", "Decision: " + (f"`{winner}` beats the bundled model on both sets and is bundled."
-                                   if winner else "nothing beats the bundled model on both sets; it is kept."), "",
+    if winner:
+        decision = (f"`{winner}` beats the bundled model on both sets and is bundled." if bundled_scores
+                    else f"`{winner}` scores best and is bundled (there was no bundled model).")
+    else:
+        decision = "nothing beats the bundled model on both sets; it is kept."
+    lines += ["", "Decision: " + decision, "",
               "Commands: the device call `SWEEP=1 bash training/gpu_session.sh "
               f"{preset} MINUTES` (carry `.gpu`, see README \"The next GPU session\"), then "
               f"`python training/bundle_run.py {preset} OUT_DIR --loan {loan} --apply`."]
@@ -198,6 +205,8 @@ def main(argv=None) -> int:
     bundled = args.assets / f"{args.preset}.keras"
     bundled = bundled if bundled.is_file() else None
     run = json.loads((args.out_dir / "run.json").read_text()) if (args.out_dir / "run.json").is_file() else {}
+    if run.get("preset") and run["preset"] != args.preset:
+        p.error(f"{args.out_dir} is a run of {run['preset']}, not {args.preset}")
     sweep = json.loads((args.out_dir / "sweep.json").read_text()) if (args.out_dir / "sweep.json").is_file() else None
     rows = read_history(args.out_dir / "history.csv") if (args.out_dir / "history.csv").is_file() else []
     from drn_tf.cli.commands.plot import psnr_keys
@@ -218,7 +227,7 @@ def main(argv=None) -> int:
                   if bundled_scores is None or all(sc[s] > bundled_scores[s] for s in SETS)}
         winner = max(better, key=lambda n: sum(better[n].values())) if better else None
         print(f"winner: {winner}" if winner else "nothing beats the bundled model on both sets: keep it")
-        if slope:
+        if slope and slope["db_per_100k_steps"] is not None:
             print(f"validation slope at the end: {slope['db_per_100k_steps']:+.3f} dB per 100 k steps"
                   + (f", {slope['db_per_minute']:+.4f} dB per minute" if slope["db_per_minute"] is not None else ""))
         if not args.apply:
@@ -230,7 +239,7 @@ def main(argv=None) -> int:
         if winner:
             average_models([cands[winner]], args.assets / f"{args.preset}.keras")
             print(f"bundled: {args.assets / (args.preset + '.keras')}")
-    for src, dest in (("history.csv", f"{stem}.csv"), ("run.json", f"{stem}.json"), ("sweep.json", f"{args.loan}_sweep.json")):
+    for src, dest in (("history.csv", f"{stem}.csv"), ("run.json", f"{stem}.json"), ("sweep.json", f"sweep_{stem}.json")):
         if (args.out_dir / src).is_file():
             shutil.copyfile(args.out_dir / src, records / dest)
     if rows:

@@ -15,7 +15,7 @@
 #   EXTRA (more `drn train` options), SKIP_PIP=1 (use the installed packages), OUT (runs/gpu).
 #   SWEEP=1: first time training steps for BATCHES x PATCHES (default "64,128,256" x "48,64", at most
 #   SWEEP_SECONDS, default 90; training/gpu_sweep.py), then at the fastest (TFLOP/s) the input PIPELINES
-#   (default "numpy,device"; PIPELINE_STEPS timed steps each, 200) on the training set, and train with the fastest of each; writes sweep.json
+#   (default "numpy,device", empty: none; PIPELINE_STEPS timed steps each, 200) on the training set, and train with the fastest of each; writes sweep.json
 #   to $OUT.
 #   CALL_SECONDS (570): the whole call must end by then (a device call is cut at 600 s, and files are
 #   copied to $OUT only at the end): the training budget is MINUTES or what is left after the install and
@@ -46,11 +46,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 python3 -c "from PIL import features; assert features.check('webp'), 'this pillow cannot read WebP'" || exit 1
 python3 -c "import jax, keras, yaml; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 1
 if [ -n "${SWEEP:-}" ]; then
-  case "$MP" in false) POLICY=float32 ;; true) POLICY=mixed_bfloat16 ;; *) POLICY=$MP ;; esac
+  # the policy `drn train --mixed-precision $MP` will use: true = mixed_float16 on a GPU (mixed_bfloat16 here
+  # otherwise: the sweep is for GPU sessions)
+  case "$MP" in false) POLICY=float32 ;; true) POLICY=mixed_bfloat16; nvidia-smi -L >/dev/null 2>&1 && POLICY=mixed_float16 ;; *) POLICY=$MP ;; esac
   # shellcheck disable=SC2086  # TRAIN is a word list
   python3 "$CODE/training/gpu_sweep.py" --preset "$PRESET" --batches "${BATCHES:-64,128,256}" --patches "${PATCHES:-48,64}" \
     --policy "$POLICY" --steps-per-execution "$SPE" --seconds "${SWEEP_SECONDS:-90}" --json "$OUT/sweep.json" \
-    --pipelines "${PIPELINES:-numpy,device}" --data "$DATA" --train $TRAIN --workers "$WORKERS" \
+    --pipelines "${PIPELINES-numpy,device}" --data "$DATA" --train $TRAIN --workers "$WORKERS" \
     --pipeline-steps "${PIPELINE_STEPS:-200}" --cache-dir /tmp/drncache 2>&1 | grep -v -E "^(W|I)0000" | tee /tmp/drn_sweep.log
   best=$(grep -E "^BATCH=[0-9]+ PATCH=[0-9]+$" /tmp/drn_sweep.log | tail -n 1)
   if [ -n "$best" ]; then eval "$best"; echo "sweep: training with batch $BATCH, patch $PATCH"; fi
@@ -82,8 +84,9 @@ grep -E "^\[(data|train|done)\]" "$RUN.log"; tail -n 3 "$RUN.log" | cut -c1-300
 import json, sys
 from drn_tf.train.engine import jax_matmul_peak_tflops
 from drn_tf.train.state import write_file
-path, mp = sys.argv[1], sys.argv[2]
+path = sys.argv[1]
 run = json.load(open(path))
+mp = str(run.get("dtype_policy") or sys.argv[2])  # the policy the run used (MP=true: chosen by drn train)
 peak = jax_matmul_peak_tflops("bfloat16" if "bfloat16" in mp else "float16" if "float16" in mp else "float32")
 run["matmul_peak"] = peak
 run["train_percent_of_peak"] = round(100 * (run.get("train_tflops") or 0) / peak["tflops"], 1)

@@ -44,16 +44,10 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def measure(preset: str, batch: int, patch: int, policy: str, steps: int, spe: int = 1, stream=None,
-            warmup: int = 0) -> dict:
-    """One combination: seconds per optimizer step over one ``fit`` of ``steps`` steps (rounded up to a
-    multiple of ``spe``), after a compiling, warming ``fit`` of ``spe`` steps (and of ``warmup`` more).
-    ``stream``: the batches to train on (an endless iterator); default one random batch already on the
-    device, over and over."""
+def build(preset: str, batch: int, patch: int, policy: str, spe: int = 1):
+    """The engine's model and optimizer for the preset at this batch and patch size (not yet traced)."""
     import keras
-    import numpy as np
 
-    from drn_tf.models.analysis import count_macs, model_config
     from drn_tf.models.presets import get_preset
     from drn_tf.train.engine import build_model, load_config, resolve_config
 
@@ -61,37 +55,72 @@ def measure(preset: str, batch: int, patch: int, policy: str, steps: int, spe: i
     scale = get_preset(preset)["config"]["scale"]
     cfg = resolve_config(load_config(sets=[f"model.preset={preset}", f"model.scale={scale}",
                                            f"train.batch_size={batch}", f"data.patch_size={patch}"]))
-    model = build_model(cfg, jit_compile=True, steps_per_execution=spe)
-    if stream is None:
-        rng = np.random.default_rng(0)
-        x = rng.random((batch, patch, patch, 3), dtype=np.float32)
-        y = rng.random((batch, patch * scale, patch * scale, 3), dtype=np.float32)
-        if keras.backend.backend() == "jax":
-            import jax
+    return build_model(cfg, jit_compile=True, steps_per_execution=spe)
 
-            x, y = jax.device_put(x), jax.device_put(y)
 
-        def one_batch():
-            while True:
-                yield x, y
+def random_stream(batch: int, patch: int, scale: int):
+    """One random batch, already on the device, over and over (the step's time does not depend on the pixels)."""
+    import keras
+    import numpy as np
 
-        stream = one_batch()
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, patch, patch, 3), dtype=np.float32)
+    y = rng.random((batch, patch * scale, patch * scale, 3), dtype=np.float32)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        x, y = jax.device_put(x), jax.device_put(y)
+    while True:
+        yield x, y
+
+
+def timed_fit(model, stream, steps: int, spe: int = 1, warmup: int = 0) -> tuple[float, float, int]:
+    """``(compile_s, seconds per step, steps timed)``: a ``fit`` of ``spe`` steps (tracing, compiling), then
+    one ``fit`` of ``warmup + steps`` steps timed from the end of the warm-up steps (the result of that
+    step awaited) to the end of the fit, so neither Keras's per-``fit`` set-up nor batches a pipeline cut
+    ahead during the compile count."""
+    import keras
 
     def batches():  # not `yield from`: fit closes its generator, which would close the shared stream too
         while True:
             yield next(stream)
 
     t0 = time.perf_counter()
-    model.fit(batches(), steps_per_epoch=spe, epochs=1, verbose=0, shuffle=False)  # compile and warm up
+    model.fit(batches(), steps_per_epoch=spe, epochs=1, verbose=0, shuffle=False)
     compile_s = time.perf_counter() - t0
-    if warmup:  # e.g. the batches a pipeline's threads cut ahead while the step compiled
-        model.fit(batches(), steps_per_epoch=-(-warmup // spe) * spe, epochs=1, verbose=0, shuffle=False)
-    steps = -(-steps // spe) * spe
-    t0 = time.perf_counter()
-    model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-    per_step = (time.perf_counter() - t0) / steps
+    warm_calls = max(1, -(-warmup // spe))  # callbacks see one batch end per execution of spe steps
+    calls = warm_calls + max(1, -(-steps // spe))
+    stamp = {}
+
+    class Stamp(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.calls += 1
+            if self.calls == warm_calls:
+                if logs and "loss" in logs:
+                    float(logs["loss"])  # wait for that step's result (asynchronous dispatch)
+                stamp["t"] = time.perf_counter()
+
+    model.fit(batches(), steps_per_epoch=calls * spe, epochs=1, verbose=0, shuffle=False, callbacks=[Stamp()])
+    timed = (calls - warm_calls) * spe
+    return compile_s, (time.perf_counter() - stamp["t"]) / timed, timed
+
+
+def measure(model, preset: str, batch: int, patch: int, policy: str, steps: int, spe: int = 1, stream=None,
+            warmup: int = 0) -> dict:
+    """One combination's row: ``timed_fit`` of ``model`` on ``stream`` (default :func:`random_stream`), as
+    step time, patches/s and training TFLOP/s (3 x forward, 2 FLOPs per multiply-add)."""
+    from drn_tf.models.analysis import count_macs, model_config
+    from drn_tf.models.presets import get_preset
+
+    scale = get_preset(preset)["config"]["scale"]
+    stream = random_stream(batch, patch, scale) if stream is None else stream
+    compile_s, per_step, timed = timed_fit(model, stream, steps, spe, warmup=max(warmup, spe))
     flops = 3 * 2 * count_macs(model_config(model), patch, patch) * batch
-    return {"batch": batch, "patch": patch, "policy": policy, "steps_per_execution": spe, "steps": steps,
+    return {"batch": batch, "patch": patch, "policy": policy, "steps_per_execution": spe, "steps": timed,
             "step_ms": 1e3 * per_step, "patches_per_s": batch / per_step, "train_tflops": flops / per_step / 1e12,
             "compile_s": compile_s}
 
@@ -155,7 +184,7 @@ def main(argv=None) -> int:
         print(f"matmul reference: {peak['dtype']} {peak['n']}x{peak['n']} at {peak['tflops']:.2f} TFLOP/s on "
               f"{peak['device']}", flush=True)
     start = time.monotonic()
-    rows, skipped = [], []
+    rows, skipped, best_model = [], [], None
     combos = [(b, q) for q in args.patches for b in args.batches]
     print(f"{'batch':>6} {'patch':>6} {'ms/step':>9} {'patches/s':>10} {'TFLOP/s':>9} {'% peak':>7} {'compile s':>9}",
           flush=True)
@@ -164,45 +193,59 @@ def main(argv=None) -> int:
             skipped.append((batch, patch))
             continue
         try:
-            row = measure(args.preset, batch, patch, args.policy, args.steps, args.spe)
+            model = build(args.preset, batch, patch, args.policy, args.spe)
+            row = measure(model, args.preset, batch, patch, args.policy, args.steps, args.spe)
         except Exception as exc:  # noqa: BLE001 - out of memory and the like: this combination only
             rows.append({"batch": batch, "patch": patch, "error": _reason(exc)})
             print(f"{batch:>6} {patch:>6}  failed: {rows[-1]['error']}", flush=True)
             continue
         rows.append(row)
+        if best_model is None or row["train_tflops"] > best_model[0]["train_tflops"]:
+            best_model = (row, model)  # the pipelines are timed on it (no second compile)
+        model = None
         pct = _percent_of(row, peak)
         print(f"{batch:>6} {patch:>6} {row['step_ms']:>9.1f} {row['patches_per_s']:>10.1f} {row['train_tflops']:>9.3f} "
               f"{pct:>7} {row['compile_s']:>9.1f}", flush=True)
     if skipped:
         print(f"time budget ({args.seconds:.0f} s) spent: not measured {', '.join(f'{b}x{q}' for b, q in skipped)}")
-    ok = [r for r in rows if "error" not in r]
-    best = max(ok, key=lambda r: r["train_tflops"]) if ok else None
-    piped = []
-    if best and pipelines:
+    record = {"preset": args.preset, "backend": backend, "matmul_peak": peak, "rows": rows, "skipped": skipped,
+              "pipelines": []}
+
+    def save():
+        if args.json:
+            from drn_tf.core.utils import write_atomic
+
+            write_atomic(args.json, json.dumps(record, indent=2))
+
+    save()
+    if best_model is None:
+        print("no combination could be measured", file=sys.stderr)
+        return 1
+    best = best_model[0]
+    print(f"BATCH={best['batch']} PATCH={best['patch']}", flush=True)  # read by gpu_session.sh, whatever follows
+    if pipelines:
         if "device" in pipelines and backend != "jax":
             print(f"pipeline device: needs the JAX backend (this is {backend}); not measured")
             pipelines = [v for v in pipelines if v != "device"]
-        piped = time_pipelines(args, best, pipelines, peak)
-    if args.json:
-        from drn_tf.core.utils import write_atomic
-
-        write_atomic(args.json, json.dumps({"preset": args.preset, "backend": backend, "matmul_peak": peak,
-                                            "rows": rows, "skipped": skipped, "pipelines": piped}, indent=2))
-    if not ok:
-        print("no combination could be measured", file=sys.stderr)
-        return 1
-    print(f"BATCH={best['batch']} PATCH={best['patch']}")
-    fastest = max((r for r in piped if "error" not in r), key=lambda r: r["patches_per_s"], default=None)
+        try:
+            record["pipelines"] = time_pipelines(args, best_model, pipelines, peak)
+        except Exception as exc:  # noqa: BLE001 - e.g. the training set unreadable: keep the batch and patch
+            record["pipelines"] = [{"pipeline": "all", "error": _reason(exc)}]
+            print(f"pipelines not measured: {record['pipelines'][0]['error']}", flush=True)
+        save()
+    fastest = max((r for r in record["pipelines"] if "error" not in r), key=lambda r: r["patches_per_s"], default=None)
     if fastest:
         print(f"PIPELINE={fastest['pipeline']}")
     return 0
 
 
-def time_pipelines(args, best: dict, pipelines: list[str], peak) -> list[dict]:
-    """The best (batch, patch) fed by each input pipeline of the engine on the real training set."""
+def time_pipelines(args, best_model: tuple, pipelines: list[str], peak) -> list[dict]:
+    """The best (batch, patch) fed by each input pipeline of the engine on the real training set (on the
+    model that row was measured with)."""
     from drn_tf.data.patches import PatchSampler, load_pairs
     from drn_tf.models.presets import get_preset
 
+    best, model = best_model
     batch, patch = best["batch"], best["patch"]
     scale = get_preset(args.preset)["config"]["scale"]
     t0 = time.perf_counter()
@@ -223,8 +266,8 @@ def time_pipelines(args, best: dict, pipelines: list[str], peak) -> list[dict]:
                                       seed=0).stream(workers=args.workers)
             # warm-up: drain what the threads cut ahead during the compile, so the timed steps see the
             # pipeline's steady rate
-            row = measure(args.preset, batch, patch, args.policy, args.pipeline_steps, args.spe, stream=stream,
-                          warmup=4 * args.workers + 2)
+            row = measure(model, args.preset, batch, patch, args.policy, args.pipeline_steps, args.spe,
+                          stream=stream, warmup=4 * args.workers + 2)
         except Exception as exc:  # noqa: BLE001 - this pipeline only
             out.append({"pipeline": name, "error": _reason(exc)})
             print(f"{name:>9}  failed: {out[-1]['error']}", flush=True)
