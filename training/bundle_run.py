@@ -19,7 +19,8 @@ Without `--apply` it prints the table and the decision. With `--apply`:
     the commands) — written whether or not the weights were bundled, so the next loan knows what more
     time buys;
   - `converters/bundle_int8.py PRESET` refreshes `assets/int8.json` for new weights (`--no-int8`: skip;
-    a test fails until it is run).
+    a test fails until it is run), then the new weights' int8 loss on Set5 and Set14 is printed, with a
+    warning above issue 17's 0.10 dB.
 `--assets DIR` works on another assets folder (the tests use one).
 """
 
@@ -39,6 +40,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SETS = ("Set5", "Set14")
+
+# the int8 loss of a bundled preset on Set5 and Set14, as tests/test_runtimes.py measures it (a fresh process:
+# the bundled model and its int8 ranges as just written)
+INT8_CHECK = """
+import sys, tempfile
+import numpy as np
+from drn_tf.core.metrics import psnr_y
+from drn_tf.core.protocol import read_benchmark
+from drn_tf.inference import runtimes as R
+from drn_tf.inference.upscale import upscale
+from drn_tf.models.resolve import resolve_model
+preset, data = sys.argv[1], sys.argv[2]
+model = resolve_model(preset=preset)
+lite = R.runtime_model(model, "litert-int8", cache_dir=tempfile.mkdtemp())
+s = model.get_config()["scale"]
+for name in ("Set5", "Set14"):
+    b = read_benchmark(f"{data}/benchmark/{name}", s)
+    print(-np.mean([psnr_y(upscale(lr, model=lite), hr, s) - psnr_y(upscale(lr, model=model), hr, s)
+                    for lr, hr in zip(b.lrs, b.hrs)]))
+"""
 
 
 def end_slope(rows: list[dict], key: str, fraction: float = 1 / 3) -> dict | None:
@@ -253,6 +274,11 @@ def main(argv=None) -> int:
     if winner and not args.no_int8 and args.assets.resolve() == (ROOT / "assets").resolve():
         env = dict(os.environ, DRN_DATA=str(args.data))
         subprocess.run([sys.executable, str(ROOT / "converters" / "bundle_int8.py"), args.preset], env=env, check=True)
+        # issue 17's bound holds for the new weights too? (tests/test_runtimes.py holds it for every bundled preset)
+        loss = subprocess.run([sys.executable, "-c", INT8_CHECK, args.preset, str(args.data)], env=env, check=True,
+                              capture_output=True, text=True).stdout.split()
+        print(f"litert-int8 loss against fp32 (dB): Set5 {loss[0]}, Set14 {loss[1]}"
+              + ("" if max(map(float, loss)) <= 0.10 else "  ABOVE the 0.10 dB bound: a test will fail"))
     elif winner and args.assets.resolve() == (ROOT / "assets").resolve():
         print(f"then: DRN_DATA={args.data} python converters/bundle_int8.py {args.preset}")
     return 0
