@@ -41,26 +41,6 @@ sys.path.insert(0, str(ROOT))
 
 SETS = ("Set5", "Set14")
 
-# the int8 loss of a bundled preset on Set5 and Set14, as tests/test_runtimes.py measures it (a fresh process:
-# the bundled model and its int8 ranges as just written)
-INT8_CHECK = """
-import sys, tempfile
-import numpy as np
-from drn_tf.core.metrics import psnr_y
-from drn_tf.core.protocol import read_benchmark
-from drn_tf.inference import runtimes as R
-from drn_tf.inference.upscale import upscale
-from drn_tf.models.resolve import resolve_model
-preset, data = sys.argv[1], sys.argv[2]
-model = resolve_model(preset=preset)
-lite = R.runtime_model(model, "litert-int8", cache_dir=tempfile.mkdtemp())
-s = model.get_config()["scale"]
-for name in ("Set5", "Set14"):
-    b = read_benchmark(f"{data}/benchmark/{name}", s)
-    print(-np.mean([psnr_y(upscale(lr, model=lite), hr, s) - psnr_y(upscale(lr, model=model), hr, s)
-                    for lr, hr in zip(b.lrs, b.hrs)]))
-"""
-
 
 def end_slope(rows: list[dict], key: str, fraction: float = 1 / 3) -> dict | None:
     """Least-squares slope of validation ``key`` over the last ``fraction`` of the run's validated epochs
@@ -84,11 +64,13 @@ def end_slope(rows: list[dict], key: str, fraction: float = 1 / 3) -> dict | Non
             "db_per_minute": None if per_s is None else per_s * 60, "lr_end": tail[-1].get("lr")}
 
 
-def evaluate(model_path: Path, data: Path, scale: int) -> dict:
+def evaluate(model, data: Path, scale: int) -> dict:
+    """Set mean PSNR of ``model`` (a ``.keras`` path, a Keras model or a runtime model) on each of SETS."""
     from drn_tf.inference.evaluation import evaluate_folder
     from drn_tf.models.resolve import load_model_file
 
-    model = load_model_file(model_path, scale)
+    if isinstance(model, (str, Path)):
+        model = load_model_file(model, scale)
     return {s: evaluate_folder(data / "benchmark" / s, scale, model).psnr for s in SETS}
 
 
@@ -274,11 +256,18 @@ def main(argv=None) -> int:
     if winner and not args.no_int8 and args.assets.resolve() == (ROOT / "assets").resolve():
         env = dict(os.environ, DRN_DATA=str(args.data))
         subprocess.run([sys.executable, str(ROOT / "converters" / "bundle_int8.py"), args.preset], env=env, check=True)
-        # issue 17's bound holds for the new weights too? (tests/test_runtimes.py holds it for every bundled preset)
-        loss = subprocess.run([sys.executable, "-c", INT8_CHECK, args.preset, str(args.data)], env=env, check=True,
-                              capture_output=True, text=True).stdout.split()
-        print(f"litert-int8 loss against fp32 (dB): Set5 {loss[0]}, Set14 {loss[1]}"
-              + ("" if max(map(float, loss)) <= 0.10 else "  ABOVE the 0.10 dB bound: a test will fail"))
+        # issue 17's bound holds for the new weights too? (tests/test_runtimes.py holds it for every bundled
+        # preset): the litert-int8 runtime of the bundled file, converted with the ranges just written
+        from drn_tf.inference.runtimes import runtime_model
+        from drn_tf.models.resolve import load_model_file
+
+        with tempfile.TemporaryDirectory(prefix="drn_int8_") as cache:
+            lite = runtime_model(load_model_file(args.assets / f"{args.preset}.keras", scale), "litert-int8",
+                                 cache_dir=cache)
+            int8 = evaluate(lite, args.data, scale)
+        loss = {s: scores[winner][s] - int8[s] for s in SETS}
+        print("litert-int8 loss against fp32 (dB): " + ", ".join(f"{s} {v:.3f}" for s, v in loss.items())
+              + ("" if max(loss.values()) <= 0.10 else "  ABOVE the 0.10 dB bound: a test will fail"))
     elif winner and args.assets.resolve() == (ROOT / "assets").resolve():
         print(f"then: DRN_DATA={args.data} python converters/bundle_int8.py {args.preset}")
     return 0
