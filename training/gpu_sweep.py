@@ -12,7 +12,7 @@ table and, last, the best setting as ``BATCH=.. PATCH=..`` (what ``gpu_session.s
 ``--pipelines numpy,device --data DIR --train train``: then, at the best (batch, patch), the same steps fed
 by the engine's input pipelines on the real training set (``numpy``: ``PatchSampler.stream`` with
 ``--workers`` host threads; ``device``: ``DeviceSampler``, the set on the accelerator as uint8), each for
-``--steps`` steps after a warm-up, as patches/s and as a share of the model-only rate (how much the
+``--pipeline-steps`` steps after a warm-up, as patches/s and as a share of the model-only rate (how much the
 input holds the accelerator back); prints ``PIPELINE=..`` for the fastest.
 
     KERAS_BACKEND=jax python training/gpu_sweep.py --preset drn_x2 --batches 32,64,128 --patches 48,64 \\
