@@ -8,7 +8,9 @@ I;16 and float images converted; single-channel images kept single-channel
 Training pairs: HR folder(s) -> modcrop -> LR by the protocol's MATLAB
 bicubic (:mod:`drn_tf.core.imresize`), computed once per image and cached on disk
 -> random aligned crops (crop in LR coordinates, HR crop = LR crop x scale)
--> one of the 8 flips/rotations -> batches. The sampler is pure numpy
+-> one of the 8 flips/rotations -> batches. With a degradation (``data.degrade``:
+:class:`drn_tf.core.degrade.TrainDegradation`), a share of the patches is cut from one of a few
+JPEG (and noise) copies of each LR, made once when the sampler is built. The sampler is pure numpy
 (:class:`PatchSampler`, a ``keras.utils.PyDataset``) so it also runs on
 machines with JAX and no TensorFlow; :func:`drn_tf.data.tfdata.make_train_dataset`
 wraps the same sampler in ``tf.data`` with prefetching.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drn_tf.core.degrade import TrainDegradation, degraded_copies, version_rng
 from drn_tf.core.imageio import ImageReadError, list_images, read_image
 from drn_tf.core.imresize import bicubic_degrade, modcrop
 from drn_tf.core.tiling import dihedral
@@ -137,6 +140,7 @@ class PatchSpec:
     top: int  # LR coordinates
     left: int
     transform: int  # 0..7
+    version: int = 0  # 0: the clean LR; k > 0: degraded copy k
 
 
 try:  # keras is optional for the pure numpy parts above
@@ -167,7 +171,10 @@ class PatchSampler(_PyDataset):
     Batch ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``, so runs
     are reproducible and a resumed run sees the same batches. Images are drawn
     with probability proportional to their area. Yields float32 in ``[0, 1]``:
-    ``(lr (B, p, p, 3), hr (B, p*s, p*s, 3))``.
+    ``(lr (B, p, p, 3), hr (B, p*s, p*s, 3))``. ``degrade``: a
+    :class:`~drn_tf.core.degrade.TrainDegradation`; each patch's LR version (clean or which
+    degraded copy) is drawn from its own stream of ``(seed, epoch, index)``, so the patch
+    positions are those of the clean run and a resume sees the same batches.
     """
 
     def __init__(
@@ -180,11 +187,15 @@ class PatchSampler(_PyDataset):
         steps_per_epoch: int = 1000,
         seed: int = 0,
         augment: bool = True,
+        degrade: TrainDegradation | None = None,
         **kwargs,
     ):
         if _PyDataset is not object:
             super().__init__(**kwargs)
         self.lrs, self.hrs = lrs, hrs
+        self.degrade = degrade if degrade is not None and degrade.enabled else None
+        # lr_versions[v][i]: version v of LR i (0 = clean)
+        self.lr_versions = [lrs] + (degraded_copies(lrs, self.degrade, seed) if self.degrade else [])
         self.scale, self.patch_size, self.batch_size = int(scale), int(patch_size), int(batch_size)
         self.steps_per_epoch, self.seed, self.augment = int(steps_per_epoch), int(seed), bool(augment)
         self.epoch = 0
@@ -207,6 +218,9 @@ class PatchSampler(_PyDataset):
             left = int(rng.integers(0, w - self.patch_size + 1))
             t = int(rng.integers(0, 8)) if self.augment else 0
             out.append(PatchSpec(int(i), top, left, t))
+        if self.degrade is not None:
+            for spec, v in zip(out, self.degrade.versions(version_rng(self.seed, epoch, index), len(out))):
+                spec.version = int(v)
         return out
 
     def batch_uint8(self, index: int, epoch: int | None = None):
@@ -215,7 +229,7 @@ class PatchSampler(_PyDataset):
         lr_b = np.empty((self.batch_size, p, p, 3), np.uint8)
         hr_b = np.empty((self.batch_size, p * s, p * s, 3), np.uint8)
         for b, spec in enumerate(self.specs(index, epoch)):
-            lr = self.lrs[spec.index][spec.top : spec.top + p, spec.left : spec.left + p]
+            lr = self.lr_versions[spec.version][spec.index][spec.top : spec.top + p, spec.left : spec.left + p]
             hr = self.hrs[spec.index][spec.top * s : (spec.top + p) * s, spec.left * s : (spec.left + p) * s]
             lr_b[b] = dihedral(lr, spec.transform)
             hr_b[b] = dihedral(hr, spec.transform)

@@ -165,6 +165,7 @@ def make_train_dataset(
     prefetch=AUTOTUNE,
     pairs=None,
     return_sampler: bool = False,
+    degrade=None,
 ):
     """The training dataset of HR image folder(s) ``paths`` (see the module docstring).
 
@@ -175,7 +176,8 @@ def make_train_dataset(
     skipped (``"skip"``) or raise :class:`drn_tf.core.imageio.ImageReadError`
     (``"raise"``) - before the dataset exists, never inside ``tf.data``.
     ``pairs=(lrs, hrs)`` uses already loaded uint8 pairs instead of
-    ``paths``. ``return_sampler``: also return the :class:`PatchSampler`.
+    ``paths``. ``return_sampler``: also return the :class:`PatchSampler`. ``degrade``: a
+    :class:`drn_tf.core.degrade.TrainDegradation` (JPEG/noise copies of the LR for a share of the patches).
     """
     if input_context is not None:
         num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
@@ -186,7 +188,7 @@ def make_train_dataset(
         lrs, hrs = pairs
     sampler = PatchSampler(
         lrs, hrs, scale, patch_size=patch_size, batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch, seed=seed, augment=augment,
+        steps_per_epoch=steps_per_epoch, seed=seed, augment=augment, degrade=degrade,
     )
     ds = dataset_from_sampler(
         sampler, start_step=start_step, num_steps=num_steps, num_shards=num_shards, shard_index=shard_index,

@@ -122,6 +122,7 @@ def evaluate_folder(
     on_error: str = "raise",
     progress: Callable | bool | None = None,
     name: str | None = None,
+    degrade: Callable | None = None,
 ) -> SetResult:
     """Evaluate every image under ``path`` (a folder or a file).
 
@@ -133,7 +134,9 @@ def evaluate_folder(
     ``"raise"`` (default: a benchmark with a missing image is not comparable)
     or ``"skip"`` (reported in ``SetResult.skipped`` and as a warning).
     ``progress``: True for a bar on stderr, or a callable
-    ``(set_name, done, total, last_result)``.
+    ``(set_name, done, total, last_result)``. ``degrade``: applied to each protocol LR before the
+    method sees it, called as ``degrade(lr, key=relative_name)`` (a
+    :class:`drn_tf.core.degrade.LRDegradation`: ``drn evaluate --degrade``).
     """
     method = method or ("bicubic" if model is None else "model")
     if method not in ("bicubic", "model"):
@@ -158,6 +161,9 @@ def evaluate_folder(
             if progress:
                 progress(set_name, i + 1, len(files), None)
             continue
+        rel = f.relative_to(path) if path.is_dir() else Path(f.name)
+        if degrade is not None:
+            lr = degrade(lr, key=str(rel))
         t0 = time.perf_counter()
         if method == "bicubic":
             sr = upscale_bicubic(lr, scale)
@@ -165,7 +171,6 @@ def evaluate_folder(
             sr = upscale_model(model, lr, self_ensemble=self_ensemble, tile=tile)
         seconds = time.perf_counter() - t0
         psnr, ssim = evaluate_pair(sr, hr, scale)
-        rel = f.relative_to(path) if path.is_dir() else Path(f.name)
         r = ImageResult(str(rel), psnr, ssim, int(hr.shape[-1]), tuple(int(v) for v in hr.shape[:2]), seconds)
         result.images.append(r)
         if save_dir is not None:
@@ -197,6 +202,68 @@ def evaluate_folders(paths, scale: int, model=None, *, save_dir=None, **kwargs) 
         sub = Path(save_dir) / name if save_dir else None
         results.append(evaluate_folder(p, scale, model, save_dir=sub, name=name, **kwargs))
     return results
+
+
+@dataclass
+class DegradedResult:
+    """One degradation of ``drn evaluate --degrade``: the method's and bicubic's results on the same
+    degraded LR (``model`` is None when the method is bicubic itself)."""
+
+    degradation: str
+    bicubic: list  # SetResult per set
+    model: list | None = None
+
+    def to_dict(self) -> dict:
+        out = {"input": self.degradation, "bicubic": [r.to_dict() for r in self.bicubic]}
+        if self.model is not None:
+            out["sets"] = [r.to_dict() for r in self.model]
+            out["gain_db"] = {m.name: _finite(m.psnr - b.psnr) for m, b in zip(self.model, self.bicubic)}
+        return out
+
+
+def evaluate_degraded(paths, scale: int, model=None, degradations=(), *, save_dir=None, progress=None,
+                      **kwargs) -> list[DegradedResult]:
+    """:func:`evaluate_folders` once per degradation (``drn_tf.core.degrade.parse_degradations``), the model
+    and bicubic on the same degraded LR. SR images of set ``X`` under degradation ``D`` go to
+    ``save_dir/D/X`` (``:`` in ``D`` written as ``_``)."""
+    out = []
+    for d in degradations:
+        sub = Path(save_dir) / d.label.replace(":", "_") if save_dir else None
+
+        def bar(set_name, *rest, _label=d.label):
+            if progress:
+                (_default_progress if progress is True else progress)(f"{set_name} {_label}", *rest)
+
+        bicubic = evaluate_folders(paths, scale, None, method="bicubic", degrade=d, progress=bar if progress else None,
+                                   save_dir=sub if model is None else None,
+                                   **{k: v for k, v in kwargs.items() if k in ("on_error",)})
+        results = None if model is None else evaluate_folders(
+            paths, scale, model, degrade=d, save_dir=sub, progress=bar if progress else None, **kwargs)
+        out.append(DegradedResult(d.label, bicubic, results))
+    return out
+
+
+def degraded_table(results: list[DegradedResult], title: str | None = None) -> str:
+    """``| set | input | images | PSNR | SSIM | bicubic | gain |`` (the method's gain over bicubic on the same
+    degraded LR), one row per set and degradation."""
+    lines = [title, ""] if title else []
+    with_model = results and results[0].model is not None
+    if with_model:
+        lines += ["| set | input | images | PSNR (dB) | SSIM | bicubic (dB) | gain (dB) |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+    else:
+        lines += ["| set | input | images | PSNR (dB) | SSIM |", "|---|---|---:|---:|---:|"]
+    sets = [r.name for r in results[0].bicubic] if results else []
+    for i, name in enumerate(sets):
+        for d in results:
+            b = d.bicubic[i]
+            if with_model:
+                m = d.model[i]
+                lines.append(f"| {name} | {d.degradation} | {len(m.images)} | {m.psnr:.2f} | {m.ssim:.4f} | "
+                             f"{b.psnr:.2f} | {m.psnr - b.psnr:+.2f} |")
+            else:
+                lines.append(f"| {name} | {d.degradation} | {len(b.images)} | {b.psnr:.2f} | {b.ssim:.4f} |")
+    return "\n".join(lines)
 
 
 def markdown_table(results: list[SetResult], title: str | None = None) -> str:

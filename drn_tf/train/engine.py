@@ -115,9 +115,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "root": (None, "folder relative data paths are resolved against (null: --data, $DRN_DATA or ../shared/data)"),
         "train": (["train/T91", "train/BSD200"], "HR training image folders"),
         "val": (["benchmark/Set5"], "validation sets: whole images, protocol Y-PSNR/SSIM ([] for none)"),
+        "val_degrade": (None, "degradation of the validation LR (bicubic reference included), as drn evaluate "
+                              "--degrade takes it, e.g. jpeg:75 (null: the clean LR of the protocol)"),
         "cache_dir": (None, "LR cache folder (null: $DRN_CACHE_DIR or ~/.cache/drn_tf)"),
         "patch_size": (48, "LR patch size (HR patch = patch_size * scale)"),
         "augment": (True, "random flips/rotations"),
+        "degrade": ({"prob": 0.0, "pool": 3, "jpeg_quality": [55, 95], "noise_prob": 0.0, "noise_sigma": [1.0, 8.0]},
+                    "LR degradation for photo models: prob = share of patches cut from one of `pool` degraded "
+                    "copies of each training LR, each a JPEG at a quality drawn from jpeg_quality, after Gaussian "
+                    "noise (sigma drawn from noise_sigma, 0-255 levels) with probability noise_prob; "
+                    "prob 0: clean LR only"),
         "pipeline": ("auto", "auto (tf.data on TensorFlow, numpy elsewhere) | tf.data | numpy (a generator of "
                              "the same batches; the only one without TensorFlow) | device (JAX: the training set "
                              "on the accelerator as uint8, patches cut there by a jitted function)"),
@@ -168,7 +175,7 @@ DEFAULTS = {sec: {k: copy.deepcopy(v[0]) for k, v in keys.items()} for sec, keys
 
 # Keys whose change makes an existing checkpoint unusable.
 _RESUME_KEYS = [("model", "preset"), ("model", "scale"), ("model", "overrides"), ("data", "patch_size"),
-                ("train", "batch_size"), ("train", "epoch_steps"), ("train", "seed"), ("optimizer", "name"),
+                ("data", "degrade"), ("train", "batch_size"), ("train", "epoch_steps"), ("train", "seed"), ("optimizer", "name"),
                 ("optimizer", "use_ema")]
 
 
@@ -327,6 +334,16 @@ def resolve_config(cfg: dict) -> dict:
         raise ConfigError("data.train names no folder")
     _as_int(cfg, "data", "patch_size", 4)
     d["augment"] = bool(d["augment"])
+    from drn_tf.core.degrade import TrainDegradation, parse_degradations
+
+    try:
+        d["degrade"] = TrainDegradation.from_config(d["degrade"]).to_config()
+        val_ops = [] if d["val_degrade"] in (None, "", "none", "clean") else parse_degradations(d["val_degrade"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if len(val_ops) > 1:
+        raise ConfigError(f"data.val_degrade takes one degradation (e.g. jpeg:75), got {d['val_degrade']!r}")
+    d["val_degrade"] = val_ops[0].label if val_ops else None
 
     t = cfg["train"]
     for key, lo in (("batch_size", 1), ("steps", 1), ("epoch_steps", 1), ("val_every", 1), ("seed", 0),
@@ -781,18 +798,25 @@ class ValSet:
     bicubic_ssim: float = float("nan")
 
 
-def load_val_set(folder, scale: int) -> ValSet:
+def load_val_set(folder, scale: int, degrade: str | None = None) -> ValSet:
     """Benchmark images by the protocol (:func:`drn_tf.core.protocol.read_benchmark`): HR modcropped; LR by
     MATLAB bicubic; grey images stay grey. Unreadable images and images too small for the evaluation
-    are skipped with a warning naming each; a folder left with none raises ``FileNotFoundError``."""
+    are skipped with a warning naming each; a folder left with none raises ``FileNotFoundError``.
+    ``degrade``: a degradation of the LR (``"jpeg:75"``, as ``drn evaluate --degrade``), for the model
+    and the bicubic reference alike."""
+    from drn_tf.core.degrade import parse_degradations
     from drn_tf.core.protocol import evaluate_set, read_benchmark, upscale_bicubic
 
     folder = Path(folder)
     bench = read_benchmark(folder, scale, on_error="skip", label=f"validation set {folder.name}")
     if not bench.lrs:
         raise FileNotFoundError(f"{folder}: no usable validation image ({'; '.join(bench.skipped)})")
-    bicubic = evaluate_set(lambda lr: upscale_bicubic(lr, scale), bench.lrs, bench.hrs, scale)
-    return ValSet(folder.name, bench.lrs, bench.hrs, *bicubic)
+    lrs = bench.lrs
+    if degrade:
+        (op,) = parse_degradations(degrade)
+        lrs = [op(lr, key=str(i)) for i, lr in enumerate(lrs)]
+    bicubic = evaluate_set(lambda lr: upscale_bicubic(lr, scale), lrs, bench.hrs, scale)
+    return ValSet(folder.name, lrs, bench.hrs, *bicubic)
 
 
 # ------------------------------------------------------------------ the loop under multi-worker
@@ -1092,8 +1116,9 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
             import yaml
 
             saved = yaml.safe_load(saved_cfg_path.read_text()) or {}
-            diffs = [f"{s}.{k}: {saved.get(s, {}).get(k)!r} -> {cfg[s][k]!r}" for s, k in _RESUME_KEYS
-                     if saved.get(s, {}).get(k) != cfg[s][k]]
+            # a key the saved run predates had its default there
+            diffs = [f"{s}.{k}: {saved.get(s, {}).get(k, DEFAULTS[s][k])!r} -> {cfg[s][k]!r}" for s, k in _RESUME_KEYS
+                     if saved.get(s, {}).get(k, DEFAULTS[s][k]) != cfg[s][k]]
             if diffs:
                 raise ConfigError(f"{run_dir} holds a checkpoint of a different run ({'; '.join(diffs)}); "
                                   f"use another --out, or --fresh to start over there")
@@ -1129,11 +1154,19 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
     scale, patch = cfg["model"]["scale"], cfg["data"]["patch_size"]
     t0 = time.monotonic()
     lrs, hrs, names = load_pairs(train_dirs, scale, cache_dir=cfg["data"]["cache_dir"], min_lr_size=patch)
-    val_sets = [load_val_set(p, scale) for p in val_dirs] if chief else []  # only the chief validates
+    val_sets = [load_val_set(p, scale, cfg["data"]["val_degrade"]) for p in val_dirs] if chief else []  # only the chief validates
     _log(f"[data] {len(lrs)} training images ({', '.join(str(p) for p in train_dirs)}), "
-         f"validation: {', '.join(f'{v.name} ({len(v.lrs)} images, bicubic {v.bicubic_psnr:.2f} dB)' for v in val_sets) or 'none'}"
+         f"validation{' on ' + cfg['data']['val_degrade'] + ' LR' if cfg['data']['val_degrade'] else ''}: {', '.join(f'{v.name} ({len(v.lrs)} images, bicubic {v.bicubic_psnr:.2f} dB)' for v in val_sets) or 'none'}"
          f"; {time.monotonic() - t0:.1f} s", quiet)
     start_step = start_epoch * t["epoch_steps"]
+    from drn_tf.core.degrade import TrainDegradation
+
+    degrade = TrainDegradation.from_config(cfg["data"]["degrade"])
+    if degrade.enabled:
+        _log(f"[data] degraded LR for {degrade.prob:.0%} of the patches: {degrade.pool} copies of each image, JPEG "
+             f"quality {degrade.jpeg_quality[0]}-{degrade.jpeg_quality[1]}"
+             + (f", noise sigma {degrade.noise_sigma[0]:g}-{degrade.noise_sigma[1]:g} on {degrade.noise_prob:.0%}"
+                if degrade.noise_prob > 0 else ""), quiet)
     if pipeline == "tf.data":
         from drn_tf.data.tfdata import make_train_dataset
 
@@ -1144,7 +1177,7 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
             return make_train_dataset(
                 None, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"], seed=t["seed"],
                 augment=cfg["data"]["augment"], start_step=start_step * local_replicas, input_context=ctx,
-                pairs=(lrs, hrs),
+                pairs=(lrs, hrs), degrade=degrade,
             )
 
         dataset = strategy.distribute_datasets_from_function(dataset_fn)
@@ -1152,12 +1185,12 @@ def _train(cfg, run_dir, *, data_root, fresh, verbose, strategy, cpu_replicas, q
         from drn_tf.data.device import DeviceSampler
 
         sampler = DeviceSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, seed=t["seed"],
-                                augment=cfg["data"]["augment"])
+                                augment=cfg["data"]["augment"], degrade=degrade)
         _log(f"[data] training set on the device: {sampler.nbytes / 1e6:.0f} MB of uint8", quiet)
         dataset = sampler.stream(start_step)
     else:  # the same batches as the tf.data stream, from the same global step
         sampler = PatchSampler(lrs, hrs, scale, patch_size=patch, batch_size=batch, steps_per_epoch=t["epoch_steps"],
-                               seed=t["seed"], augment=cfg["data"]["augment"])
+                               seed=t["seed"], augment=cfg["data"]["augment"], degrade=degrade)
         dataset = sampler.stream(start_step, workers=cfg["data"]["workers"])
 
     # ---- model and optimizer

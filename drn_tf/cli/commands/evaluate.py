@@ -26,6 +26,11 @@ def add_parser(sub, help_text):
     src.add_argument("--preset", help="a preset with bundled trained weights (default: drn_x{scale})")
     src.add_argument("--model", metavar="FILE", help="a trained .keras model file")
     src.add_argument("--method", choices=("bicubic",), help="evaluate a non-learned baseline instead of a model")
+    p.add_argument("--degrade", metavar="SPEC",
+                   help="degrade the protocol's LR before the method sees it, bicubic included, and report the "
+                   "gain over bicubic on the same input: jpeg:Q (Pillow JPEG at quality Q), noise:SIGMA (Gaussian, "
+                   "0-255 levels), clean; a comma list makes a table, a bare number repeats the kind before it "
+                   "(e.g. clean,jpeg:95,85,75,50)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the model over the 8 flips/rotations (8x slower)")
     p.add_argument("--tile", type=int, default=None, metavar="N",
@@ -58,6 +63,8 @@ def _run(args):
     from drn_tf.cli.base import UserError
     from drn_tf.core.imageio import ImageReadError
     from drn_tf.inference.evaluation import (
+        degraded_table,
+        evaluate_degraded,
         evaluate_folders,
         markdown_table,
         results_to_dict,
@@ -73,6 +80,14 @@ def _run(args):
         _check_writable_folder("--save-images", Path(args.save_images), UserError)
     if args.self_ensemble and args.method == "bicubic":
         raise UserError("--self-ensemble applies to a model, not to --method bicubic")
+    degradations = None
+    if args.degrade is not None:
+        from drn_tf.core.degrade import parse_degradations
+
+        try:
+            degradations = parse_degradations(args.degrade)
+        except ValueError as exc:
+            raise UserError(f"--degrade: {exc}") from None
 
     model, label, scale = None, "bicubic", args.scale
     if args.method == "bicubic":
@@ -107,17 +122,13 @@ def _run(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            results = evaluate_folders(
-                args.data,
-                scale,
-                model,
-                method="bicubic" if model is None else "model",
-                self_ensemble=args.self_ensemble,
-                tile=args.tile,
-                save_dir=args.save_images,
-                on_error="skip" if args.skip_unreadable else "raise",
-                progress=not args.quiet,
-            )
+            common = dict(self_ensemble=args.self_ensemble, tile=args.tile, save_dir=args.save_images,
+                          on_error="skip" if args.skip_unreadable else "raise", progress=not args.quiet)
+            if degradations is None:
+                results = evaluate_folders(args.data, scale, model, method="bicubic" if model is None else "model",
+                                           **common)
+            else:
+                results = evaluate_degraded(args.data, scale, model, degradations, **common)
         except ImageReadError as exc:
             raise UserError(f"{exc} (use --skip-unreadable to skip it)") from None
         except FileNotFoundError as exc:
@@ -130,14 +141,20 @@ def _run(args):
         print(f"warning: {w.message}", file=sys.stderr)
     elapsed = time.monotonic() - t0
 
-    table = markdown_table(results, title=f"x{scale}, {label}")
+    if degradations is None:
+        table = markdown_table(results, title=f"x{scale}, {label}")
+    else:
+        table = degraded_table(results, title=f"x{scale}, {label}, degraded LR (gain: over bicubic on the same LR)")
     if args.json != "-":
         print(table)
     if args.json:
         payload = results_to_dict(
-            results, scale=scale, method="bicubic" if model is None else "model", model=label,
+            results if degradations is None else [], scale=scale, method="bicubic" if model is None else "model", model=label,
             self_ensemble=bool(args.self_ensemble), elapsed_s=round(elapsed, 3),
         )
+        if degradations is not None:
+            del payload["sets"]
+            payload["degradations"] = [r.to_dict() for r in results]
         text = json.dumps(payload, indent=2)
         if args.json == "-":
             print(text)
