@@ -212,3 +212,54 @@ def test_cli_degrade_table_and_json(set5, model_files, tmp_path):
     assert rows[1]["bicubic"][0]["psnr"] < rows[0]["bicubic"][0]["psnr"]
     bad = subprocess.run([c if c != "jpeg:90,40" else "jpeg:200" for c in cmd], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "--degrade" in bad.stderr and "JPEG quality" in bad.stderr
+
+
+# ------------------------------------------------------------------ which model an input calls for
+
+
+def test_jpeg_quality_is_read_from_the_header(tmp_path, rng):
+    from PIL import Image
+
+    from drn_tf.core.degrade import estimate_jpeg_quality
+
+    im = Image.fromarray(pairs(2, rng)[0][0])
+    for q in (20, 50, 75, 90, 95):
+        im.save(tmp_path / f"q{q}.jpg", quality=q)
+        assert estimate_jpeg_quality(tmp_path / f"q{q}.jpg") == q
+    im.save(tmp_path / "a.png")
+    assert estimate_jpeg_quality(tmp_path / "a.png") is None
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    assert estimate_jpeg_quality(tmp_path / "bad.jpg") is None
+
+
+def test_input_kind_auto_and_overrides(tmp_path, rng):
+    from PIL import Image
+
+    from drn_tf.core.degrade import input_kind
+
+    im = Image.fromarray(pairs(2, rng)[0][0])
+    im.save(tmp_path / "a.jpg", quality=70)
+    im.save(tmp_path / "a.png")
+    assert input_kind(tmp_path / "a.jpg").kind == "photo" and input_kind(tmp_path / "a.jpg").jpeg_quality == 70
+    assert "quality ~70" in input_kind(tmp_path / "a.jpg").reason
+    assert input_kind(tmp_path / "a.png").kind == "clean"
+    assert input_kind(tmp_path / "a.png", "photo").kind == "photo"  # a PNG that was once a JPEG
+    assert input_kind(tmp_path / "a.jpg", "clean").kind == "clean"
+    with pytest.raises(ValueError, match="kind"):
+        input_kind(tmp_path / "a.jpg", "jpeg")
+
+
+def test_photo_presets_are_variants_and_resolve_falls_back(monkeypatch):
+    from drn_tf.models import drn
+    from drn_tf.models.presets import get_preset, variant
+    from drn_tf.models.resolve import resolve
+
+    for name in ("drn_x2", "drn_s_x4"):
+        photo = variant(name, "photo")
+        assert photo == f"{name}_photo" and variant(photo, "clean") == name
+        assert get_preset(photo)["config"] == get_preset(name)["config"] and get_preset(photo)["kind"] == "photo"
+    real = drn.bundled_model_path
+    monkeypatch.setattr(drn, "bundled_model_path", lambda n: None if n.endswith("_photo") else real(n))
+    r = resolve(preset="drn_s_x2", kind="photo")
+    assert r.name == "drn_s_x2" and "no photo model" in r.note and "drn_s_x2_photo" in r.note
+    assert resolve(preset="drn_s_x2", kind="clean").note is None

@@ -46,6 +46,68 @@ def gaussian_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) ->
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+# ------------------------------------------------------------------ reading a JPEG's quality
+
+# The IJG (libjpeg) standard luminance quantisation table, natural order; quality Q scales it.
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.int64)
+
+
+def _ijg_table_sum(quality: int) -> int:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return int(np.clip((_IJG_LUMA * scale + 50) // 100, 1, 255).sum())
+
+
+_IJG_SUMS = {q: _ijg_table_sum(q) for q in range(1, 101)}
+
+
+def estimate_jpeg_quality(path) -> int | None:
+    """The IJG quality (1-100) whose luminance table is nearest to the file's, from the JPEG header alone
+    (nothing is decoded); None for a file that is not a JPEG. Encoders with their own tables (cameras,
+    Photoshop) get the IJG quality of the same overall coarseness."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format != "JPEG" or not getattr(im, "quantization", None):
+                return None
+            luma = np.asarray(im.quantization[0], np.int64)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    total = int(luma.sum())
+    return min(_IJG_SUMS, key=lambda q: (abs(_IJG_SUMS[q] - total), -q))
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """Which model an input calls for: ``photo`` (JPEG-trained) or ``clean``, and why."""
+
+    kind: str
+    jpeg_quality: int | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.jpeg_quality is None:
+            return "not a JPEG"
+        return f"JPEG, quality ~{self.jpeg_quality}"
+
+
+KINDS = ("auto", "clean", "photo")
+
+
+def input_kind(path, kind: str = "auto") -> InputKind:
+    """``kind`` ``clean``/``photo`` as given; ``auto``: ``photo`` for a JPEG file (read from its header),
+    ``clean`` otherwise (a PNG that was once a JPEG needs ``photo`` said)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    quality = estimate_jpeg_quality(path)
+    if kind != "auto":
+        return InputKind(kind, quality)
+    return InputKind("photo" if quality is not None else "clean", quality)
+
+
 # ------------------------------------------------------------------ measuring
 
 

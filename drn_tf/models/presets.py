@@ -44,15 +44,32 @@ _DESCRIPTIONS = {
 
 SCALES = (2, 3, 4)
 
+# Kinds of input a preset's weights are trained for: kind -> (name suffix, description suffix). The same
+# architecture and config; only the training data differs (``data.degrade`` in the training config).
+KINDS = {
+    "clean": ("", ""),
+    "photo": ("_photo", ", fine-tuned for JPEG photos"),
+}
+
 PRESETS: dict[str, dict] = {}
 for _name, _args in _BASE.items():
     for _scale in SCALES:
-        PRESETS[f"{_name}_x{_scale}"] = {
-            "description": f"{_DESCRIPTIONS[_name]}, x{_scale}",
-            "architecture": "DRN",  # a key of drn_tf.models.build.ARCHITECTURES
-            "config": dict(_args, scale=_scale),
-            "asset": f"{_name}_x{_scale}.keras",
-        }
+        for _kind, (_suffix, _text) in KINDS.items():
+            PRESETS[f"{_name}_x{_scale}{_suffix}"] = {
+                "description": f"{_DESCRIPTIONS[_name]}, x{_scale}{_text}",
+                "architecture": "DRN",  # a key of drn_tf.models.build.ARCHITECTURES
+                "config": dict(_args, scale=_scale),
+                "asset": f"{_name}_x{_scale}{_suffix}.keras",
+                "kind": _kind,
+                "clean": f"{_name}_x{_scale}",  # the preset of the same network for clean inputs
+            }
+
+
+def variant(name: str, kind: str) -> str:
+    """The preset of ``name``'s network trained for ``kind`` (``clean`` | ``photo``) inputs."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    return get_preset(name)["clean"] + KINDS[kind][0]
 
 
 def preset_names() -> list[str]:

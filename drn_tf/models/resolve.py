@@ -109,6 +109,7 @@ class Resolved:
     source: str  # "file", "bundled", "fresh" or "object" (a model passed in)
     name: str  # the file path, the preset name, or the model's name
     path: Path | None = None  # the file loaded (a file or a preset's bundled model)
+    note: str | None = None  # a choice the caller should tell the user about (e.g. a fallback)
 
     @property
     def description(self) -> str:
@@ -156,7 +157,7 @@ def _cached(key, load, cache: bool):
 
 
 def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
-            allow_untrained: bool = False, cache: bool = False) -> Resolved:
+            allow_untrained: bool = False, cache: bool = False, kind: str | None = None) -> Resolved:
     """Decide which model to use, by the rules in this module's docstring.
 
     ``model``: a ``keras.Model`` (or any object with ``predict_on_batch``) or a
@@ -165,6 +166,9 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
     instead of :class:`NoTrainedModelError`. ``cache``: keep the last loaded
     file/bundled model and return that same object for the same file (reloaded
     if it changed): for callers that resolve repeatedly and do not modify the model.
+    ``kind`` (``clean`` | ``photo``, presets only): the variant of the preset trained for that kind of
+    input (``drn_x2`` -> ``drn_x2_photo``); a photo variant without bundled weights falls back to the
+    clean one, said in ``Resolved.note``. A model file is used as it is, whatever ``kind``.
     Raises :class:`ModelError` (one line) for every failure.
     """
     if model is not None:
@@ -180,9 +184,18 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
     from drn_tf.models import build, drn
     from drn_tf.models.presets import get_preset
 
+    from drn_tf.models.presets import variant
+
     name = preset or f"drn_x{2 if scale is None else int(scale)}"
+    note = None
     try:
         preset_scale = int(get_preset(name)["config"]["scale"])
+        if kind is not None:
+            wanted = variant(name, kind)
+            if drn.bundled_model_path(wanted) is None and kind == "photo":
+                name, note = variant(name, "clean"), f"no photo model is bundled for {wanted}: using {variant(name, 'clean')}"
+            else:
+                name = wanted
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     _check_scale_value(preset_scale, scale, f"preset {name}")  # before loading anything
@@ -200,7 +213,7 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
 
     loaded = _cached(("preset", name, str(path)), load, cache)
     check_scale(loaded, scale, f"preset {name}")
-    return Resolved(loaded, True, "bundled", name, path)
+    return Resolved(loaded, True, "bundled", name, path, note)
 
 
 def resolve_model(model=None, preset: str | None = None, scale: int | None = None):
