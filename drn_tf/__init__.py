@@ -1,7 +1,10 @@
 """drn-tf: DRN (Distilling with Residual Network) super-resolution for Keras 3.
 
 Importing the package builds nothing, reads no file, parses no argument and
-does not import Keras: the public names below are loaded on first use.
+does not import Keras: the public names below are loaded on first use. The first
+of them to need Keras starts it with TensorFlow's start-up log on stderr silenced
+(oneDNN notices, ``failed call to cuInit`` on a machine without a GPU);
+``DRN_VERBOSE=1`` shows it.
 
     import drn_tf
     model = drn_tf.DRN.from_preset("drn_x2")
@@ -26,14 +29,23 @@ _MODULES = {
     "tfdata": "drn_tf.data.tfdata",
 }
 
+# names that need no framework: everything else starts Keras quietly first
+_PLAIN = {"drn_tf.models.presets"}
+
 __all__ = sorted([*_LAZY, *_MODULES])
 
 
 def __getattr__(name):
     import importlib
+    import sys
 
-    if name in _MODULES:
-        return importlib.import_module(_MODULES[name])
-    if name not in _LAZY:
+    module = _MODULES.get(name) or _LAZY.get(name)
+    if module is None:
         raise AttributeError(f"module 'drn_tf' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+    if module not in _PLAIN and "keras" not in sys.modules:
+        from drn_tf.models.backend import import_backend_quietly
+
+        import_backend_quietly()
+    if name in _MODULES:
+        return importlib.import_module(module)
+    return getattr(importlib.import_module(module), name)

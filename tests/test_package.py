@@ -91,6 +91,40 @@ def _source_tree(dst: Path) -> Path:
     return dst
 
 
+def _venv_with_this_interpreters_packages(venv: Path) -> Path:
+    """A fresh virtual environment that sees the packages of the interpreter running the tests (TensorFlow &
+    co.; nothing is downloaded): ``--system-site-packages`` gives the base interpreter's, and a ``.pth`` file
+    adds this one's own site-packages when it runs in a virtual environment itself (a user's usual set-up).
+    Those folders come after the new environment's own, so the wheel installed there is what runs."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    ours = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    (Path(site) / "_outer_site_packages.pth").write_text("".join(f"{p}\n" for p in ours))
+    return py
+
+
+def test_nested_venv_sees_this_interpreters_packages(tmp_path):
+    """What the wheel test relies on, from inside a virtual environment too: keras imports in the nested one."""
+    py = _venv_with_this_interpreters_packages(tmp_path / "venv")
+    r = subprocess.run([str(py), "-c", "import keras, PIL, numpy, sys; print(sys.prefix)"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Path(r.stdout.strip()) == tmp_path / "venv"
+
+
+def test_import_drn_tf_keeps_tensorflows_start_up_log_quiet():
+    """Library users see no TensorFlow start-up chatter (cuInit, oneDNN); DRN_VERBOSE=1 would show it."""
+    code = "import drn_tf\nm = drn_tf.DRN.from_preset('drn_s_x2', load_weights=False)\nprint('ok', m.name)\n"
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DRN_VERBOSE")}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-2000:]
+    assert r.stderr.strip() == "", r.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(tmp_path):
     """Build the wheel, install it (not editable) into a fresh virtual environment
@@ -113,9 +147,7 @@ def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(t
     assert {f"{p}/__init__.py" for p in packages} <= names  # every subpackage, found by discovery
 
     venv = tmp_path / "venv"
-    # --system-site-packages: TensorFlow & co. come from this interpreter, nothing is downloaded
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
-    py = venv / "bin" / "python"
+    py = _venv_with_this_interpreters_packages(venv)
     # --ignore-installed: the interpreter running the tests may have drn-tf installed itself (CI installs it
     # non-editable), which pip would call "already satisfied" and leave the venv without the wheel
     r = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
