@@ -1,5 +1,5 @@
-"""``training/bundle_run.py``: what comes back from a GPU loan is bundled only where it beats the bundled
-model on Set5 and Set14 (issue #14), and the run's record (history, summary, curve, model card with the
+"""``training/bundle_run.py``: what a GPU run brings back is bundled only where it beats the bundled
+model on Set5 and Set14, and the run's record (history, summary, curve, model card with the
 slope at the end) is kept either way."""
 
 from __future__ import annotations
@@ -76,16 +76,16 @@ def test_bundles_only_what_beats_the_bundled_model_and_keeps_the_record(tmp_path
     real = ROOT / "assets" / "drn_s_x2.keras"
     worse = tmp_path / "worse.keras"
     _perturbed(real, worse, 0.05, 1)
-    # 1. the loan brought back the real weights (best) and a noisy copy (last); the "bundled" model is worse
+    # 1. the run brought back the real weights (best) and a noisy copy (last); the "bundled" model is worse
     assets = tmp_path / "assets"
     assets.mkdir()
     shutil.copyfile(worse, assets / "drn_s_x2.keras")
     _fake_out(tmp_path / "out1", real, tmp_path / "worse.keras")
-    dry = _run("drn_s_x2", tmp_path / "out1", "--loan", "t1", "--data", DATA, "--assets", assets)
+    dry = _run("drn_s_x2", tmp_path / "out1", "--run-name", "t1", "--data", DATA, "--assets", assets)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "winner:" in dry.stdout and (assets / "drn_s_x2.keras").read_bytes() == worse.read_bytes()  # dry run
     assert not (assets / "training").exists()
-    proc = _run("drn_s_x2", tmp_path / "out1", "--loan", "t1", "--data", DATA, "--assets", assets, "--apply")
+    proc = _run("drn_s_x2", tmp_path / "out1", "--run-name", "t1", "--data", DATA, "--assets", assets, "--apply")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (assets / "drn_s_x2.keras").read_bytes() != worse.read_bytes()
     from drn_tf.inference.evaluation import evaluate_folder
@@ -101,16 +101,17 @@ def test_bundles_only_what_beats_the_bundled_model_and_keeps_the_record(tmp_path
     for name in ("t1_drn_s_x2.csv", "t1_drn_s_x2.json", "t1_drn_s_x2.png", "t1_drn_s_x2.md"):
         assert (rec / name).is_file() and (rec / name).stat().st_size > 0, name
     card = (rec / "t1_drn_s_x2.md").read_text()
+    assert card.startswith("# drn_s_x2: GPU run t1\n")
     assert "bundled now" in card and "slope at the end | +4.000 dB per 100 k steps, +0.0300 dB per minute" in card  # 0.01 dB per 250 steps, 20 s
     assert "40.0 % of a bfloat16 matmul" in card and "learning rate had decayed to 1.00e-04" in card
 
-    # 2. a loan that brings back only worse weights: the bundled model stays, the record is still kept
+    # 2. a run that brings back only worse weights: the bundled model stays, the record is still kept
     assets2 = tmp_path / "assets2"
     assets2.mkdir()
     shutil.copyfile(real, assets2 / "drn_s_x2.keras")
     _perturbed(real, tmp_path / "worse2.keras", 0.05, 2)
     _fake_out(tmp_path / "out2", worse, tmp_path / "worse2.keras")
-    proc = _run("drn_s_x2", tmp_path / "out2", "--loan", "t2", "--data", DATA, "--assets", assets2, "--apply")
+    proc = _run("drn_s_x2", tmp_path / "out2", "--run-name", "t2", "--data", DATA, "--assets", assets2, "--apply")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "keep it" in proc.stdout
     assert (assets2 / "drn_s_x2.keras").read_bytes() == real.read_bytes()

@@ -1,8 +1,8 @@
-"""``training/gpu_session.sh`` end to end on this CPU: the one command a GPU loan runs (issue #13), with
+"""``training/gpu_session.sh`` end to end on this CPU: the one command a timed GPU training run executes, with
 the documented CPU settings (JAX, a 1-minute budget, tiny batches) and the sweep first (batch x patch, then
-the input pipelines). It must write what it promises under
-``$OUT``: the models, the history, the config, the log and a ``run.json`` with the training FLOP rate
-beside a matmul rate measured in the same call."""
+the input pipelines). It must write what it promises under ``RESULTS_DIR`` (the folder the results are
+written to): the models, the history, the config, the log and a ``run.json`` with the training FLOP rate
+beside a matmul rate measured in the same run."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ DATA = ROOT.parent / "shared" / "data"
 def test_gpu_session_runs_end_to_end_on_cpu(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, SKIP_PIP="1", DATA=str(DATA), TRAIN="benchmark/Set14", VAL="benchmark/Set5", BATCH="4",
-               PATCH="24", EPOCH_STEPS="10", WORKERS="0", MP="false", OUT=str(out), KERAS_HOME=str(tmp_path / "kh"),
+               PATCH="24", EPOCH_STEPS="10", WORKERS="0", MP="false", RESULTS_DIR=str(out),
+               KERAS_HOME=str(tmp_path / "kh"),
                PYTHONPATH=str(ROOT), CODE=str(ROOT), SWEEP="1", BATCHES="2,4", PATCHES="16,24", SWEEP_SECONDS="120",
                PIPELINE_STEPS="10")
-    # MINUTES 5, but the call has 150 s: after the sweep the training gets what is left less the reserve
-    env.update(CALL_SECONDS="150", RESERVE_SECONDS="45")
+    # MINUTES 5, but the time budget is 150 s: after the sweep the training gets what is left less the reserve
+    env.update(BUDGET_SECONDS="150", RESERVE_SECONDS="45")
     proc = subprocess.run(["bash", "training/gpu_session.sh", "drn_s_x2", "5"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     log = (out / "session.log").read_text() if (out / "session.log").exists() else ""

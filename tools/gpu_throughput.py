@@ -1,12 +1,13 @@
-"""Training work done per GPU run, from the ``<run>_<preset>.json`` records of train_gpu.py (the first
-loans) and of ``drn train`` (``run.json``, as ``training/bundle_run.py`` files it).
+"""Training work done per GPU run, from the ``<run>_<preset>.json`` records of train_gpu.py (the first two
+GPU runs, ``gpu1`` and ``gpu2``) and of ``drn train`` (``run.json``, as ``training/bundle_run.py`` files it
+under the run's ``--run-name``).
 
 For each run (the presets trained side by side on one GPU): patches/s per process, the bf16 training
 work it stands for (patches/s x 6 x multiply-adds of one LR patch: forward 2 FLOPs per MAC, backward
 twice the forward), and the run's total. Then what one preset alone would get in ``--minutes`` at the
 mean of the runs' totals: the GPU's throughput is shared, so splitting it splits the patches.
 
-    python tools/gpu_throughput.py [--minutes 9] [--preset drn_x2] [assets/training/gpu*_*.json]
+    python tools/gpu_throughput.py [--minutes 9] [--preset drn_x2] [assets/training/*.json]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("records", nargs="*", help="JSON records (default: assets/training/gpu*_*.json)")
+    p.add_argument("records", nargs="*", help="JSON records (default: the training records in assets/training/)")
     p.add_argument("--minutes", type=float, default=9.0, help="training minutes of the projection")
     p.add_argument("--preset", default="drn_x2", help="preset of the projection")
     args = p.parse_args(argv)
@@ -34,12 +35,13 @@ def main(argv=None) -> int:
     def flops_per_patch(preset: str, patch: int) -> float:
         return 6.0 * count_macs(get_preset(preset)["config"], patch, patch)
 
-    files = [Path(f) for f in args.records] or sorted((ROOT / "assets" / "training").glob("gpu*_*.json"))
+    files = [Path(f) for f in args.records] or sorted((ROOT / "assets" / "training").glob("*_*.json"))
     runs = defaultdict(list)
     for f in files:
         record = json.loads(f.read_text())
         if isinstance(record, dict) and record.get("preset") and record.get("patches_per_s"):  # a training record
-            runs[f.stem.split("_", 1)[0]].append(record)
+            suffix = "_" + record["preset"]  # RUN-NAME_PRESET.json; a run name may hold "_" itself
+            runs[f.stem[: -len(suffix)] if f.stem.endswith(suffix) else f.stem.split("_", 1)[0]].append(record)
     totals, patch = [], 48
     for run, records in sorted(runs.items()):
         total = 0.0

@@ -1,26 +1,28 @@
 #!/usr/bin/env python
-"""After a GPU loan (issue #14): score what a `training/gpu_session.sh` call brought back against the bundled
-model, bundle it only where it beats the bundled model on Set5 *and* Set14, and keep the record.
+"""After a GPU run: score what `training/gpu_session.sh` wrote against the bundled model, bundle it only
+where it beats the bundled model on Set5 *and* Set14, and keep the record.
 
-    python training/bundle_run.py PRESET OUT_DIR --loan gpu3 [--data ../shared/data] [--apply]
+    python training/bundle_run.py PRESET RESULTS_DIR --run-name NAME [--data ../shared/data] [--apply]
 
-OUT_DIR is the device call's `$OUT` (the `files_at` folder): `best.keras`, `last.keras`, `model.keras`,
-`history.csv`, `run.json`, `config.yaml`, `sweep.json`. Candidates: each of the three models, the average of
+RESULTS_DIR is the folder the GPU run's results were written to (`gpu_session.sh`'s RESULTS_DIR, copied
+back from the GPU host): `best.keras`, `last.keras`, `model.keras`, `history.csv`, `run.json`,
+`config.yaml`, `sweep.json`. NAME names the run in the records (e.g. `gpu3`; the first runs are `gpu1`
+and `gpu2`). Candidates: each of the three models, the average of
 best and last, and the average of best, last and the bundled model (the run continued the bundled weights,
 so all lie in one basin; `drn average`). Each candidate and the bundled model are evaluated by the protocol
 (`drn evaluate`'s `evaluate_folder`) on Set5 and Set14 at the preset's scale.
 
 Without `--apply` it prints the table and the decision. With `--apply`:
   - the winner (if any) becomes `assets/PRESET.keras` (a bare float32 `.keras`, as `drn average` writes);
-  - the run's record goes to `assets/training/LOAN_PRESET.{csv,json}` (history, run.json) and
-    `sweep_LOAN_PRESET.json`; the validation curve to `assets/training/LOAN_PRESET.png` (`drn plot`);
-  - `assets/training/LOAN_PRESET.md`: the model card of the run (hardware, steps, patches seen, training
+  - the run's record goes to `assets/training/NAME_PRESET.{csv,json}` (history, run.json) and
+    `sweep_NAME_PRESET.json`; the validation curve to `assets/training/NAME_PRESET.png` (`drn plot`);
+  - `assets/training/NAME_PRESET.md`: the model card of the run (hardware, steps, patches seen, training
     FLOP rate and % of the matmul peak, wall time, the evaluation table, the validation slope at the end,
-    the commands) — written whether or not the weights were bundled, so the next loan knows what more
-    time buys;
+    the commands) — written whether or not the weights were bundled, so the next run's plan knows what
+    more time buys;
   - `converters/bundle_int8.py PRESET` refreshes `assets/int8.json` for new weights (`--no-int8`: skip;
     a test fails until it is run), then the new weights' int8 loss on Set5 and Set14 is printed, with a
-    warning above issue 17's 0.10 dB.
+    warning above the 0.10 dB bound the tests hold.
 `--assets DIR` works on another assets folder (the tests use one).
 """
 
@@ -74,15 +76,17 @@ def evaluate(model, data: Path, scale: int) -> dict:
     return {s: evaluate_folder(data / "benchmark" / s, scale, model).psnr for s in SETS}
 
 
-def candidates(out_dir: Path, bundled: Path | None, work: Path) -> dict[str, Path]:
+def candidates(results_dir: Path, bundled: Path | None, work: Path) -> dict[str, Path]:
     """name -> bare float32 .keras file; identical weights are listed once."""
     from drn_tf.inference.runtimes import weights_digest
     from drn_tf.models.resolve import load_model_file
     from drn_tf.train.engine import average_models
 
-    found = {n: out_dir / f"{n}.keras" for n in ("best", "last", "model") if (out_dir / f"{n}.keras").is_file()}
+    found = {n: results_dir / f"{n}.keras" for n in ("best", "last", "model")
+             if (results_dir / f"{n}.keras").is_file()}
     if not found:
-        raise SystemExit(f"{out_dir}: no best.keras, last.keras or model.keras (not a gpu_session.sh $OUT)")
+        raise SystemExit(f"{results_dir}: no best.keras, last.keras or model.keras "
+                         "(not a folder gpu_session.sh wrote)")
     made: dict[str, Path] = {}
     for name, src in found.items():
         made[name] = work / f"{name}.keras"
@@ -105,27 +109,27 @@ def candidates(out_dir: Path, bundled: Path | None, work: Path) -> dict[str, Pat
     return unique
 
 
-def trained_on(out_dir: Path) -> list[str]:
+def trained_on(results_dir: Path) -> list[str]:
     """The training folders of the run (its config.yaml), [] when unknown."""
-    if not (out_dir / "config.yaml").is_file():
+    if not (results_dir / "config.yaml").is_file():
         return []
     import yaml
 
     try:
-        return [str(t) for t in (yaml.safe_load((out_dir / "config.yaml").read_text()) or {}).get("data", {}).get("train") or []]
+        return [str(t) for t in (yaml.safe_load((results_dir / "config.yaml").read_text()) or {}).get("data", {}).get("train") or []]
     except (yaml.YAMLError, AttributeError):
         return []
 
 
-def model_card(preset: str, loan: str, run: dict, scores: dict, bundled_scores: dict | None, winner: str | None,
-               slope: dict | None, out_dir: Path, sweep: dict | None) -> str:
-    train = trained_on(out_dir)
+def model_card(preset: str, run_name: str, run: dict, scores: dict, bundled_scores: dict | None, winner: str | None,
+               slope: dict | None, results_dir: Path, sweep: dict | None) -> str:
+    train = trained_on(results_dir)
     def fmt(v, spec=".2f"):
         return "–" if v is None else format(v, spec)
 
     peak = run.get("matmul_peak") or {}
     lines = [
-        f"# {preset}: GPU loan {loan}",
+        f"# {preset}: GPU run {run_name}",
         "",
         "| | value |",
         "|---|---|",
@@ -133,12 +137,12 @@ def model_card(preset: str, loan: str, run: dict, scores: dict, bundled_scores: 
         f"({', '.join(f'{k} {v}' for k, v in run.items() if k in ('jax', 'tensorflow', 'keras'))}) |",
         f"| data | {', '.join(map(str, train)) or '?'}; LR patches {run.get('patch_size')}×{run.get('patch_size')}, "
         f"batch {run.get('batch_size')}, input pipeline {run.get('pipeline')}, policy {run.get('dtype_policy')} |",
-        f"| steps | {run.get('steps')} in all, {run.get('session_steps')} in this loan (planned {run.get('planned_steps')}) |",
-        f"| patches seen | {run.get('patches_seen')} (this loan: "
+        f"| steps | {run.get('steps')} in all, {run.get('session_steps')} in this run (planned {run.get('planned_steps')}) |",
+        f"| patches seen | {run.get('patches_seen')} (this run: "
         f"{(run.get('session_steps') or 0) * (run.get('batch_size') or 0)}) |",
         f"| training rate | {run.get('patches_per_s')} patches/s, {run.get('train_tflops')} TFLOP/s = "
         f"{run.get('train_percent_of_peak')} % of a {peak.get('dtype', '?')} matmul at {fmt(peak.get('tflops'))} "
-        f"TFLOP/s measured in the same call |",
+        f"TFLOP/s measured in the same run |",
         f"| wall time | {run.get('wall_s')} s (training {run.get('session_train_s')} s, validation "
         f"{run.get('session_validation_s')} s) |",
         f"| best validation | {fmt(run.get('best_val_psnr'), '.3f')} dB at epoch {run.get('best_epoch')} |",
@@ -171,17 +175,17 @@ def model_card(preset: str, loan: str, run: dict, scores: dict, bundled_scores: 
     else:
         decision = "nothing beats the bundled model on both sets; it is kept."
     lines += ["", "Decision: " + decision, "",
-              "Commands: the device call `SWEEP=1 bash training/gpu_session.sh "
-              f"{preset} MINUTES` (carry `.gpu`, see README \"The next GPU session\"), then "
-              f"`python training/bundle_run.py {preset} OUT_DIR --loan {loan} --apply`."]
+              "Commands: on the GPU host `SWEEP=1 bash training/gpu_session.sh "
+              f"{preset} MINUTES` (with the offline bundle `.gpu/`, see docs/training.md), then "
+              f"`python training/bundle_run.py {preset} RESULTS_DIR --run-name {run_name} --apply`."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("preset")
-    p.add_argument("out_dir", type=Path, help="the device call's $OUT")
-    p.add_argument("--loan", required=True, help="name of the loan for the records, e.g. gpu3")
+    p.add_argument("results_dir", type=Path, help="the folder the GPU run's results were written to")
+    p.add_argument("--run-name", required=True, help="name of the run in the records, e.g. gpu3")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--assets", type=Path, default=ROOT / "assets")
     p.add_argument("--apply", action="store_true", help="bundle the winner and write the records")
@@ -201,24 +205,25 @@ def main(argv=None) -> int:
     for s in SETS:
         if not (args.data / "benchmark" / s).is_dir():
             p.error(f"{args.data / 'benchmark' / s}: no such folder (--data)")
-    leaked = [t for t in trained_on(args.out_dir) if any(s.lower() in t.lower() for s in SETS)]
+    leaked = [t for t in trained_on(args.results_dir) if any(s.lower() in t.lower() for s in SETS)]
     if leaked and args.apply:
-        p.error(f"{args.out_dir} trained on {', '.join(leaked)}: scores on {' and '.join(SETS)} would not be a test; "
+        p.error(f"{args.results_dir} trained on {', '.join(leaked)}: scores on {' and '.join(SETS)} would not be a test; "
                 "not bundling (run without --apply to see them)")
     bundled = args.assets / f"{args.preset}.keras"
     bundled = bundled if bundled.is_file() else None
-    run = json.loads((args.out_dir / "run.json").read_text()) if (args.out_dir / "run.json").is_file() else {}
+    run = json.loads((args.results_dir / "run.json").read_text()) if (args.results_dir / "run.json").is_file() else {}
     if run.get("preset") and run["preset"] != args.preset:
-        p.error(f"{args.out_dir} is a run of {run['preset']}, not {args.preset}")
-    sweep = json.loads((args.out_dir / "sweep.json").read_text()) if (args.out_dir / "sweep.json").is_file() else None
-    rows = read_history(args.out_dir / "history.csv") if (args.out_dir / "history.csv").is_file() else []
+        p.error(f"{args.results_dir} is a run of {run['preset']}, not {args.preset}")
+    results = args.results_dir
+    sweep = json.loads((results / "sweep.json").read_text()) if (results / "sweep.json").is_file() else None
+    rows = read_history(results / "history.csv") if (results / "history.csv").is_file() else []
     from drn_tf.cli.commands.plot import psnr_keys
 
     keys = psnr_keys(rows) if rows else []  # val_<first set>_psnr
     slope = end_slope(rows, keys[0]) if keys else None
 
     with tempfile.TemporaryDirectory(prefix="drn_bundle_") as work:
-        cands = candidates(args.out_dir, bundled, Path(work))
+        cands = candidates(args.results_dir, bundled, Path(work))
         bundled_scores = evaluate(bundled, args.data, scale) if bundled else None
         scores = {}
         for name, path in cands.items():
@@ -238,25 +243,25 @@ def main(argv=None) -> int:
             return 0
         records = args.assets / "training"
         records.mkdir(parents=True, exist_ok=True)
-        stem = f"{args.loan}_{args.preset}"
+        stem = f"{args.run_name}_{args.preset}"
         if winner:
             average_models([cands[winner]], args.assets / f"{args.preset}.keras")
             print(f"bundled: {args.assets / (args.preset + '.keras')}")
     for src, dest in (("history.csv", f"{stem}.csv"), ("run.json", f"{stem}.json"), ("sweep.json", f"sweep_{stem}.json")):
-        if (args.out_dir / src).is_file():
-            shutil.copyfile(args.out_dir / src, records / dest)
+        if (args.results_dir / src).is_file():
+            shutil.copyfile(args.results_dir / src, records / dest)
     if rows:
         from drn_tf.cli.main import main as drn
 
         drn(["plot", str(records / f"{stem}.csv"), "--x", "step", "--dpi", "80", "--out", str(records / f"{stem}.png"),
-             "--title", f"{args.preset}, loan {args.loan}"])
-    card = model_card(args.preset, args.loan, run, scores, bundled_scores, winner, slope, args.out_dir, sweep)
+             "--title", f"{args.preset}, run {args.run_name}"])
+    card = model_card(args.preset, args.run_name, run, scores, bundled_scores, winner, slope, args.results_dir, sweep)
     (records / f"{stem}.md").write_text(card)
     print(f"records: {records}/{stem}.*")
     if winner and not args.no_int8 and args.assets.resolve() == (ROOT / "assets").resolve():
         env = dict(os.environ, DRN_DATA=str(args.data))
         subprocess.run([sys.executable, str(ROOT / "converters" / "bundle_int8.py"), args.preset], env=env, check=True)
-        # issue 17's bound holds for the new weights too? (tests/test_runtimes.py holds it for every bundled
+        # the 0.10 dB int8 bound holds for the new weights too? (tests/test_runtimes.py holds it for every bundled
         # preset): the litert-int8 runtime of the bundled file, converted with the ranges just written
         from drn_tf.inference.runtimes import runtime_model
         from drn_tf.models.resolve import load_model_file

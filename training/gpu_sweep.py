@@ -1,5 +1,5 @@
 """Training throughput of a preset for several batch and patch sizes on this device, to pick the ones a
-GPU session trains with (issue #13: "batch and patch size picked by a measured sweep").
+GPU run of ``training/gpu_session.sh`` trains with (batch and patch size picked by a measured sweep).
 
 For each (batch, patch): the engine's model and optimizer (``drn_tf.train.engine.build_model``, the
 preset's config, the given dtype policy, ``steps_per_execution``), a batch of random patches already on
@@ -16,7 +16,7 @@ by the engine's input pipelines on the real training set (``numpy``: ``PatchSamp
 input holds the accelerator back); prints ``PIPELINE=..`` for the fastest.
 
     KERAS_BACKEND=jax python training/gpu_sweep.py --preset drn_x2 --batches 32,64,128 --patches 48,64 \\
-        --policy mixed_bfloat16 --seconds 90 --json $OUT/sweep.json \\
+        --policy mixed_bfloat16 --seconds 90 --json runs/gpu/sweep.json \\
         --pipelines numpy,device --data .gpu/data --train train --workers 6
 
 ``--seconds`` bounds the whole sweep: combinations still untried when it runs out are skipped (said so).

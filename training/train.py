@@ -3,7 +3,7 @@
     python training/train.py --config training/configs/drn_x2.yaml [--out RUN_DIR] [--set sec.key=value ...]
 
 The engine is :mod:`drn_tf.train.engine` (TensorFlow or JAX, by ``KERAS_BACKEND``);
-``training/gpu_session.sh`` runs it on a GPU machine with JAX only.
+``training/gpu_session.sh`` runs it on a GPU host with JAX only (no TensorFlow, no internet access).
 """
 
 from __future__ import annotations

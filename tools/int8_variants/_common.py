@@ -1,5 +1,6 @@
-"""What every int8-variant script shares: the model (bundled drn_x2), the output folder ($OUT_DIR,
-default ./int8_variants_out) and the export of a variant of ``drn_tf.export.int8._QuantGraph``."""
+"""What every int8-variant script shares: the model (bundled drn_x2), the folder the results are written to
+(the environment variable VARIANTS_DIR, default ./int8_variants_out) and the export of a variant of
+``drn_tf.export.int8._QuantGraph``."""
 
 import os
 import sys
@@ -8,13 +9,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # this checkout's drn_tf
 MODEL = ROOT / "assets" / "drn_x2.keras"
-OUT = os.environ.get("OUT_DIR", "int8_variants_out")
+OUT = os.environ.get("VARIANTS_DIR", "int8_variants_out")
 os.makedirs(OUT, exist_ok=True)
 
 
 def export(name: str, block=None, pad_input=None, tap_ranges=None) -> None:
     """Convert the model to full int8 with ``_QuantGraph.block`` / ``.pad_input`` / ``_tap_ranges``
-    replaced where given, write ``$OUT_DIR/NAME.tflite`` and print its ops."""
+    replaced where given, write ``NAME.tflite`` into VARIANTS_DIR and print its ops."""
     import time
 
     from drn_tf.export import int8 as EI

@@ -4,7 +4,7 @@
     python tools/int8_variants/bound.py NAME [zeropad] [nolrelu] [noblockadd]
 
 ``zeropad``: one zero PAD of the input instead of the per-channel PADV2s; ``nolrelu``: the blocks without
-their LeakyReLU; ``noblockadd``: the blocks without the residual PAD + ADD. Writes ``$OUT_DIR/NAME.tflite``."""
+their LeakyReLU; ``noblockadd``: the blocks without the residual PAD + ADD. Writes ``NAME.tflite`` into VARIANTS_DIR."""
 
 import sys
 
