@@ -3,8 +3,8 @@
 ``drn_tf`` is layered: each package may import its own modules and those of the
 packages below it, never one above it, and no module may reach itself again
 through any chain of imports, module-level or inside functions (a function-level
-import is a dependency too: it only runs later). README's "Architecture" section
-describes the same order.
+import is a dependency too: it only runs later). README's "Layer map" and
+docs/architecture.md describe the same order.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _layer(module: str) -> str | None:
 def test_packages_import_only_downwards():
     modules, edges = graph()
     assert {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(LAYERS), \
-        "a package was added or removed: place it in LAYERS (and README's architecture section)"
+        "a package was added or removed: place it in LAYERS (and README's layer map, docs/architecture.md)"
     stray = [m for m in modules if m != "drn_tf" and _layer(m) is None]
     assert not stray, f"modules outside the layered packages: {stray}"
     bad = []

@@ -336,7 +336,7 @@ def readme_bodies(photo_b64: str = "") -> list[dict]:
     body and the ``echo "..." > request.json`` template (with the base64 of a
     photo substituted for ``$(base64 -w0 photo.jpg)``)."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("**TF Serving.**"): text.index("**TFLite for Android")]
+    section = text[text.index("**TF Serving.**"): text.index("**Apache Beam.**")]
     bodies = [json.loads(m) for m in re.findall(r"-d '(\{.*?\})'\s*$", section, flags=re.M)]
     for template in re.findall(r'^echo "(.*)" > request\.json$', section, flags=re.M):
         filled = re.sub(r"\$\(base64 -w0 [^)]*\)", photo_b64, template).replace('\\"', '"')
