@@ -1,4 +1,4 @@
-"""``drn average``: the command over :func:`drn_tf.train.engine.average_models` (whose run-directory
+"""``drn average``: the command over :func:`drn_tf.train.warmstart.average_models` (whose run-directory
 and checkpoint cases tests/test_train.py covers)."""
 
 from __future__ import annotations

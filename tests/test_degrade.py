@@ -93,7 +93,7 @@ def test_copy_recipe_is_a_pure_function_within_the_ranges():
 
 
 def test_config_section_resolves_and_is_checked():
-    from drn_tf.train.engine import ConfigError, load_config, resolve_config
+    from drn_tf.train.config import ConfigError, load_config, resolve_config
 
     cfg = resolve_config(load_config(sets=["data.degrade={prob: 0.5}", "data.val_degrade=jpeg:75"]))
     assert cfg["data"]["degrade"]["prob"] == 0.5 and cfg["data"]["degrade"]["jpeg_quality"] == [55, 95]

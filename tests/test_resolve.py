@@ -94,7 +94,7 @@ def test_callers_follow_the_rules(no_bundled, capsys, tmp_path):
     from drn_tf.bench.benchmark import load_benchmark_model
     from drn_tf.cli.commands.export import _load
     from drn_tf.export.common import ExportError, load_export_model
-    from drn_tf.train.engine import init_from
+    from drn_tf.train.warmstart import init_from
 
     r = load_export_model(None, "drn_s_x2")
     assert r.trained is False and r.model.scale == 2

@@ -12,9 +12,12 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from drn_tf.models.drn import DRN, load_model  # noqa: E402
-from drn_tf.train import engine as trainer  # noqa: E402
 from drn_tf.train import state  # noqa: E402
-from drn_tf.train.engine import load_config, read_history, read_state, train  # noqa: E402
+from drn_tf.train.config import ConfigError, load_config, resolve_config  # noqa: E402
+from drn_tf.train.engine import train  # noqa: E402
+from drn_tf.train.recipe import build_model  # noqa: E402
+from drn_tf.train.rundir import read_history, read_state  # noqa: E402
+from drn_tf.train.warmstart import average_models, init_from  # noqa: E402
 
 TINY_OVERRIDES = {"channels": 16, "num_groups": 1, "num_blocks": 2}
 
@@ -47,8 +50,8 @@ def test_run_directory_holds_config_history_checkpoint_and_models(fit_run):
     assert res.summary["strategy"] == "default" and res.summary["loop"] == "model.fit"
     assert res.summary["steps"] == 10 and res.summary["patches_seen"] == 40
     assert res.summary["patches_per_s"] > 0
-    saved = trainer.resolve_config(__import__("yaml").safe_load((run / "config.yaml").read_text()))
-    assert saved["model"] == trainer.resolve_config(cfg)["model"]
+    saved = resolve_config(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    assert saved["model"] == resolve_config(cfg)["model"]
 
     rows = read_history(run / "history.csv")
     assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [5, 10]
@@ -98,7 +101,7 @@ def test_resume_refuses_a_different_model(fit_run):
     cfg, res = fit_run
     other = copy.deepcopy(cfg)
     other["model"]["overrides"]["channels"] = 8
-    with pytest.raises(trainer.ConfigError, match="different run"):
+    with pytest.raises(ConfigError, match="different run"):
         train(other, res.run_dir, verbose=0, quiet=True)
 
 
@@ -124,7 +127,7 @@ def test_init_from_copies_matching_layers_but_not_the_upsampler(fit_run, tmp_pat
     keras.utils.set_random_seed(5)
     x3 = DRN.from_preset("drn_s_x3", load_weights=False, **TINY_OVERRIDES)
     before = {layer.name: layer.get_weights() for layer in x3.layers}
-    report = trainer.init_from(x3, res.run_dir)  # a run directory: its model.keras
+    report = init_from(x3, res.run_dir)  # a run directory: its model.keras
     assert report["skipped"] == ["upsampler"]
     assert set(report["loaded"]) == {"lfe", "rdg_0", "body_end"}
     for name in report["loaded"]:
@@ -137,15 +140,15 @@ def test_init_from_copies_matching_layers_but_not_the_upsampler(fit_run, tmp_pat
     h5 = tmp_path / "x2.weights.h5"
     src.save_weights(h5)
     x3b = DRN.from_preset("drn_s_x3", load_weights=False, **TINY_OVERRIDES)
-    report = trainer.init_from(x3b, h5)
+    report = init_from(x3b, h5)
     assert report["skipped"] == ["upsampler"] and "rdg_0" in report["loaded"]
     np.testing.assert_array_equal(x3b.get_layer("lfe").get_weights()[0], src.get_layer("lfe").get_weights()[0])
 
     # same scale: the upsampler comes too
     x2 = DRN.from_preset("drn_s_x2", load_weights=False, **TINY_OVERRIDES)
-    assert "upsampler" in trainer.init_from(x2, res.run_dir / "model.keras")["loaded"]
+    assert "upsampler" in init_from(x2, res.run_dir / "model.keras")["loaded"]
     with pytest.raises(FileNotFoundError):
-        trainer.init_from(x2, tmp_path / "missing.keras")
+        init_from(x2, tmp_path / "missing.keras")
 
 
 def test_init_from_in_a_run(fit_run, data_dir, tmp_path):
@@ -168,28 +171,28 @@ def test_average_models_over_the_engine_files(fit_run, tmp_path):
     config); .keras files average as themselves; other architectures are refused."""
     _, res = fit_run
     run = res.run_dir
-    cfg = trainer.resolve_config(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    cfg = resolve_config(__import__("yaml").safe_load((run / "config.yaml").read_text()))
     per_epoch = []
     for f in sorted((run / "checkpoint").glob("ckpt-*.weights.h5")):
-        m = trainer.build_model(cfg)
+        m = build_model(cfg)
         m.load_weights(f)
         per_epoch.append(m.get_weights())
     assert len(per_epoch) == 2 and not np.array_equal(per_epoch[0][0], per_epoch[1][0])
-    files = trainer.average_models([run], tmp_path / "avg.keras")
+    files = average_models([run], tmp_path / "avg.keras")
     assert [f.name for f in files] == ["ckpt-000001.weights.h5", "ckpt-000002.weights.h5"]
     avg = load_model(tmp_path / "avg.keras")
     assert avg.dtype_policy.name == "float32"
     for got, a, b in zip(avg.get_weights(), *per_epoch):
         np.testing.assert_allclose(got, (a.astype(np.float64) + b) / 2, rtol=1e-6, atol=1e-7)
 
-    trainer.average_models([run / "last.keras", run / "model.keras"], tmp_path / "same.keras")
+    average_models([run / "last.keras", run / "model.keras"], tmp_path / "same.keras")
     for got, want in zip(load_model(tmp_path / "same.keras").get_weights(), res.model.get_weights()):
         np.testing.assert_array_equal(got, want)
 
     other = DRN.from_preset("drn_s_x2", load_weights=False, **dict(TINY_OVERRIDES, channels=8))
     other.save(tmp_path / "other.keras")
     with pytest.raises(ValueError, match="not the architecture of"):
-        trainer.average_models([run / "last.keras", tmp_path / "other.keras"], tmp_path / "bad.keras")
+        average_models([run / "last.keras", tmp_path / "other.keras"], tmp_path / "bad.keras")
     assert not (tmp_path / "bad.keras").exists()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drn_tf.train.engine import (
+from drn_tf.train.config import (
     DEFAULTS,
     ConfigError,
     dump_config,
@@ -131,7 +131,7 @@ def test_cli_reports_user_errors_in_one_line(capsys, tmp_path):
 
 
 def test_data_folders_resolve_under_the_root_then_the_working_directory(tmp_path, monkeypatch):
-    from drn_tf.train.engine import data_paths, resolve_config
+    from drn_tf.train.config import data_paths, resolve_config
 
     (tmp_path / "root" / "train" / "A").mkdir(parents=True)
     (tmp_path / "cwd" / "mine" / "val").mkdir(parents=True)
@@ -144,7 +144,7 @@ def test_data_folders_resolve_under_the_root_then_the_working_directory(tmp_path
 
 
 def test_mixed_precision_true_picks_the_fast_policy_for_the_hardware():
-    from drn_tf.train.engine import mixed_precision_policy
+    from drn_tf.train.placement import mixed_precision_policy
 
     assert mixed_precision_policy(False, True) == ("float32", None)
     assert mixed_precision_policy("mixed_bfloat16", False) == ("mixed_bfloat16", None)  # named: as given
@@ -176,7 +176,7 @@ def test_cli_names_each_skipped_image_once_and_too_small_ones_as_too_small(capsy
 
 
 def test_fit_to_budget_counts_epochs_at_the_measured_speed():
-    from drn_tf.train.engine import fit_to_budget
+    from drn_tf.train.budget import fit_to_budget
 
     # epochs of 3 s after a first one of 11 s (8 s compiling): (95 % of 100 - 8 - 3) // 3 more, the reserve
     # being one compilation, one epoch and 5 %

@@ -30,7 +30,8 @@ DRN = "import sys; from drn_tf.cli.main import main; sys.exit(main())"  # the `d
 DRIVER = r"""
 import json, sys
 import numpy as np
-from drn_tf.train.engine import load_config, train
+from drn_tf.train.config import load_config
+from drn_tf.train.engine import train
 
 cfg_path, out, result, cpu_replicas = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 res = train(load_config(cfg_path), out, verbose=2, cpu_replicas=cpu_replicas)
@@ -119,7 +120,7 @@ def wait_ok(p, log, timeout):
 
 
 def losses(run_dir):
-    from drn_tf.train.engine import read_history
+    from drn_tf.train.rundir import read_history
 
     return [r["loss"] for r in read_history(Path(run_dir) / "history.csv")]
 
@@ -128,7 +129,7 @@ def kill_then_resume(command, tmp_path, process_env):
     """Starts an uninterrupted reference run (``tmp_path/ref``) and a victim (``tmp_path/victim``) of
     ``command(out)``; kills the victim with SIGKILL once it has committed epoch 2, checks it left no final
     model, starts it again and waits for both. Returns the checkpoint state the kill left."""
-    from drn_tf.train.engine import read_state
+    from drn_tf.train.rundir import read_state
 
     victim = tmp_path / "victim"
     with processes() as start:
@@ -210,7 +211,7 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(data_dir, tmp_path):
     """A run killed mid-way and started again with the same command ends bitwise where an
     uninterrupted run ends (op determinism on): same step counter, same weights, one history."""
     from drn_tf.models.drn import load_model
-    from drn_tf.train.engine import read_history, read_state
+    from drn_tf.train.rundir import read_history, read_state
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=40,
                        deterministic=True)

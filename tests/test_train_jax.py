@@ -34,7 +34,8 @@ DRN = "import sys; from drn_tf.cli.main import main; sys.exit(main(sys.argv[1:])
 # Trains with the engine, then saves what it holds in memory: every model and optimizer variable by path.
 TRAIN_AND_DUMP = r"""
 import sys, numpy as np
-from drn_tf.train.engine import load_config, train
+from drn_tf.train.config import load_config
+from drn_tf.train.engine import train
 res = train(load_config(sys.argv[1]), sys.argv[2], verbose=2)
 m = res.model
 np.savez(sys.argv[3], **{v.path.replace("/", "|"): np.asarray(v.numpy()) for v in m.weights + m.optimizer.variables})
@@ -44,10 +45,12 @@ print("SUMMARY", __import__("json").dumps({k: res.summary[k] for k in ("backend"
 # Builds the engine's model + optimizer for the config and loads the run's committed checkpoint into it.
 LOAD_AND_DUMP = r"""
 import sys, numpy as np
-from drn_tf.train import engine as trainer
-cfg = trainer.resolve_config(trainer.load_config(sys.argv[1]))
-m = trainer.build_model(cfg)
-state = trainer.read_state(sys.argv[2])
+from drn_tf.train.config import load_config, resolve_config
+from drn_tf.train.recipe import build_model
+from drn_tf.train.rundir import read_state
+cfg = resolve_config(load_config(sys.argv[1]))
+m = build_model(cfg)
+state = read_state(sys.argv[2])
 m.load_weights(f"{sys.argv[2]}/checkpoint/{state['weights']}")
 np.savez(sys.argv[3], **{v.path.replace("/", "|"): np.asarray(v.numpy()) for v in m.weights + m.optimizer.variables})
 """
@@ -60,7 +63,7 @@ def run_python(start, code, args, log, backend, timeout=180, **extra):
 
 
 def losses(run):
-    from drn_tf.train.engine import read_history
+    from drn_tf.train.rundir import read_history
 
     return [r["loss"] for r in read_history(Path(run) / "history.csv")]
 
@@ -102,7 +105,7 @@ def test_jax_trains_without_tensorflow_on_two_devices(data_dir, tmp_path):
     """TensorFlow unimportable, 2 host devices: DataParallel, the numpy pipeline, no TensorBoard (one line
     says so), the run directory complete, loss falling, and no tensorflow module loaded at the end."""
     from drn_tf.models.drn import load_model
-    from drn_tf.train.engine import read_state
+    from drn_tf.train.rundir import read_state
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=20)
     run = tmp_path / "run"
@@ -127,7 +130,7 @@ def test_sigkill_then_resume_under_jax_continues_from_the_checkpoint(data_dir, t
     """As the TensorFlow test: killed mid-way, started again with the same command, the run ends where an
     uninterrupted one ends (same steps, history and weights)."""
     from drn_tf.models.drn import load_model
-    from drn_tf.train.engine import read_history
+    from drn_tf.train.rundir import read_history
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", val=["benchmark/Set5"], steps=40)
 
@@ -156,7 +159,7 @@ def test_minutes_fits_the_step_count_to_the_budget(data_dir, tmp_path):
     final_ratio x peak by the fitted last step, and the same command again has nothing left to do."""
     import yaml
 
-    from drn_tf.train.engine import read_history, read_state
+    from drn_tf.train.rundir import read_history, read_state
 
     cfg = write_config(tmp_path / "c.yaml", data_dir, tmp_path / "cache", steps=100000, epoch_steps=10)
     run = tmp_path / "run"
@@ -201,7 +204,8 @@ def test_jax_device_pipeline_trains_without_tensorflow(data_dir, tmp_path):
     curve = losses(run)
     assert len(curve) == 4 and curve[-1] < 0.8 * curve[0], curve
 
-    from drn_tf.train.engine import ConfigError, load_config, train
+    from drn_tf.train.config import ConfigError, load_config
+    from drn_tf.train.engine import train
 
     with pytest.raises(ConfigError, match="data.pipeline device needs the JAX backend"):
         train(load_config(cfg, sets=["data.pipeline=device"]), tmp_path / "tf-run")

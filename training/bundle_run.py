@@ -80,7 +80,7 @@ def candidates(results_dir: Path, bundled: Path | None, work: Path) -> dict[str,
     """name -> bare float32 .keras file; identical weights are listed once."""
     from drn_tf.inference.runtimes import weights_digest
     from drn_tf.models.resolve import load_model_file
-    from drn_tf.train.engine import average_models
+    from drn_tf.train.warmstart import average_models
 
     found = {n: results_dir / f"{n}.keras" for n in ("best", "last", "model")
              if (results_dir / f"{n}.keras").is_file()}
@@ -196,7 +196,8 @@ def main(argv=None) -> int:
 
     import_backend_quietly()
     from drn_tf.models.presets import get_preset
-    from drn_tf.train.engine import average_models, read_history
+    from drn_tf.train.rundir import read_history
+    from drn_tf.train.warmstart import average_models
 
     try:
         scale = get_preset(args.preset)["config"]["scale"]

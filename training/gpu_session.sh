@@ -85,7 +85,7 @@ grep -E "^\[(data|train|done)\]" "$RUN.log"; tail -n 3 "$RUN.log" | cut -c1-300
 # the matmul rate of this device in the training's precision, beside the training rate in run.json
 [ -f "$RUN/run.json" ] && python3 - "$RUN/run.json" "$MP" <<'EOF'
 import json, sys
-from drn_tf.train.engine import jax_matmul_peak_tflops
+from drn_tf.train.summary import jax_matmul_peak_tflops
 from drn_tf.train.state import write_file
 path = sys.argv[1]
 run = json.load(open(path))

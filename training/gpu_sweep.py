@@ -1,7 +1,7 @@
 """Training throughput of a preset for several batch and patch sizes on this device, to pick the ones a
 GPU run of ``training/gpu_session.sh`` trains with (batch and patch size picked by a measured sweep).
 
-For each (batch, patch): the engine's model and optimizer (``drn_tf.train.engine.build_model``, the
+For each (batch, patch): the engine's model and optimizer (``drn_tf.train.recipe.build_model``, the
 preset's config, the given dtype policy, ``steps_per_execution``), a batch of random patches already on
 the device (the step's time does not depend on the pixels), compile + warm-up, then timed steps. Training
 FLOPs = 3 x forward, 2 FLOPs per multiply-add (``drn_tf.models.analysis.count_macs``), put against a
@@ -49,7 +49,8 @@ def build(preset: str, batch: int, patch: int, policy: str, spe: int = 1):
     import keras
 
     from drn_tf.models.presets import get_preset
-    from drn_tf.train.engine import build_model, load_config, resolve_config
+    from drn_tf.train.config import load_config, resolve_config
+    from drn_tf.train.recipe import build_model
 
     keras.config.set_dtype_policy(policy)
     scale = get_preset(preset)["config"]["scale"]
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
     backend = keras.backend.backend()
     peak = None
     if backend == "jax":
-        from drn_tf.train.engine import jax_matmul_peak_tflops
+        from drn_tf.train.summary import jax_matmul_peak_tflops
 
         dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(args.policy, "float32")
         peak = jax_matmul_peak_tflops(dtype)

@@ -1,4 +1,5 @@
-"""Parameter and multiply-add counts of a DRN configuration, from its layer shapes."""
+"""Parameter and multiply-add counts of a DRN configuration, from its layer shapes (:func:`model_macs`: of a
+built model, None for an architecture without a table here)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,13 @@ def model_config(model) -> dict:
     if not all(k in cfg for k in needed):
         raise ValueError("not a DRN model: its config lacks " + ", ".join(k for k in needed if k not in cfg))
     return cfg
+
+
+def model_macs(model, height: int, width: int) -> int | None:
+    """Multiply-adds of one forward pass of a built model on an LR input of ``height x width``, where its
+    architecture has a table here (a DRN); None for another architecture."""
+    try:
+        config = model_config(model)
+    except ValueError:
+        return None
+    return count_macs(config, height, width)

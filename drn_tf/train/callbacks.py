@@ -1,28 +1,22 @@
-"""Training pieces of the engine behind ``drn train`` (:mod:`drn_tf.train.engine`): the loss, in-memory
-serialisation of models and checkpoints, and the callbacks (module-level classes).
+"""The Keras callbacks of ``drn train`` (module-level classes): step statistics, protocol validation, the
+history, the checkpoints, the wall-clock deadline; and :func:`evaluate_pairs`, the validation's measure.
 
 Backend-neutral (``keras.ops`` and numpy): the same code trains on TensorFlow and on JAX. Only the
 validation callback's forward pass differs (a ``tf.function`` on TensorFlow, ``predict_on_batch``,
-i.e. a jitted call, elsewhere); nothing here imports TensorFlow on another backend.
+i.e. a jitted call, elsewhere); nothing here imports TensorFlow on another backend. Every file goes
+through :mod:`drn_tf.train.rundir`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from drn_tf.train.state import weights_file_bytes
-
-
-def l1_loss():
-    """The paper's loss: mean absolute error."""
-    return keras.losses.MeanAbsoluteError(name="l1")
+from drn_tf.train import rundir, state
+from drn_tf.train.recipe import l1_loss  # noqa: F401  (the loss drn benchmark's training rows compile with)
 
 
 def evaluate_pairs(model: keras.Model, lrs, hrs, scale: int) -> tuple[float, float]:
@@ -36,10 +30,6 @@ def evaluate_pairs(model: keras.Model, lrs, hrs, scale: int) -> tuple[float, flo
     from drn_tf.inference.evaluation import upscale_model
 
     return evaluate_set(lambda lr: upscale_model(model, lr), lrs, hrs, scale)
-
-
-
-# ------------------------------------------------------------------ callbacks of the engine
 
 
 class StepStats(keras.callbacks.Callback):
@@ -60,21 +50,20 @@ class StepStats(keras.callbacks.Callback):
         self.t_epoch = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        from drn_tf.train.state import current_lr
-
         step = int(np.asarray(self.model.optimizer.iterations.numpy()))  # waits for the last step
         dt = time.monotonic() - self.t_epoch
         self.train_seconds += dt
         self.steps_done += self.epoch_steps
         if logs is not None:
             logs["step"] = step
-            logs["lr"] = current_lr(self.model.optimizer)
+            logs["lr"] = state.current_lr(self.model.optimizer)
             logs["patches_per_s"] = self.epoch_steps * self.batch_size / max(dt, 1e-9)
             logs["wall_s"] = self.wall_offset + time.monotonic() - self.t_start
 
 
 class Validation(keras.callbacks.Callback):
-    """Protocol Y-PSNR/SSIM of whole validation images every ``every`` epochs (and after the last).
+    """Protocol Y-PSNR/SSIM of whole validation images every ``every`` epochs (and after the last of
+    ``plan``, a :class:`drn_tf.train.budget.RunPlan`, read at every epoch end: a re-plan moves it).
 
     Runs a plain (undistributed) copy of the model holding the current weights
     (the EMA weights when the optimizer keeps them). Logs ``val_<set>_psnr`` /
@@ -83,9 +72,9 @@ class Validation(keras.callbacks.Callback):
     are evaluated as ``drn evaluate`` does (replicated to RGB, the output averaged back).
     """
 
-    def __init__(self, sets, scale, every, last_epoch, clone):
+    def __init__(self, sets, scale, every, plan, clone):
         super().__init__()
-        self.sets, self.scale, self.every, self.last_epoch = sets, int(scale), int(every), int(last_epoch)
+        self.sets, self.scale, self.every, self.plan = sets, int(scale), int(every), plan
         self.clone = clone  # a plain_clone of the model, made outside any strategy scope
         self.fn = None
         self.seconds = 0.0
@@ -125,9 +114,8 @@ class Validation(keras.callbacks.Callback):
 
     def evaluate(self):
         from drn_tf.core.protocol import evaluate_set
-        from drn_tf.train.state import weight_values
 
-        self.clone.set_weights(weight_values(self.model))
+        self.clone.set_weights(state.weight_values(self.model))
         return {s.name: evaluate_set(self._predict, s.lrs, s.hrs, self.scale) for s in self.sets}
 
     def on_epoch_end(self, epoch, logs=None):
@@ -135,7 +123,7 @@ class Validation(keras.callbacks.Callback):
             return
         for k in self.keys():
             logs[k] = float("nan")
-        if (epoch + 1) % self.every and epoch + 1 != self.last_epoch and not self.model.stop_training:
+        if (epoch + 1) % self.every and epoch + 1 != self.plan.epochs and not self.model.stop_training:
             return
         t = time.monotonic()
         res = self.evaluate()
@@ -151,144 +139,89 @@ class Validation(keras.callbacks.Callback):
 
 
 class HistoryCSV(keras.callbacks.Callback):
-    """One row per epoch with fixed columns (``epoch`` counts completed epochs, from 1)."""
+    """One row of ``history.csv`` per epoch, with fixed columns (:func:`drn_tf.train.rundir.append_history`)."""
 
     def __init__(self, path, keys):
         super().__init__()
-        self.path, self.keys = Path(path), ["epoch"] + list(keys)
+        self.path, self.keys = Path(path), list(keys)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        row = {"epoch": epoch + 1}
-        for k in self.keys[1:]:
-            v = logs.get(k, float("nan"))
-            try:
-                v = float(np.asarray(v))
-                row[k] = int(v) if k == "step" else (f"{v:.6g}" if k != "lr" else f"{v:.6e}")
-            except (TypeError, ValueError):
-                row[k] = v
-        with open(self.path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.keys, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-            fh.flush()
-            os.fsync(fh.fileno())
+        rundir.append_history(self.path, self.keys, epoch + 1, logs or {})
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """End of every epoch, each file written atomically (temporary name, then rename):
-    ``last.keras``; ``checkpoint/best-<epoch>.keras`` if validation improved; the resumable
-    ``checkpoint/ckpt-<epoch>.weights.h5`` (weights + optimizer state, the same file on every
-    backend); then ``state.json`` naming both (the commit point); then ``best.keras`` is published
-    from the committed best file and older files are removed. A kill at any point leaves a
-    consistent state; a full disk (:class:`drn_tf.train.engine.DiskSpaceError`) leaves the committed
-    state and no temporary file. Before training and before every epoch the disk must have
-    ``need`` bytes free. ``extra``: more keys for ``state.json`` (a dict, read at every write)."""
+    """The end of every epoch's files (:func:`drn_tf.train.rundir.commit_epoch`: ``last.keras``, an improved
+    model, the resumable ``ckpt-<epoch>.weights.h5`` with the optimizer state, ``state.json`` naming them,
+    each written atomically). A kill at any point leaves a consistent state; a full disk
+    (:class:`drn_tf.train.state.DiskSpaceError`) leaves the committed state and no temporary file. Before
+    training and before every epoch the disk must have ``need`` bytes free. ``extra``: more keys for
+    ``state.json``; ``plan`` (a :class:`drn_tf.train.budget.RunPlan`) adds the planned step count once a
+    wall-clock budget fitted it."""
 
     def __init__(self, run_dir, clone, keep=2, best=-float("inf"), best_epoch=None, wall_offset=0.0, extra=None,
-                 best_file=None, need=0, t_start=None):
+                 best_file=None, need=0, t_start=None, plan=None):
         super().__init__()
         self.need = need  # bytes the files of one epoch end take (checked before every epoch)
         self.clone = clone  # a float32 plain_clone of the model, made outside any strategy scope
         self.run_dir = Path(run_dir)
-        self.dir = self.run_dir / "checkpoint"
         self.keep, self.best, self.best_epoch = keep, best, best_epoch
         self.best_file = best_file
         self.wall_offset = wall_offset
-        self.extra = extra if extra is not None else {}
+        self.extra = dict(extra or {})
+        self.plan = plan
         self.seconds = 0.0
         self.t_start = t_start
 
     def on_train_begin(self, logs=None):
         if self.t_start is None:
             self.t_start = time.monotonic()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / rundir.CHECKPOINT).mkdir(parents=True, exist_ok=True)
 
     def on_epoch_begin(self, epoch, logs=None):
-        from drn_tf.train.state import check_free_space
-
         # before the epoch's work, not after it (also the check at the start: no step runs before this)
-        check_free_space(self.run_dir, self.need)
+        state.check_free_space(self.run_dir, self.need)
 
     def on_epoch_end(self, epoch, logs=None):
-        from drn_tf.train.state import model_bytes, write_file
-
         t = time.monotonic()
-        logs = logs or {}
-        psnr = logs.get("val_psnr")
+        psnr = (logs or {}).get("val_psnr")
         improved = psnr is not None and np.isfinite(psnr) and psnr > self.best
-        model_file = model_bytes(self.model, clone=self.clone)
         if improved:
             self.best, self.best_epoch = float(psnr), epoch + 1
-            self.best_file = f"best-{epoch + 1:06d}.keras"
-            write_file(self.dir / self.best_file, model_file, self.need)
-        write_file(self.run_dir / "last.keras", model_file, self.need)
-        name = f"ckpt-{epoch + 1:06d}.weights.h5"
-        write_file(self.dir / name, weights_file_bytes(self.model), self.need)
-        state = {
-            "epoch": epoch + 1,
-            "step": int(np.asarray(self.model.optimizer.iterations.numpy())),
-            "weights": name,
-            "best_val_psnr": None if self.best == -float("inf") else self.best,
-            "best_epoch": self.best_epoch,
-            "best_file": self.best_file,
-            "wall_s": round(self.wall_offset + time.monotonic() - self.t_start, 2),
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "backend": keras.backend.backend(),
-            **self.extra,
-        }
-        write_file(self.dir / "state.json", json.dumps(state, indent=2), self.need)
-        if improved:
-            write_file(self.run_dir / "best.keras", model_file, self.need)
-        ckpts = sorted(self.dir.glob("ckpt-*.weights.h5"))
-        for old in ckpts[: -self.keep]:
-            if old.name != name:
-                old.unlink(missing_ok=True)
-        for old in self.dir.glob("best-*.keras"):
-            if old.name != self.best_file:
-                old.unlink(missing_ok=True)
+        committed = rundir.commit_epoch(
+            self.run_dir, epoch=epoch + 1, step=int(np.asarray(self.model.optimizer.iterations.numpy())),
+            model_file=state.model_bytes(self.model, clone=self.clone),
+            weights_file=state.weights_file_bytes(self.model), improved=improved,
+            best_psnr=None if self.best == -float("inf") else self.best, best_epoch=self.best_epoch,
+            best_file=self.best_file, wall_s=self.wall_offset + time.monotonic() - self.t_start,
+            backend=keras.backend.backend(), extra={**self.extra, **(self.plan.state_keys() if self.plan else {})},
+            keep=self.keep, need=self.need)
+        self.best_file = committed["best_file"]
         self.seconds += time.monotonic() - t
 
 
 class Deadline(keras.callbacks.Callback):
-    """Stops training at the end of an epoch when another one would end after ``deadline``
-    (``time.monotonic()``; an epoch taking as long as the last one, validation and checkpoint included):
-    the safety net of a wall-clock budget whose fitted step count turned out too optimistic.
-    ``epoch_walls`` keeps each epoch's wall-clock time, from its start to the end of its callbacks."""
+    """Stops training at the end of an epoch when another one would end after the deadline of ``budget``
+    (a :class:`drn_tf.train.budget.Budget`, which times the epochs): the safety net of a wall-clock budget
+    whose fitted step count turned out too optimistic."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, budget):
         super().__init__()
-        self.deadline = float(deadline)
-        self.stopped_epoch = None
-        self.epoch_walls: list[float] = []
-        self._t = self._trained = None
-        self._overhead = 0.0  # the last epoch's time after its training: validation, checkpoint, logs
+        self.budget = budget
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.monotonic()
+        self.budget.epoch_begin()
 
     def on_epoch_end(self, epoch, logs=None):
-        now = time.monotonic()
-        self._trained = now - self._t
-        if now + self._trained + self._overhead >= self.deadline:
+        if self.budget.epoch_trained(epoch + 1):
             self.model.stop_training = True
-            self.stopped_epoch = epoch + 1
-
-    def epoch_finished(self):
-        """Called after the epoch's other callbacks (by :class:`EpochWallClock`, the engine's last one)."""
-        wall = time.monotonic() - self._t
-        self.epoch_walls.append(wall)
-        self._overhead = max(0.0, wall - self._trained)
 
 
 class EpochWallClock(keras.callbacks.Callback):
-    """The last callback of the engine: tells :class:`Deadline` the epoch's callbacks are done."""
+    """The last callback of a budget run: tells the budget the epoch's callbacks are done."""
 
-    def __init__(self, deadline: Deadline):
+    def __init__(self, budget):
         super().__init__()
-        self.deadline = deadline
+        self.budget = budget
 
     def on_epoch_end(self, epoch, logs=None):
-        self.deadline.epoch_finished()
+        self.budget.epoch_done()

@@ -1,5 +1,5 @@
 """``drn average``: checkpoint averaging (uniform, as in SWA) into one ``.keras`` model,
-over the files ``drn train`` writes (:func:`drn_tf.train.engine.average_models`)."""
+over the files ``drn train`` writes (:func:`drn_tf.train.warmstart.average_models`)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def run(args):
             get_preset(args.preset)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    from drn_tf.train.engine import average_models
+    from drn_tf.train.warmstart import average_models
 
     try:
         files = average_models(args.sources, out, preset=args.preset)

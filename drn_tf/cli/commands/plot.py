@@ -31,7 +31,7 @@ def load_run(arg) -> dict:
     import json
 
     from drn_tf.cli.base import UserError
-    from drn_tf.train.engine import read_history
+    from drn_tf.train.rundir import read_history
 
     path = Path(arg)
     if path.is_dir():

@@ -1,4 +1,5 @@
-"""``drn train``: train a DRN model from a YAML config (see :mod:`drn_tf.train.engine`)."""
+"""``drn train``: train a DRN model from a YAML config (see :mod:`drn_tf.train.engine`, the config in
+:mod:`drn_tf.train.config`)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ config keys (section.key = default: meaning):
 
 
 def add_parser(sub, help_text):
-    from drn_tf.train.engine import config_help
+    from drn_tf.train.config import config_help
 
     p = sub.add_parser(
         "train",
@@ -86,7 +87,7 @@ def add_parser(sub, help_text):
 
 
 def build_config(args):
-    from drn_tf.train.engine import load_config, resolve_config
+    from drn_tf.train.config import load_config, resolve_config
 
     over: dict = {}
 
@@ -113,7 +114,7 @@ def build_config(args):
 
 def run(args):
     from drn_tf.cli.base import UserError
-    from drn_tf.train.engine import ConfigError, dump_config
+    from drn_tf.train.config import ConfigError, dump_config
     from drn_tf.train.state import DiskSpaceError
 
     try:
