@@ -305,7 +305,7 @@ def test_fixed_shape_model_and_tiling(model, fixed_models, tflite_models, rng):
     runner = R.TFLiteUpscaler(fixed_models["plain"], num_threads=2)
     assert [int(v) for v in runner.input["shape_signature"]] == [1, 32, 40, 3]
     assert [int(v) for v in runner.input["shape"]] == [1, 32, 40, 3]
-    assert runner.fixed == (32, 40) and runner.overlap == model.receptive_radius
+    assert runner.input_size == (32, 40) and runner.overlap == model.receptive_radius
     meta = E.tflite_metadata(fixed_models["plain"])
     assert meta["input_size"] == [32, 40] and meta["scale"] == 2 and meta["quantize"] == "float32"
     big = rng.integers(0, 256, size=(75, 101, 3), dtype=np.uint8)  # 3 x 4 overlapping tiles

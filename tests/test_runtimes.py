@@ -172,7 +172,7 @@ def test_int8_runtime_tiling_and_quality(data_dir, tmp_path):
         pytest.skip("assets/drn_s_x2.keras (trained weights) not bundled")
     model = resolve_model(preset="drn_s_x2")
     lite = R.runtime_model(model, "litert-int8", cache_dir=tmp_path)
-    assert lite.runner.uint8_io and E.tflite_metadata(lite.path)["int8_recipe"] == EI.INT8_RECIPE
+    assert lite.uint8_io and E.tflite_metadata(lite.path)["int8_recipe"] == EI.INT8_RECIPE
     whole = R.TFLiteUpscaler(lite.path)
     loss = {}
     for name in ("Set5", "Set14"):
@@ -242,7 +242,7 @@ def test_int8_runtime_on_a_fresh_install_needs_no_data(tmp_path, monkeypatch, rn
     monkeypatch.setenv("DRN_DATA", str(tmp_path / "no-data"))
     model = resolve_model(preset="drn_s_x2" if "drn_s_x2" in presets else presets[0])
     lite = R.runtime_model(model, "litert-int8", cache_dir=tmp_path / "cache")
-    assert lite.path.parent == tmp_path / "cache" and lite.runner.uint8_io
+    assert lite.path.parent == tmp_path / "cache" and lite.uint8_io
     image = rng.integers(0, 256, size=(24, 20, 3), dtype=np.uint8)
     s = model.get_config()["scale"]
     out = upscale(image, model=lite)

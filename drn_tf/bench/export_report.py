@@ -1,4 +1,7 @@
-"""(split from drn_tf.export.tflite)"""
+"""``drn export report``: every export form (:data:`drn_tf.export.formats.FORMATS`) written, opened in
+the runtime that runs it (:mod:`drn_tf.inference`) and measured: size, quality by the evaluation
+protocol, difference from the Keras model, latency; and ``--runtimes``: the runtime table of
+``drn upscale --runtime`` (:data:`drn_tf.inference.runtimes.RUNTIMES`), PSNR and speed of each entry."""
 
 from __future__ import annotations
 
@@ -9,30 +12,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from drn_tf.core.utils import parse_size, write_atomic
-from drn_tf.export.common import (
-    SERVING_INPUT,
-    SERVING_OUTPUT,
-    ExportError,
-    _tf,
-    default_data_dir,
-    model_scale,
-)
+from drn_tf.bench.benchmark import interleaved, open_written, size_bytes
+from drn_tf.core.utils import parse_size
+from drn_tf.export.common import ExportError, _tf, default_data_dir, model_scale
+from drn_tf.export.formats import FORMATS
 from drn_tf.export.int8 import CALIBRATION_COUNT
-from drn_tf.export.savedmodel import export_saved_model
-from drn_tf.export.tflite import convert_tflite, gpu_compatibility, tflite_ops
-from drn_tf.inference.runtimes import (
-    AUTO_RULE,
-    RUNTIMES,
-    TFLiteUpscaler,
-    _versions,
-    default_runtime,
-    runtime_model,
-)
+from drn_tf.export.tflite import gpu_compatibility, tflite_ops
+from drn_tf.inference.runtimes import AUTO_RULE, RUNTIMES, _versions, default_runtime, runtime_model
 
 # ---------------------------------------------------------------- report
 
@@ -59,8 +48,6 @@ def interleaved_latency(fns: dict, runs: int = 10, warmup: int = 2, all_runs: bo
     over all the variants instead of penalising whichever ran during a busy spell.
     ``all_runs``: the list of every timed run's seconds instead of the median.
     """
-    from drn_tf.bench.benchmark import interleaved
-
     times = interleaved(fns, runs, warmup)
     if all_runs:
         return times
@@ -99,82 +86,32 @@ def _protocol_sr(upscale, lr: np.ndarray) -> np.ndarray:
     return _protocol_uint8(upscale(as_rgb(lr)), lr.shape[-1] == 1)
 
 
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 @dataclass
 class _ReportRun:
-    """What the report variants' builders share."""
+    """What every form's measurement shares."""
 
     model: object
     out_dir: Path  # where the exported files go
-    lat_uint8: np.ndarray  # the latency input
-    lat_float: np.ndarray  # the same in [0, 1]
+    lat_float: np.ndarray  # the latency input, float32 in [0, 1]
     threads: int
-    calibration: object
-    calibration_count: int
-    workdir: object
+    options: dict  # for the writers: calibration, calibration_count, workdir
 
 
-@dataclass(frozen=True)
-class ReportVariant:
-    """A row of the export report: ``build(run, result)`` exports the variant into ``run.out_dir``, fills
-    ``result``'s size (and operators), and returns ``(upscale, timer)``: ``upscale(lr)`` the SR of one RGB
-    uint8 LR (float in [0, 255], or the uint8 a uint8 variant returns) for scoring, ``timer()`` one run on the
-    latency input."""
-
-    description: str
-    build: Callable
-
-
-def _report_keras(run: _ReportRun, r: VariantResult):
-    from drn_tf.inference.upscale import predict_image
-
-    path = run.out_dir / "model.keras"
-    run.model.save(path)
-    r.size_bytes = path.stat().st_size
-    r.note = "output clipped to [0, 1] by the harness"
-    return (lambda lr: np.clip(predict_image(run.model, lr), 0.0, 1.0) * 255.0), (
-        lambda: run.model.predict_on_batch(run.lat_float))
-
-
-def _report_saved_model(run: _ReportRun, r: VariantResult):
-    tf = _tf()
-    version_dir = export_saved_model(run.model, run.out_dir / "saved_model", version=1, overwrite=True)
-    r.size_bytes = _dir_size(version_dir)
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    lat = tf.constant(run.lat_uint8)
-    return (lambda lr: serve(**{SERVING_INPUT: tf.constant(lr[None])})[SERVING_OUTPUT].numpy()[0]), (
-        lambda: serve(**{SERVING_INPUT: lat}))
-
-
-def _report_tflite(quantize: str, gpu_friendly: bool = False):
-    def build(run: _ReportRun, r: VariantResult):
-        flat = convert_tflite(run.model, quantize, gpu_friendly=gpu_friendly, calibration=run.calibration,
-                              calibration_count=run.calibration_count, workdir=run.workdir)
-        path = write_atomic(run.out_dir / f"drn_{r.name}.tflite", flat)
-        r.size_bytes = path.stat().st_size
-        r.ops = tflite_ops(flat)
-        r.gpu = gpu_compatibility(flat)
-        runner = TFLiteUpscaler(flat, num_threads=run.threads)
-        if runner.uint8_io:
-            return (lambda lr: runner.run(lr[None].astype(np.uint8))[0]), (lambda: runner.run(run.lat_uint8))
-        return (lambda lr: runner.predict(lr) * 255.0), (lambda: runner.run(run.lat_float))
-
-    return build
-
-
-REPORT_VARIANTS: dict[str, ReportVariant] = {
-    "keras": ReportVariant("Keras model (float32), the reference", _report_keras),
-    "saved_model": ReportVariant("SavedModel for TF Serving, `serving_default` (uint8 in/out)", _report_saved_model),
-    "tflite-float32": ReportVariant("TFLite float32", _report_tflite("float32")),
-    "tflite-float16": ReportVariant("TFLite float16", _report_tflite("float16")),
-    "tflite-dynamic": ReportVariant("TFLite dynamic", _report_tflite("dynamic")),
-    "tflite-int8": ReportVariant("TFLite int8", _report_tflite("int8")),
-    "tflite-float32-gpu": ReportVariant("TFLite float32, pixel shuffle as TRANSPOSE_CONV (--gpu-friendly)",
-                                        _report_tflite("float32", gpu_friendly=True)),
-}
+def _measure_form(run: _ReportRun, r: VariantResult):
+    """Write the form ``r.name`` into ``run.out_dir`` (its size, and a TFLite file's operators, into ``r``) and open
+    it in its runtime; returns ``(upscale, timer)``: ``upscale(lr)`` the SR of one RGB uint8 LR (float in [0, 255],
+    clipped to [0, 1] first; uint8 runtimes give their integers), ``timer()`` one ``run_batch`` of the latency
+    input."""
+    path = FORMATS[r.name].write(run.model, run.out_dir, **run.options)
+    r.size_bytes = size_bytes(path)
+    if path.suffix == ".tflite":
+        flat = path.read_bytes()
+        r.ops, r.gpu = tflite_ops(flat), gpu_compatibility(flat)
+    if path.suffix == ".keras":
+        r.note = "output clipped to [0, 1] by the harness"
+    runtime = open_written(path, run.model, run.threads)
+    return (lambda lr: np.clip(runtime.run_batch(lr[None])[0], 0.0, 1.0) * 255.0), (
+        lambda: runtime.run_batch(run.lat_float))
 
 
 def build_report(
@@ -183,7 +120,7 @@ def build_report(
     data_dir=None,
     *,
     trained: bool = True,
-    variants=REPORT_VARIANTS,
+    variants=tuple(FORMATS),
     latency_size=(256, 256),
     runs: int = 10,
     warmup: int = 2,
@@ -216,9 +153,9 @@ def build_report(
 
     tf = _tf()
     say = progress or (lambda msg: None)
-    unknown = [v for v in variants if v not in REPORT_VARIANTS]
+    unknown = [v for v in variants if v not in FORMATS]
     if unknown:
-        raise ExportError(f"unknown report variant(s) {', '.join(unknown)}; choose from {', '.join(REPORT_VARIANTS)}")
+        raise ExportError(f"unknown report variant(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     if "keras" not in variants:
         variants = ("keras", *variants)
     scale = model_scale(model)
@@ -230,9 +167,7 @@ def build_report(
             extra[set_name] = _set5_pairs(data_dir, scale, limit_images, set_name)[1]
     threads = num_threads or os.cpu_count()
     lh, lw = parse_size(latency_size, error=ExportError)
-    rng = np.random.default_rng(0)
-    lat_uint8 = rng.integers(0, 256, size=(1, lh, lw, 3), dtype=np.uint8)
-    lat_float = lat_uint8.astype(np.float32) / 255.0
+    lat_float = np.random.default_rng(0).integers(0, 256, size=(1, lh, lw, 3), dtype=np.uint8).astype(np.float32) / 255.0
 
     reference = {}
     for name, lr, _ in pairs:
@@ -264,11 +199,12 @@ def build_report(
         result.max_diff, result.mean_diff = maxd, sumd / count
 
     try:
-        run = _ReportRun(model, out_dir, lat_uint8, lat_float, threads, calibration, calibration_count, workdir)
+        run = _ReportRun(model, out_dir, lat_float, threads,
+                         dict(calibration=calibration, calibration_count=calibration_count, workdir=workdir))
         for variant in variants:
             say(f"{variant} ...")
-            r = VariantResult(variant, REPORT_VARIANTS[variant].description)
-            upscale, timers[variant] = REPORT_VARIANTS[variant].build(run, r)
+            r = VariantResult(variant, FORMATS[variant].description)
+            upscale, timers[variant] = _measure_form(run, r)
             score(r, upscale)
             results.append(r)
             say(f"{variant}: {r.psnr:.3f} dB" + "".join(f", {k} {v:.3f} dB" for k, v in r.extra_psnr.items()))
@@ -324,12 +260,13 @@ def _report_markdown(results, description, trained, folder, scale, lat_size, run
         f"Quality: {folder} ({n_images} images), the project's protocol (HR modcropped, LR by MATLAB bicubic, "
         "SR clipped and rounded, Y channel, scale pixels shaved). Difference: absolute difference from the "
         "Keras model's output clipped to [0, 1], in 8-bit levels (1 = 1/255), over all SR pixels of the set; "
-        "uint8 variants are compared as the integers they return. "
+        "uint8 variants are compared as the integers they return (as float: within 1e-4 of them). "
         + "".join(f"{k} PSNR: the same protocol on benchmark/{k}. " for k in results[0].extra_psnr)
         + "Latency: median of "
         f"{runs} runs after {warmup} warm-up runs on one {lat_size[0]}x{lat_size[1]} input (x{scale} output), "
-        "invocation only (Keras: `predict_on_batch`; SavedModel: the `serving_default` signature; TFLite: "
-        "`invoke`), the variants timed in turn, round after round, so load changes hit them alike.",
+        "one `run_batch` of the variant's runtime (Keras: `predict_on_batch`; SavedModel: the `serving_default` "
+        "signature; TFLite: `invoke`; each with its pixel conversions), the variants timed in turn, round after "
+        "round, so load changes hit them alike.",
         "",
         "| variant | what | size | PSNR (dB) | SSIM | max diff | mean diff | latency (ms) |"
         + "".join(f" {k} PSNR (dB) |" for k in results[0].extra_psnr),
@@ -375,21 +312,14 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
 
     PSNR: ``drn_tf.upscale(lr, model=..., runtime=...)`` (the whole main-job
     path) on each set by the project's protocol. Speed: one
-    ``latency_size`` input through each runtime's ``predict_on_batch``
-    (Keras: the model's; LiteRT: ``invoke`` plus the uint8/float
+    ``latency_size`` input through each runtime's ``run_batch``
+    (Keras: ``predict_on_batch``; LiteRT: ``invoke`` plus the uint8/float
     conversions), the runtimes timed in turn round after round
-    (:func:`drn_tf.bench.export_report.interleaved_latency`), median and best.
+    (:func:`interleaved_latency`), median and best.
     """
-    import platform
-    import statistics
-    import time
-
-    from drn_tf.bench.export_report import _set5_pairs, interleaved_latency
     from drn_tf.core.metrics import psnr_y
-    from drn_tf.core.utils import cpu_flags, cpu_model, parse_size
-    from drn_tf.export.common import ExportError, default_data_dir
+    from drn_tf.core.utils import cpu_flags, cpu_model
     from drn_tf.inference.upscale import upscale
-    from drn_tf.models.resolve import model_scale
 
     say = progress or (lambda msg: None)
     data_dir = Path(data_dir) if data_dir else default_data_dir()
@@ -400,7 +330,7 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         if not folder.is_dir():
             raise ExportError(f"{folder} does not exist (pass --data with benchmark/{name})")
         pairs[name] = _set5_pairs(data_dir, scale, set_name=name)[1]
-    names = [n for n in RUNTIMES if n != "auto"]
+    names = list(RUNTIMES)
     models = {}
     for name in names:
         say(f"{name}: preparing ...")
@@ -416,7 +346,7 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
     lh, lw = parse_size(latency_size, error=ExportError)
     batch = np.random.default_rng(0).random((1, lh, lw, 3), dtype=np.float32)
     say(f"latency: {len(names)} runtimes x ({warmup} warm-up + {runs} timed runs), interleaved ...")
-    fns = {name: (lambda m=models[name]: m.predict_on_batch(batch)) for name in names}
+    fns = {name: (lambda m=models[name]: m.run_batch(batch)) for name in names}
     times = interleaved_latency(fns, runs, warmup, all_runs=True)
     keras_median = statistics.median(times["keras"])
     keras_best = min(times["keras"])

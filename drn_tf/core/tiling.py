@@ -1,8 +1,9 @@
 """The LR tiling plan of big images and the 8 flips/rotations (self-ensemble,
 augmentation); numpy only, no Keras/TensorFlow/JAX.
 
-:mod:`drn_tf.inference.upscale` runs the model tile by tile with this plan
+:mod:`drn_tf.inference.tiled` runs any runtime tile by tile with this plan
 (its docstring explains why the tiled result equals the whole-image one);
+:func:`check_tile` is the one rule a tile and its overlap obey;
 :func:`dihedral` and :func:`undihedral` serve its self-ensemble and the
 training sampler's augmentation (:mod:`drn_tf.data.patches`).
 """
@@ -22,9 +23,23 @@ import numpy as np
 # for drn (so 512x512 = 0.8 GB extra, the threshold below).
 DEFAULT_TILE = 256
 AUTO_TILE_PIXELS = 512 * 512
+# The overlap used when a model cannot tell its receptive radius (a TFLite file
+# without drn_tf metadata, a model that is not a DRN): DRN's largest radius is 15.
+FALLBACK_OVERLAP = 16
 
 
 # ---------------------------------------------------------------- the tiling plan
+
+
+def check_tile(tile: int, overlap: int) -> None:
+    """The rule every tiling obeys: a tile keeps ``overlap`` pixels of context on
+    each side of its core, so it must be larger than twice the overlap.
+    Raises ValueError (the one message, wherever the rule is hit)."""
+    if tile - 2 * overlap < 1:
+        raise ValueError(
+            f"tile {tile} is too small for an overlap of {overlap}: a tile must be larger than twice the "
+            f"overlap, i.e. at least {2 * overlap + 1}"
+        )
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
@@ -38,10 +53,8 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[tuple[int, int, in
     """
     if length <= tile:
         return [(0, 0, length)]
-    core = tile - 2 * overlap
-    if core < 1:
-        raise ValueError(f"tile {tile} is too small for an overlap of {overlap} on each side")
-    n = max(2, math.ceil((length - 2 * overlap) / core))
+    check_tile(tile, overlap)
+    n = max(2, math.ceil((length - 2 * overlap) / (tile - 2 * overlap)))
     starts = [(k * (length - tile)) // (n - 1) for k in range(n)]
     # core boundary between windows k and k+1: the middle of their overlap
     bounds = [0] + [(starts[k + 1] + starts[k] + tile) // 2 for k in range(n - 1)] + [length]
@@ -65,6 +78,7 @@ def balanced_tile(shape, tile: int, overlap: int) -> int:
     """Shrink ``tile`` so the tiles cover the image evenly (same tile count
     per side as ``tile``, least wasted context): e.g. a 600-pixel side with
     tile 256 and overlap 15 gives 3 tiles of 220 instead of 3 of 256."""
+    check_tile(tile, overlap)
     best = 2 * overlap + 1
     for length in shape[:2]:
         if length <= tile:

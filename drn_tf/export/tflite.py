@@ -275,7 +275,7 @@ def convert_tflite(
 
     ``input_size``: ``(H, W)`` or ``"HxW"`` for a fixed-shape ``[1, H, W, 3]``
     model (what Android apps usually ship; larger images are tiled, see
-    :class:`TFLiteUpscaler`); default: dynamic height, width and batch.
+    :class:`drn_tf.inference.litert.LiteRTRuntime`); default: dynamic height, width and batch.
     ``calibration`` (int8 only): a folder or list of image files, or a list
     of float32 ``(h, w, 3)`` arrays in [0, 1]; default a few crops of
     ``<data>/train``. ``gpu_friendly``: pixel shuffle as ``TRANSPOSE_CONV``

@@ -1,2 +1,2 @@
-"""Running a model: whole-image/tiled upscaling, runtimes (Keras, LiteRT), benchmark evaluation,
-batch files and the Apache Beam pipeline."""
+"""Running a model: the runtime interface and its engines (Keras, LiteRT, SavedModel), the runtime
+table, whole-image/tiled upscaling, benchmark evaluation, batch files and the Apache Beam pipeline."""

@@ -14,11 +14,12 @@ The pipeline (:func:`build_pipeline`), one file per element all the way::
   write the same output (and spreads the files over the workers: ``MatchFiles``
   alone would leave them all on one).
 * Decoding, tiling, rounding and encoding are the ones ``drn upscale`` uses,
-  so with the same ``.keras`` model the outputs are byte-identical (tested).
+  so with the same ``.keras`` model and runtime the outputs are byte-identical (tested).
 * :class:`DRNModelHandler` is a ``RunInference`` model handler over a
-  ``.keras`` file, a bundled preset or an exported SavedModel (``drn export
-  saved-model`` layout, its ``serving_default`` uint8 signature), one image
-  per call, tiled like ``drn upscale`` so memory is bounded whatever the
+  ``.keras`` file or a bundled preset in any runtime of
+  :data:`drn_tf.inference.runtimes.RUNTIMES` (``drn beam --runtime``; default
+  ``keras``), or an exported SavedModel (``drn export saved-model`` layout, its
+  ``serving_default`` uint8 signature), one image per call, tiled like ``drn upscale`` so memory is bounded whatever the
   image size. RunInference loads the model once per worker process
   (``shared.Shared``); ``large_model=True`` (``drn beam --share-model``)
   loads one copy per machine shared by all its worker processes.
@@ -45,6 +46,8 @@ import warnings
 from pathlib import PurePosixPath
 
 import numpy as np
+
+from drn_tf.inference.savedmodel import SavedModelRuntime
 
 try:
     import apache_beam as beam
@@ -112,72 +115,45 @@ def _local_copy(path: str, folder: str) -> str:
 # ---------------------------------------------------------------- the model
 
 
-class SavedModelUpscaler:
-    """An exported SavedModel's ``serving_default`` (uint8 -> uint8) behind the
-    small interface :mod:`drn_tf.inference.upscale` tiles with: ``predict_on_batch``
-    (float [0, 1] in and out), ``get_config()["scale"]`` and
-    ``receptive_radius``.
-
-    The radius is read from the variables: the sum of ``(k - 1) / 2`` over
-    every ``k x k`` convolution kernel, an upper bound for any stride-1
-    convolutional network (for DRN it equals
-    :func:`drn_tf.models.drn.receptive_radius`; tested), so tiles with that
-    overlap stitch exactly like the Keras model's. The
-    output is rounded to uint8 per tile; every output pixel comes from one
-    tile core, so this equals rounding the stitched image.
-    """
+class SavedModelUpscaler(SavedModelRuntime):
+    """The SavedModel runtime (:class:`drn_tf.inference.savedmodel.SavedModelRuntime`) of a
+    ``drn export saved-model`` folder anywhere Beam's file systems reach: ``path`` itself or its
+    highest numbered version (:func:`saved_model_version_dir`)."""
 
     def __init__(self, path: str):
-        from drn_tf.export.common import SERVING_INPUT, SERVING_OUTPUT, _tf
-
-        tf = _tf()
         version = saved_model_version_dir(path)
         if version is None:
             raise BeamError(f"{path}: not a SavedModel (no saved_model.pb in it or in a numbered sub-folder)")
-        self.path = version
-        self._loaded = tf.saved_model.load(version)
-        try:
-            self._fn = self._loaded.signatures["serving_default"]
-        except KeyError:
-            raise BeamError(f"{version}: SavedModel has no 'serving_default' signature") from None
-        self._tf, self._input, self._output = tf, SERVING_INPUT, SERVING_OUTPUT
-        self.receptive_radius = sum(
-            (int(v.shape[0]) - 1) // 2 for v in self._loaded.variables if len(v.shape) == 4 and int(v.shape[0]) > 1
-        )
-        probe = self.predict_on_batch(np.zeros((1, 8, 8, 3), np.float32))
-        self.scale = probe.shape[1] // 8
-
-    def get_config(self) -> dict:
-        return {"scale": self.scale}
-
-    def predict_on_batch(self, batch) -> np.ndarray:
-        x = np.floor(np.clip(np.asarray(batch, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        y = self._fn(**{self._input: self._tf.constant(x)})[self._output]
-        return np.asarray(y, dtype=np.float32) / 255.0
+        super().__init__(version)
 
 
-def load_upscaling_model(model=None, preset: str | None = None, scale: int | None = None):
+def load_upscaling_model(model=None, preset: str | None = None, scale: int | None = None, runtime: str = "keras"):
     """A ``.keras`` file, a SavedModel folder (local or any Beam file system) or
-    a bundled preset -> an object :func:`drn_tf.inference.upscale.upscale` accepts.
+    a bundled preset -> the :class:`drn_tf.inference.runtime.Runtime` that runs it: a SavedModel in
+    TensorFlow, the others in ``runtime`` (a name of :data:`drn_tf.inference.runtimes.RUNTIMES`).
     Raises :class:`drn_tf.models.resolve.ModelError` / :class:`BeamError` with one-line reasons."""
+    from drn_tf.inference.runtime import check_runtime_scale
+    from drn_tf.inference.runtimes import AUTO, load_runtime, resolve_runtime
     from drn_tf.models.backend import import_backend_quietly
-    from drn_tf.models.resolve import ModelError, check_scale, resolve_model
+    from drn_tf.models.resolve import ModelError
 
+    resolve_runtime(runtime)  # an unknown name fails before anything loads
     import_backend_quietly()
     if model is not None and saved_model_version_dir(model) is not None:
-        m = SavedModelUpscaler(str(model))
-        check_scale(m, scale, str(model))
-        return m
+        if runtime not in (None, AUTO, "keras"):
+            raise BeamError(f"{model}: a SavedModel runs in TensorFlow; --runtime {runtime} needs a .keras model "
+                            "or a preset")
+        return check_runtime_scale(SavedModelUpscaler(str(model)), scale, str(model))
     if model is not None and not is_local(str(model)):
         if not FileSystems.exists(str(model)):
             raise ModelError(f"{model}: model file not found")
         folder = tempfile.mkdtemp(prefix="drn-beam-model-")
         model = _local_copy(str(model), folder)
-    return resolve_model(model, preset, scale)
+    return load_runtime(model, preset, scale, runtime)
 
 
 class Upscaler:
-    """What :meth:`DRNModelHandler.load_model` returns: a model plus the tiling
+    """What :meth:`DRNModelHandler.load_model` returns: a runtime plus the tiling
     ``drn upscale`` uses (``tile="auto"``: images over 512x512 in tiles of at
     most 256, overlap = the receptive radius). One method, so it also works
     behind Beam's cross-process proxy (``large_model=True``)."""
@@ -205,7 +181,9 @@ class DRNModelHandler(ModelHandler):
 
     ``model``: a ``.keras`` file or a SavedModel folder (local, ``gs://``,
     ``s3://``... wherever Beam's file systems reach); else ``preset`` (its
-    bundled model). Wrap it in ``KeyedModelHandler`` to carry a key (the
+    bundled model). ``runtime``: what runs a ``.keras`` model or a preset
+    (:data:`drn_tf.inference.runtimes.RUNTIMES`; TFLite files are converted once
+    per machine and cached). Wrap it in ``KeyedModelHandler`` to carry a key (the
     file path). The model is loaded by ``load_model``, which RunInference
     calls once per worker process (or once per machine with
     ``large_model=True``), never per image.
@@ -221,15 +199,16 @@ class DRNModelHandler(ModelHandler):
         tile_overlap: int | None = None,
         self_ensemble: bool = False,
         large_model: bool = False,
+        runtime: str = "keras",
     ):
         super().__init__(min_batch_size=1, max_batch_size=1, large_model=large_model)
         self.model_path = None if model is None else str(model)
-        self.preset, self.scale = preset, scale
+        self.preset, self.scale, self.runtime = preset, scale, runtime
         self.tile, self.tile_overlap, self.self_ensemble = tile, tile_overlap, self_ensemble
 
     def load_model(self) -> Upscaler:
         t0 = time.perf_counter()
-        model = load_upscaling_model(self.model_path, self.preset, self.scale)
+        model = load_upscaling_model(self.model_path, self.preset, self.scale, self.runtime)
         _LOG.info("drn: model %s loaded in %.1f s (pid %d)", self.model_path or self.preset, time.perf_counter() - t0,
                   os.getpid())
         return Upscaler(model, self.tile, self.tile_overlap, self.self_ensemble)
@@ -566,20 +545,20 @@ def run(
     tile_overlap=None,
     self_ensemble=False,
     large_model=False,
+    runtime="keras",
 ) -> dict:
     """Build and run the pipeline; wait for it; returns :func:`query_metrics`
     plus ``scale`` and ``seconds``. ``pipeline_args``: Beam pipeline options
     (``--runner=...``, ``--direct_num_workers=2`` ...)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from drn_tf.models.resolve import model_scale
-
-    # resolve once here: fails fast (one line) and gives the scale for the output names
-    s = model_scale(load_upscaling_model(model, preset, scale))
+    # resolve once here: fails fast (one line), converts what the runtime needs once (cached for the
+    # workers) and gives the scale for the output names
+    s = load_upscaling_model(model, preset, scale, runtime).scale
     if preset is None and model is None:
         preset = f"drn_x{s}"
     handler = DRNModelHandler(model, preset, s, tile=tile, tile_overlap=tile_overlap,
-                              self_ensemble=self_ensemble, large_model=large_model)
+                              self_ensemble=self_ensemble, large_model=large_model, runtime=runtime)
     options = PipelineOptions(list(pipeline_args))
     t0 = time.perf_counter()
     p = beam.Pipeline(options=options)

@@ -26,7 +26,7 @@ from drn_tf.core.protocol import (
     model_output,
     upscale_bicubic,
 )
-from drn_tf.inference.upscale import super_resolve
+from drn_tf.inference.tiled import super_resolve
 
 
 @dataclass
@@ -129,7 +129,7 @@ def evaluate_folder(
     ``method="bicubic"`` (default when ``model`` is None) evaluates the
     bicubic baseline; otherwise ``model`` (a ``keras.Model``) is run on each
     whole LR image (``tile``: LR tile side for big images, see
-    :func:`drn_tf.inference.upscale.super_resolve`). ``save_dir``: SR images are
+    :func:`drn_tf.inference.tiled.super_resolve`). ``save_dir``: SR images are
     written there as PNG under their original file names. ``on_error``:
     ``"raise"`` (default: a benchmark with a missing image is not comparable)
     or ``"skip"`` (reported in ``SetResult.skipped`` and as a warning).

@@ -1,6 +1,6 @@
-"""Inference runtimes: Keras (TensorFlow) or LiteRT running the exported TFLite model.
-
-``drn upscale --runtime`` and ``drn_tf.upscale(..., runtime=...)``:
+"""The runtimes of ``drn upscale --runtime``, ``drn_tf.upscale(..., runtime=...)``,
+``drn beam --runtime`` and ``drn export report --runtimes``: one table,
+:data:`RUNTIMES` (name -> builder), and the TFLite cache its LiteRT entries build from.
 
 * ``keras``: the Keras model (TensorFlow, oneDNN on CPUs);
 * ``litert``: the float32 TFLite export of the same model in LiteRT
@@ -8,8 +8,14 @@
 * ``litert-int8``: the full-integer TFLite export (uint8 pixels in and out):
   faster, and a different output (within the int8 loss that
   ``drn export report`` measures);
-* ``auto`` (default): the faster float runtime on this CPU,
-  :func:`default_runtime`.
+* ``auto`` (not an entry: a choice among them): the faster float runtime on
+  this CPU, :func:`default_runtime`.
+
+Every entry builds a :class:`drn_tf.inference.runtime.Runtime` from a Keras
+model, so tiling, channels and outputs are the same whatever runs the network
+(:mod:`drn_tf.inference.tiled`). A new runtime is a class implementing that
+interface and one entry here (its name, a line of description, the function
+that builds it from a Keras model).
 
 The TFLite models are converted on first use and cached under
 ``<cache>/tflite/`` (the user cache folder of :func:`drn_tf.data.patches.default_cache_dir`),
@@ -17,11 +23,8 @@ named by a hash of the model's weights and configuration, the export
 settings and the TensorFlow / LiteRT / drn_tf versions, and written
 atomically, so a second run loads the file and a changed model gets a new one.
 
-A :class:`LiteRTModel` stands in for the Keras model in
-:mod:`drn_tf.inference.upscale` (``predict_on_batch``, ``get_config()["scale"]``,
-``receptive_radius``), so the TFLite runtimes use the same tiling plan
-(:func:`drn_tf.core.tiling.tile_starts`): equal-shape tiles overlapping by the
-receptive radius, whose cores equal a whole-image run of that TFLite model.
+This module imports no framework and no numpy at load time (``drn upscale
+--help`` reads the names): the builders import what they run.
 """
 
 from __future__ import annotations
@@ -30,24 +33,60 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 
-from drn_tf.core.tiling import tile_starts
-from drn_tf.core.utils import quiet_stderr
-from drn_tf.export.common import ExportError
-from drn_tf.export.tflite import tflite_metadata
+@dataclass(frozen=True)
+class RuntimeEntry:
+    """A row of :data:`RUNTIMES`: ``build(model, cache_dir=None, progress=None)`` -> a
+    :class:`~drn_tf.inference.runtime.Runtime` running the Keras ``model`` (``cache_dir``: where
+    converted files are kept; ``progress(message)``: told about a slow first conversion)."""
 
-RUNTIMES = ("auto", "keras", "litert", "litert-int8")
-QUANTIZE = {"litert": "float32", "litert-int8": "int8"}
+    description: str
+    build: Callable
+
+
+def _keras(model, cache_dir=None, progress=None):
+    from drn_tf.inference.runtime import KerasRuntime
+
+    return KerasRuntime(model)
+
+
+def _litert(quantize: str) -> Callable:
+    def build(model, cache_dir=None, progress=None):
+        from drn_tf.inference.litert import LiteRTRuntime
+
+        return LiteRTRuntime(cached_tflite(model, quantize, cache_dir=cache_dir, progress=progress))
+
+    return build
+
+
+RUNTIMES: dict[str, RuntimeEntry] = {
+    "keras": RuntimeEntry("the Keras model (TensorFlow, oneDNN): the reference", _keras),
+    "litert": RuntimeEntry("the float32 TFLite export in LiteRT (XNNPACK): the same output within float rounding",
+                           _litert("float32")),
+    "litert-int8": RuntimeEntry("the full-integer TFLite export in LiteRT (uint8 pixels in and out): faster, a "
+                                "slightly different output", _litert("int8")),
+}
+AUTO = "auto"
 
 # What `auto` picks, from the CPU flags, measured 256x256 x2 with drn_x2 (keras `predict_on_batch` against
 # LiteRT float32 `invoke`, interleaved): AVX-512 (AMD EPYC, avx512f + avx512_vnni, 2 cores): Keras 720 ms,
 # LiteRT 824 ms (assets/benchmark.md) -> keras; AVX2 only (same machine kind, no AVX-512): Keras 1,398 ms,
-# LiteRT 1,096 ms (issue 17) -> litert. oneDNN's AVX-512 convolutions are what put Keras ahead.
+# LiteRT 1,096 ms -> litert. oneDNN's AVX-512 convolutions are what put Keras ahead.
 AUTO_RULE = "keras on CPUs with AVX-512 (avx512f), litert otherwise"
+
+
+def runtime_names() -> tuple[str, ...]:
+    """What a ``--runtime`` option accepts: ``auto`` and every entry of :data:`RUNTIMES`."""
+    return (AUTO, *RUNTIMES)
+
+
+def runtimes_help() -> str:
+    """One line per entry of :data:`RUNTIMES` for a ``--runtime`` option's help."""
+    return "; ".join(f"{name}: {entry.description}" for name, entry in RUNTIMES.items())
 
 
 def default_runtime(flags=None) -> str:
@@ -60,10 +99,66 @@ def default_runtime(flags=None) -> str:
 
 def resolve_runtime(name: str | None) -> str:
     """``auto``/None -> :func:`default_runtime`; other names checked against :data:`RUNTIMES`."""
-    name = name or "auto"
-    if name not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {name!r}")
-    return default_runtime() if name == "auto" else name
+    name = name or AUTO
+    if name not in runtime_names():
+        raise ValueError(f"runtime must be one of {', '.join(runtime_names())}; got {name!r}")
+    return default_runtime() if name == AUTO else name
+
+
+_LOADED: dict = {}  # the last runtime built from a Keras model by a converting entry: (model, runtime)
+
+
+def runtime_model(model, runtime: str | None = AUTO, cache_dir=None, progress=None):
+    """The :class:`~drn_tf.inference.runtime.Runtime` named ``runtime`` (:data:`RUNTIMES`, or ``auto``)
+    running the Keras ``model``; a runtime passed as ``model`` is returned as it is.
+
+    Raises :class:`drn_tf.models.resolve.ModelError` when the model cannot be
+    converted (the message says why), ValueError for an unknown runtime.
+    """
+    from drn_tf.export.common import ExportError
+    from drn_tf.inference.runtime import Runtime
+    from drn_tf.models.resolve import ModelError
+
+    name = resolve_runtime(runtime)
+    if isinstance(model, Runtime):
+        return model
+    if name == "keras":
+        return RUNTIMES[name].build(model)
+    key = (id(model), name, str(cache_dir))
+    if key in _LOADED and _LOADED[key][0] is model and _LOADED[key][1].path.is_file():
+        return _LOADED[key][1]
+    try:
+        built = RUNTIMES[name].build(model, cache_dir=cache_dir, progress=progress)
+    except ExportError as exc:
+        raise ModelError(f"runtime {name}: {exc}") from None
+    _LOADED.clear()  # one model at a time, like drn_tf.models.resolve's model cache
+    _LOADED[key] = (model, built)
+    return built
+
+
+def load_runtime(model=None, preset: str | None = None, scale: int | None = None, runtime: str | None = AUTO,
+                 cache_dir=None, progress=None):
+    """The runtime of ``drn_tf.upscale``'s arguments: a :class:`~drn_tf.inference.runtime.Runtime` passed as
+    ``model`` as it is (its scale checked against ``scale``), else the model
+    :func:`drn_tf.models.resolve.resolve_model` picks in the runtime named ``runtime``."""
+    from drn_tf.inference.runtime import Runtime, check_runtime_scale
+    from drn_tf.models.resolve import resolve_model
+
+    if isinstance(model, Runtime):
+        resolve_runtime(runtime)  # an unknown name is still an error
+        return check_runtime_scale(model, scale)
+    return runtime_model(resolve_model(model, preset, scale), runtime, cache_dir=cache_dir, progress=progress)
+
+
+def __getattr__(name):
+    if name in ("LiteRTRuntime", "TFLiteUpscaler"):  # the LiteRT runtime class, where it was found before
+        from drn_tf.inference import litert
+
+        return getattr(litert, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------- the TFLite cache
 
 
 def tflite_cache_dir() -> Path:
@@ -88,6 +183,8 @@ def _versions() -> str:
 
 def weights_digest(model) -> str:
     """SHA-256 of the model's configuration and every weight (names, shapes, dtypes, values)."""
+    import numpy as np
+
     h = hashlib.sha256()
     try:
         h.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
@@ -220,157 +317,3 @@ def remove_scratch() -> None:
 
     while _SCRATCH:
         shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
-
-
-class LiteRTModel:
-    """A TFLite DRN model in LiteRT, standing in for the Keras model in :mod:`drn_tf.inference.upscale`.
-
-    ``predict_on_batch`` takes float32 ``(n, h, w, 3)`` in [0, 1] and
-    returns float32 ``(n, h*s, w*s, 3)`` in [0, 1]. An int8 model gets the
-    input rounded to 8-bit pixels (exact for 8-bit images) and returns its
-    pixels / 255.
-    """
-
-    def __init__(self, path, runtime: str, num_threads: int | None = None):
-        pass
-
-        self.path = Path(path)
-        self.runtime = runtime
-        self.runner = TFLiteUpscaler(self.path, num_threads=num_threads)
-        self.scale = self.runner.scale
-        self.receptive_radius = int(self.runner.metadata["receptive_radius"])
-        self.name = self.path.stem
-
-    def get_config(self) -> dict:
-        return {"scale": self.scale}
-
-    def predict_on_batch(self, batch) -> np.ndarray:
-        from drn_tf.core.metrics import to_uint8
-
-        batch = np.asarray(batch, np.float32)
-        out = []
-        for image in batch:
-            if self.runner.uint8_io:
-                x = to_uint8(image)
-            else:
-                x = np.ascontiguousarray(image)
-            out.append(self.runner._to_float(self.runner.run(x[None]))[0])
-        return np.stack(out)
-
-
-_LOADED: dict = {}
-
-
-def runtime_model(model, runtime: str | None = "auto", cache_dir=None, progress=None):
-    """``model`` (Keras) for ``keras``, else a :class:`LiteRTModel` of its cached TFLite export.
-
-    Raises :class:`drn_tf.models.resolve.ModelError` when the model cannot be
-    converted (the message says why), ValueError for an unknown runtime.
-    """
-    from drn_tf.export.common import ExportError
-    from drn_tf.models.resolve import ModelError
-
-    name = resolve_runtime(runtime)
-    if name == "keras" or isinstance(model, LiteRTModel):
-        return model
-    key = (id(model), name, str(cache_dir))
-    if key in _LOADED and _LOADED[key][0] is model and _LOADED[key][1].path.is_file():
-        return _LOADED[key][1]
-    try:
-        path = cached_tflite(model, QUANTIZE[name], cache_dir=cache_dir, progress=progress)
-    except ExportError as exc:
-        raise ModelError(f"runtime {name}: {exc}") from None
-    _LOADED.clear()  # one model at a time, like drn_tf.inference.upscale's model cache
-    _LOADED[key] = (model, LiteRTModel(path, name))
-    return _LOADED[key][1]
-
-# ---------------------------------------------------------------- running TFLite
-
-
-class TFLiteUpscaler:
-    """Runs a DRN TFLite model with the LiteRT interpreter on uint8 images.
-
-    Dynamic-size models: the input is resized to the image
-    (``resize_tensor_input`` + ``allocate_tensors``). Fixed-size models
-    (``--input-size``): the image is cut into tiles of the model's size that
-    overlap by the receptive radius, so every kept output pixel sees all the
-    input it depends on and the result equals a whole-image run; images
-    smaller than the tile are edge-padded (results near the padded edges then
-    differ slightly). This is the procedure an Android app follows.
-    """
-
-    def __init__(self, model, num_threads: int | None = None, overlap: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        data = Path(model).read_bytes() if isinstance(model, (str, os.PathLike)) else bytes(model)
-        self.metadata = tflite_metadata(data)
-        with quiet_stderr():
-            self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count())
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        signature = [int(v) for v in self.input["shape_signature"]]
-        self.fixed = None if any(v < 0 for v in signature[1:3]) else (signature[1], signature[2])
-        self.scale = int(self.metadata.get("scale") or 0)
-        self.overlap = int(overlap if overlap is not None else self.metadata.get("receptive_radius", 16))
-        self.uint8_io = self.input["dtype"] == np.uint8
-        self.interpreter.allocate_tensors()
-        self._shape = None
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """One invocation on ``(1, h, w, 3)`` in the model's own input dtype; raw output."""
-        if self._shape != batch.shape:
-            if self.fixed is None:
-                self.interpreter.resize_tensor_input(self.input["index"], list(batch.shape))
-                self.interpreter.allocate_tensors()
-            self._shape = batch.shape
-        self.interpreter.set_tensor(self.input["index"], batch)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
-
-    def _to_input(self, lr: np.ndarray) -> np.ndarray:
-        if self.uint8_io:
-            return lr[None].astype(np.uint8)
-        return lr[None].astype(np.float32) / 255.0
-
-    def _to_float(self, y: np.ndarray) -> np.ndarray:
-        if y.dtype == np.uint8:
-            scale, zero = self.output["quantization"]
-            return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
-        return y.astype(np.float32)
-
-    def predict(self, lr: np.ndarray) -> np.ndarray:
-        """uint8 ``(h, w, 3)`` -> float32 ``(h*s, w*s, 3)`` in [0, 1]."""
-        lr = np.asarray(lr)
-        if lr.ndim != 3:
-            raise ValueError(f"expected an (h, w, c) image, got shape {lr.shape}")
-        if self.fixed is None or lr.shape[:2] == self.fixed:
-            return self._to_float(self.run(self._to_input(lr)))[0]
-        return self._predict_tiled(lr)
-
-    def _predict_tiled(self, lr: np.ndarray) -> np.ndarray:
-        th, tw = self.fixed
-        h, w = lr.shape[:2]
-        ph, pw = max(h, th), max(w, tw)
-        if (ph, pw) != (h, w):
-            lr = np.pad(lr, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-        s = self.scale or None
-        out = None
-        r = self.overlap
-        try:  # the one tiling plan of the project (drn_tf.inference.upscale)
-            rows, cols = tile_starts(ph, th, r), tile_starts(pw, tw, r)
-        except ValueError as exc:
-            raise ExportError(str(exc)) from None
-        for y0, a0, a1 in rows:
-            for x0, b0, b1 in cols:
-                sr = self._to_float(self.run(self._to_input(lr[y0 : y0 + th, x0 : x0 + tw])))[0]
-                if s is None:
-                    s = sr.shape[0] // th
-                if out is None:
-                    out = np.zeros((ph * s, pw * s, sr.shape[-1]), np.float32)
-                out[a0 * s : a1 * s, b0 * s : b1 * s] = sr[(a0 - y0) * s : (a1 - y0) * s, (b0 - x0) * s : (b1 - x0) * s]
-        return out[: h * s, : w * s]
-
-    def predict_uint8(self, lr: np.ndarray) -> np.ndarray:
-        from drn_tf.core.metrics import to_uint8
-
-        return to_uint8(self.predict(lr))

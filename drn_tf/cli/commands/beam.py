@@ -34,6 +34,8 @@ existing output, ...) go to OUTPUT_DIR/_failures.jsonl, one JSON line each
 """
 
 
+from drn_tf.inference.runtimes import runtime_names, runtimes_help
+
 # The backend (TensorFlow) is started by drn_tf.inference.beam when the model is loaded,
 # after the arguments and the input pattern are checked.
 NEEDS_BACKEND = False
@@ -77,6 +79,13 @@ def add_parser(sub, help_text):
     existing.add_argument("--skip-existing", action="store_true", help="leave inputs whose output exists (resume a run)")
     p.add_argument("--tile", type=int, metavar="N", help="LR tile side as in drn upscale (default: auto; 0: never)")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    p.add_argument(
+        "--runtime",
+        choices=runtime_names(),
+        default="keras",
+        help=f"what runs a .keras model or a preset (a SavedModel runs in TensorFlow): {runtimes_help()}. "
+        "TFLite models are converted once and cached; default keras",
+    )
     p.add_argument(
         "--share-model",
         action="store_true",
@@ -142,6 +151,7 @@ def _run(args):
                 tile="auto" if args.tile is None else (None if args.tile == 0 else args.tile),
                 self_ensemble=args.self_ensemble,
                 large_model=args.share_model,
+                runtime=args.runtime,
             )
     except (ModelError, B.BeamError) as exc:
         raise UserError(str(exc)) from None

@@ -20,6 +20,9 @@ def _add_source(p):
 
 
 def add_parser(sub, help_text):
+    from drn_tf.export.formats import FORMATS
+    from drn_tf.inference.runtimes import RUNTIMES
+
     p = sub.add_parser(
         "export",
         help=help_text,
@@ -79,8 +82,7 @@ def add_parser(sub, help_text):
     _add_source(rp)
     rp.add_argument("--data", metavar="DIR", help="data folder with benchmark/Set5 (default ../shared/data), or an image folder")
     rp.add_argument("-o", "--output", metavar="FILE", help="write the markdown here (default: print it)")
-    rp.add_argument("--variants", nargs="+", metavar="NAME", help="subset of: keras saved_model tflite-float32 "
-                    "tflite-float16 tflite-dynamic tflite-int8 tflite-float32-gpu")
+    rp.add_argument("--variants", nargs="+", metavar="NAME", help=f"subset of: {' '.join(FORMATS)}")
     rp.add_argument("--latency-size", default="256x256", metavar="HxW", help="latency input size (default 256x256)")
     rp.add_argument("--runs", type=int, default=10, help="timed runs per variant (median reported; default 10)")
     rp.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
@@ -90,7 +92,7 @@ def add_parser(sub, help_text):
     rp.add_argument(
         "--runtimes",
         action="store_true",
-        help="instead: the runtime table of `drn upscale --runtime` (keras, litert, litert-int8): Set5/Set14 "
+        help=f"instead: the runtime table of `drn upscale --runtime` ({', '.join(RUNTIMES)}): Set5/Set14 "
         "PSNR through drn_tf.upscale and interleaved speed, with this CPU's model and flags",
     )
     rp.set_defaults(func=run_report)
@@ -153,7 +155,7 @@ def run_tflite(args):
     from drn_tf.export.common import ExportError
     from drn_tf.export.int8 import CALIBRATION_COUNT
     from drn_tf.export.tflite import convert_tflite, gpu_compatibility, tflite_ops
-    from drn_tf.inference.runtimes import TFLiteUpscaler
+    from drn_tf.inference.litert import LiteRTRuntime
 
     size = parse_size(args.input_size, error=ExportError)
     if args.calibration and args.quantize != "int8":
@@ -172,7 +174,7 @@ def run_tflite(args):
         calibration_count=args.calibration_count or CALIBRATION_COUNT,
     )
     path = write_atomic(args.output, flat)
-    runner = TFLiteUpscaler(flat, num_threads=1)
+    runner = LiteRTRuntime(flat, num_threads=1)
     shape = [int(v) for v in runner.input["shape_signature"]]
     ok, details = gpu_compatibility(flat)
     print(f"wrote {path} ({len(flat) / 1e6:.2f} MB, {args.quantize}, {description})")
@@ -188,7 +190,8 @@ def run_tflite(args):
 
 @_user_errors
 def run_report(args):
-    from drn_tf.bench.export_report import REPORT_VARIANTS, build_report
+    from drn_tf.bench.export_report import build_report
+    from drn_tf.export.formats import FORMATS
 
     resolved = _load(args)
     model, description = resolved.model, resolved.description
@@ -204,7 +207,7 @@ def run_report(args):
         description,
         args.data,
         trained=resolved.trained,
-        variants=tuple(args.variants) if args.variants else REPORT_VARIANTS,
+        variants=tuple(args.variants) if args.variants else tuple(FORMATS),
         latency_size=args.latency_size,
         runs=args.runs,
         warmup=args.warmup,

@@ -32,6 +32,7 @@ from drn_tf.inference.files import (
     expand_inputs,
     output_path,
 )
+from drn_tf.inference.runtimes import AUTO, runtime_names, runtimes_help
 
 # The backend is started by run() itself, after the checks (see drn_tf.cli.main).
 NEEDS_BACKEND = False
@@ -87,11 +88,10 @@ def add_parser(sub, help_text):
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +PSNR)")
     p.add_argument(
         "--runtime",
-        choices=("auto", "keras", "litert", "litert-int8"),
-        default="auto",
-        help="keras, litert (the float32 TFLite model, same output) or litert-int8 (full-integer: faster, "
-        "slightly different output); TFLite models are built on first use and cached. Default auto: the "
-        "faster float runtime on this CPU",
+        choices=runtime_names(),
+        default=AUTO,
+        help=f"what runs the network: {runtimes_help()}. TFLite models are built on first use and cached. "
+        "Default auto: the faster float runtime on this CPU",
     )
     p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
     p.add_argument("--quality", type=int, metavar="Q",
@@ -363,7 +363,6 @@ def run(args):
 def _run(args):
     from drn_tf.cli.base import UserError
     from drn_tf.core.imageio import FORMAT_EXTENSIONS, FORMATS, format_for
-    from drn_tf.core.tiling import DEFAULT_TILE
 
     # ---- arguments and the shape of the run, checked before loading anything
     out = Path(args.output) if args.output else None
@@ -425,7 +424,7 @@ def _run(args):
             model, model_scale_ = _load_model(args)
             if model_scale_ != scale:  # cannot happen when config.json told the truth
                 raise UserError(f"the model is x{model_scale_}, its file said x{scale}")
-        opts.tile_overlap = _tile_overlap(args, model, tile, DEFAULT_TILE, UserError)
+        opts.tile_overlap = _tile_overlap(args, model, tile, UserError)
         progress.total = len(jobs)
         ok, failed_now = upscale_files(jobs, model, opts, progress=progress)
         failed += failed_now
@@ -441,37 +440,41 @@ def _run(args):
 
 
 def _load_model(args):
-    """Start the backend (quietly) and resolve the model: ``(model, scale)``."""
+    """Start the backend (quietly) and resolve the model in the runtime asked for: ``(runtime, scale)``."""
     from drn_tf.cli.base import UserError
     from drn_tf.models.backend import import_backend_quietly
 
     import_backend_quietly()
-    from drn_tf.models.resolve import ModelError, model_scale, resolve_model
+    from drn_tf.inference.runtimes import load_runtime
+    from drn_tf.models.resolve import ModelError
 
+    quiet = getattr(args, "quiet", False)
     try:
-        model = resolve_model(args.model, args.preset, args.scale)
-        from drn_tf.inference.runtimes import runtime_model
-
-        model = runtime_model(model, getattr(args, "runtime", "auto"), progress=None if getattr(args, "quiet", False)
-                              else lambda msg: print(f"drn upscale: {msg}", file=sys.stderr, flush=True))
+        runtime = load_runtime(args.model, args.preset, args.scale, getattr(args, "runtime", AUTO),
+                               progress=None if quiet else lambda msg: print(f"drn upscale: {msg}", file=sys.stderr,
+                                                                             flush=True))
     except ModelError as exc:
         raise UserError(str(exc)) from None
-    return model, model_scale(model)
+    return runtime, runtime.scale
 
 
-def _tile_overlap(args, model, tile, default_tile: int, error) -> int:
-    """The tile overlap: --tile-overlap, else the model's receptive radius; checked against --tile."""
-    from drn_tf.models.resolve import model_receptive_radius
+def _tile_overlap(args, runtime, tile, error) -> int:
+    """The tile overlap: --tile-overlap, else the model's receptive radius (else
+    :data:`drn_tf.core.tiling.FALLBACK_OVERLAP`); checked against --tile by the tiling rule."""
+    from drn_tf.core.tiling import DEFAULT_TILE, FALLBACK_OVERLAP, check_tile
 
-    radius = model_receptive_radius(model)
+    radius = runtime.receptive_radius
     overlap = args.tile_overlap if args.tile_overlap is not None else radius
     if radius is not None and overlap < radius:
         raise error(
             f"--tile-overlap {overlap} is below the model's receptive radius ({radius}); tiles would show seams"
         )
     if overlap is None:
-        overlap = 16
-    tile_side = default_tile if tile == "auto" else tile
-    if tile_side is not None and tile_side - 2 * overlap < 1:
-        raise error(f"--tile {tile_side} is too small for an overlap of {overlap}: use at least {2 * overlap + 1}")
+        overlap = FALLBACK_OVERLAP
+    tile_side = DEFAULT_TILE if tile == "auto" else tile
+    if tile_side is not None:
+        try:
+            check_tile(tile_side, overlap)
+        except ValueError as exc:
+            raise error(str(exc)) from None
     return overlap
