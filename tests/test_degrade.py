@@ -263,3 +263,44 @@ def test_photo_presets_are_variants_and_resolve_falls_back(monkeypatch):
     r = resolve(preset="drn_s_x2", kind="photo")
     assert r.name == "drn_s_x2" and "no photo model" in r.note and "drn_s_x2_photo" in r.note
     assert resolve(preset="drn_s_x2", kind="clean").note is None
+
+
+def test_upscale_picks_the_photo_model_for_jpeg_inputs_and_says_so(tmp_path, monkeypatch, capsys):
+    """drn upscale --kind auto: a JPEG goes through the photo variant, a PNG through the clean preset; --kind
+    overrides. A fresh model stands in for the photo weights, so which model ran shows in the pixels."""
+    from PIL import Image
+
+    from drn_tf.cli.main import main
+    from drn_tf.inference.upscale import upscale_array
+    from drn_tf.models import drn
+    from drn_tf.models.drn import DRN, load_model
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "drn_s_x2.keras").symlink_to(drn.bundled_model_path("drn_s_x2"))
+    photo = DRN.from_preset("drn_s_x2", load_weights=False)
+    photo.save(assets / "drn_s_x2_photo.keras")
+    monkeypatch.setattr(drn, "ASSETS_DIR", assets)
+    rng = np.random.default_rng(3)
+    image = pairs(2, rng)[0][0][:32, :40]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(image).save(inputs / "a.jpg", quality=70)
+    Image.fromarray(image).save(inputs / "b.png")
+    jpeg_pixels = np.asarray(Image.open(inputs / "a.jpg"))
+
+    def run(*extra):
+        out = tmp_path / f"out{len(extra)}"
+        rc = main(["upscale", str(inputs), "-o", str(out), "--preset", "drn_s_x2", "--format", "png",
+                   "--runtime", "keras", *extra])
+        assert rc == 0
+        return {n: np.asarray(Image.open(out / f"{n}_x2.png")) for n in ("a", "b")}
+
+    clean = load_model(drn.bundled_model_path("drn_s_x2"))
+    got = run()
+    np.testing.assert_array_equal(got["a"], upscale_array(jpeg_pixels, load_model(assets / "drn_s_x2_photo.keras")))
+    np.testing.assert_array_equal(got["b"], upscale_array(image, clean))
+    said = capsys.readouterr()
+    assert "1 JPEG input(s) (quality ~70): the photo model" in said.out + said.err
+    got = run("--kind", "clean")
+    np.testing.assert_array_equal(got["a"], upscale_array(jpeg_pixels, clean))

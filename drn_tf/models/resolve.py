@@ -156,6 +156,22 @@ def _cached(key, load, cache: bool):
     return _MODEL_CACHE[key]
 
 
+def preset_for_kind(preset: str, kind: str | None) -> tuple[str, str | None]:
+    """``(preset, note)``: the variant of ``preset`` trained for ``kind`` inputs (``clean`` | ``photo``; None:
+    ``preset`` itself); a photo variant without bundled weights falls back to the clean one, and ``note``
+    says so. Raises ValueError for an unknown preset or kind."""
+    from drn_tf.models import drn
+    from drn_tf.models.presets import variant
+
+    if kind is None:
+        return preset, None
+    wanted = variant(preset, kind)
+    if kind == "photo" and drn.bundled_model_path(wanted) is None:
+        clean = variant(preset, "clean")
+        return clean, f"no photo model is bundled for {wanted}: using {clean}"
+    return wanted, None
+
+
 def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
             allow_untrained: bool = False, cache: bool = False, kind: str | None = None) -> Resolved:
     """Decide which model to use, by the rules in this module's docstring.
@@ -184,18 +200,10 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
     from drn_tf.models import build, drn
     from drn_tf.models.presets import get_preset
 
-    from drn_tf.models.presets import variant
-
     name = preset or f"drn_x{2 if scale is None else int(scale)}"
-    note = None
     try:
         preset_scale = int(get_preset(name)["config"]["scale"])
-        if kind is not None:
-            wanted = variant(name, kind)
-            if drn.bundled_model_path(wanted) is None and kind == "photo":
-                name, note = variant(name, "clean"), f"no photo model is bundled for {wanted}: using {variant(name, 'clean')}"
-            else:
-                name = wanted
+        name, note = preset_for_kind(name, kind)
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     _check_scale_value(preset_scale, scale, f"preset {name}")  # before loading anything

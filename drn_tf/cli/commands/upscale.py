@@ -73,6 +73,12 @@ def add_parser(sub, help_text):
     src.add_argument("--model", metavar="FILE", help="a trained .keras model file")
     src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
     p.add_argument(
+        "--kind", choices=("auto", "clean", "photo"), default="auto",
+        help="which bundled model suits the inputs: photo (fine-tuned for JPEG-compressed inputs: removes "
+        "compression artefacts instead of sharpening them), clean (for uncompressed images), auto (default: "
+        "photo for JPEG files, their quality read from the file, clean for the rest; a PNG that was once a "
+        "JPEG needs --kind photo). Presets only: --model FILE is used as it is")
+    p.add_argument(
         "--tile",
         type=int,
         metavar="N",
@@ -229,9 +235,11 @@ def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
     return left, failed, skipped
 
 
-def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progress | None = None) -> tuple[int, int]:
+def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progress | None = None,
+                  first: int = 1) -> tuple[int, int]:
     """Upscale each job; returns (written, failed); a job skipped by
-    ``opts.skip_existing`` counts as neither. ``on_image(i, job, ok)`` after each."""
+    ``opts.skip_existing`` counts as neither. ``on_image(i, job, ok)`` after each; ``first``: the number
+    of the first job in the progress line (when a batch is upscaled in groups)."""
     import warnings
 
     from drn_tf.core.imageio import (
@@ -251,7 +259,7 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
     written: set = set()
     ok = failed = 0
     s = opts.scale
-    for i, job in enumerate(jobs, 1):
+    for i, job in enumerate(jobs, first):
         progress.start(i, str(job.src))
         success = False
         t0 = time.perf_counter()
@@ -417,18 +425,21 @@ def _run(args):
     )
     jobs, failed, skipped = precheck(plan.jobs, opts, progress)
 
-    # ---- the model, only if there is something to do
+    # ---- the model(s), only if there is something to do: one per kind of input among the jobs
     ok = 0
-    if jobs:
-        if model is None:
-            model, model_scale_ = _load_model(args)
+    progress.total = len(jobs)
+    done = 0
+    for kind, group in _jobs_by_kind(jobs, args, progress):
+        if model is None or kind is not None:
+            model, model_scale_ = _load_model(args, kind)
             if model_scale_ != scale:  # cannot happen when config.json told the truth
                 raise UserError(f"the model is x{model_scale_}, its file said x{scale}")
         opts.tile_overlap = _tile_overlap(args, model, tile, UserError)
-        progress.total = len(jobs)
-        ok, failed_now = upscale_files(jobs, model, opts, progress=progress)
+        ok_now, failed_now = upscale_files(group, model, opts, progress=progress, first=done + 1)
+        done += len(group)
+        ok += ok_now
         failed += failed_now
-        skipped += len(jobs) - ok - failed_now  # outputs that appeared meanwhile (--skip-existing)
+        skipped += len(group) - ok_now - failed_now  # outputs that appeared meanwhile (--skip-existing)
     failed += len(plan.errors)
     total = ok + failed + skipped
     also = f"; {skipped} skipped (output exists)" if skipped else ""
@@ -439,8 +450,34 @@ def _run(args):
     return 1 if failed else 0
 
 
-def _load_model(args):
-    """Start the backend (quietly) and resolve the model in the runtime asked for: ``(runtime, scale)``."""
+def _jobs_by_kind(jobs, args, progress: Progress) -> list[tuple]:
+    """``[(kind, jobs)]``: the jobs grouped by the kind of model they call for (``--kind``; ``auto``: photo for
+    JPEG files), said once for the batch; ``[(None, jobs)]`` when a model file is given (used as it is)."""
+    if not jobs:
+        return []
+    if args.model:
+        if getattr(args, "kind", "auto") == "photo":
+            progress.message("drn upscale: warning: --kind photo chooses among bundled presets; --model is used "
+                             "as it is", sys.stderr)
+        return [(None, jobs)]
+    from drn_tf.core.degrade import input_kind
+
+    asked = getattr(args, "kind", "auto")
+    kinds = [input_kind(j.src, asked) for j in jobs]
+    groups = [(k, [j for j, ik in zip(jobs, kinds) if ik.kind == k]) for k in ("clean", "photo")]
+    groups = [(k, g) for k, g in groups if g]
+    if asked == "auto" and not args.quiet:
+        qualities = sorted(ik.jpeg_quality for ik in kinds if ik.jpeg_quality is not None)
+        if qualities:
+            q = f"~{qualities[0]}" if qualities[0] == qualities[-1] else f"~{qualities[0]}-{qualities[-1]}"
+            progress.message(f"{len(qualities)} JPEG input(s) (quality {q}): the photo model; "
+                             f"{len(jobs) - len(qualities)} other input(s): the clean model (--kind to choose)")
+    return groups
+
+
+def _load_model(args, kind: str | None = None):
+    """Start the backend (quietly) and resolve the model in the runtime asked for: ``(runtime, scale)``.
+    ``kind``: the preset's variant for that kind of input (a fallback to the clean one is said once)."""
     from drn_tf.cli.base import UserError
     from drn_tf.models.backend import import_backend_quietly
 
@@ -449,8 +486,18 @@ def _load_model(args):
     from drn_tf.models.resolve import ModelError
 
     quiet = getattr(args, "quiet", False)
+    preset = args.preset
+    if kind is not None and not args.model:
+        from drn_tf.models.resolve import preset_for_kind
+
+        try:
+            preset, note = preset_for_kind(args.preset or f"drn_x{args.scale or 2}", kind)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if note and not quiet:
+            print(f"drn upscale: {note}", file=sys.stderr, flush=True)
     try:
-        runtime = load_runtime(args.model, args.preset, args.scale, getattr(args, "runtime", AUTO),
+        runtime = load_runtime(args.model, preset, args.scale, getattr(args, "runtime", AUTO),
                                progress=None if quiet else lambda msg: print(f"drn upscale: {msg}", file=sys.stderr,
                                                                              flush=True))
     except ModelError as exc:
