@@ -304,3 +304,25 @@ def test_upscale_picks_the_photo_model_for_jpeg_inputs_and_says_so(tmp_path, mon
     assert "1 JPEG input(s) (quality ~70): the photo model" in said.out + said.err
     got = run("--kind", "clean")
     np.testing.assert_array_equal(got["a"], upscale_array(jpeg_pixels, clean))
+
+
+def test_api_kind_follows_the_file_and_is_explicit_for_arrays(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import drn_tf
+    from drn_tf.models import drn
+    from drn_tf.models.drn import DRN
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "drn_s_x2.keras").symlink_to(drn.bundled_model_path("drn_s_x2"))
+    DRN.from_preset("drn_s_x2", load_weights=False).save(assets / "drn_s_x2_photo.keras")
+    monkeypatch.setattr(drn, "ASSETS_DIR", assets)
+    image = pairs(2, np.random.default_rng(4))[0][0][:24, :24]
+    Image.fromarray(image).save(tmp_path / "a.jpg", quality=60)
+    pixels = np.asarray(Image.open(tmp_path / "a.jpg"))
+    from_file = drn_tf.upscale(tmp_path / "a.jpg", preset="drn_s_x2")
+    np.testing.assert_array_equal(from_file, drn_tf.upscale(pixels, preset="drn_s_x2", kind="photo"))
+    assert not np.array_equal(from_file, drn_tf.upscale(pixels, preset="drn_s_x2"))  # arrays: clean by default
+    with pytest.raises(ValueError, match="kind"):
+        drn_tf.upscale(pixels, kind="jpeg")

@@ -84,11 +84,15 @@ def upscale(
     tile_overlap: int | None = None,
     self_ensemble: bool = False,
     runtime: str = "keras",
+    kind: str = "auto",
 ) -> np.ndarray:
     """Super-resolve an image array; returns uint8 in the input's channel layout.
 
     ``image``: uint8 (or uint16/float in [0, 1]) ``(H, W)``, ``(H, W, 1)``,
-    ``(H, W, 3)`` or ``(H, W, 4)`` (alpha upscaled with bicubic).
+    ``(H, W, 3)`` or ``(H, W, 4)`` (alpha upscaled with bicubic), or an image file's path.
+    ``kind``: which variant of a preset suits the input: ``"photo"`` (fine-tuned for JPEG-compressed
+    inputs), ``"clean"``, or ``"auto"`` (photo for a JPEG file's path, clean for arrays and other files);
+    a photo variant without bundled weights falls back to the clean one. A ``model`` is used as it is.
     ``scale``: 2, 3 or 4 (default: the model's scale, else 2).
     Model: ``model`` (a ``keras.Model``, a ``.keras`` path or a
     :class:`~drn_tf.inference.runtime.Runtime`, used as it is), else
@@ -101,8 +105,26 @@ def upscale(
     slightly different output) or ``"auto"`` (the faster float runtime on this
     CPU; ``drn upscale``'s default). TFLite files are built on first use and cached.
     """
-    from drn_tf.inference.runtimes import load_runtime
+    import os
 
+    from drn_tf.core.degrade import KINDS, input_kind
+    from drn_tf.inference.runtimes import load_runtime
+    from drn_tf.models.resolve import ModelError, preset_for_kind
+
+    if isinstance(image, (str, os.PathLike)):
+        from drn_tf.core.imageio import read_image
+
+        chosen = input_kind(image, kind).kind
+        image = read_image(image, mode="keep")
+    elif kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    else:
+        chosen = "clean" if kind == "auto" else kind  # an array tells nothing of its past
+    if model is None:
+        try:
+            preset, _ = preset_for_kind(preset or f"drn_x{2 if scale is None else int(scale)}", chosen)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
     m = load_runtime(model, preset, scale, runtime)
     arr = np.asarray(image)
     overlap = tile_overlap if tile_overlap is not None else m.receptive_radius
