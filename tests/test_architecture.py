@@ -18,7 +18,7 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "drn_tf"
 
 # bottom to top; a package may import from its own rank and below
-LAYERS = ("core", "models", "data", "export", "inference", "train", "bench", "cli")
+LAYERS = ("core", "models", "data", "export", "inference", "train", "bench", "serve", "cli")
 FRAMEWORKS = ("keras", "tensorflow", "jax", "tf_keras", "torch")
 
 

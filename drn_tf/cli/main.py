@@ -39,6 +39,7 @@ COMMANDS = {
     "benchmark": "latency, throughput and achieved GFLOP/s against this machine's measured peak",
     "info": "architecture summary, parameter count and multiply-adds of a preset",
     "beam": "batch upscaling on Apache Beam (RunInference; DirectRunner, Dataflow, Flink, Spark)",
+    "serve": "serve models over HTTP with KServe (TF Serving REST bodies, Open Inference Protocol, a page at /)",
 }
 
 

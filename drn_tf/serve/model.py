@@ -1,0 +1,52 @@
+"""One served model as a ``kserve.Model``: V1 bodies (dicts) and V2 requests (``InferRequest``) in,
+their answers out; the work runs in the server's worker pool, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+import orjson
+from kserve import InferRequest, Model
+
+from drn_tf.serve.protocol import Batch, answer_v1, answer_v2, parse_v1, parse_v2
+from drn_tf.serve.work import Deadline, RequestError, Upscaler
+
+
+def json_body(payload):
+    """A V1 body kserve left undecoded (sent without ``Content-Type: application/json``, as ``curl -d``
+    does; TF Serving takes those too) -> the parsed JSON; 400 if it is not JSON."""
+    if not isinstance(payload, (bytes, str)):
+        return payload
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"request body is not JSON: {exc}") from None
+
+
+class DrnModel(Model):
+    """A DRN model under ``name``: :class:`~drn_tf.serve.work.Upscaler` behind kserve's predict."""
+
+    def __init__(self, name: str, upscaler: Upscaler, pool: Executor, *, runtime: str, source: str):
+        super().__init__(name)
+        self.upscaler, self.pool = upscaler, pool
+        self.runtime_name, self.source = runtime, source
+        self.ready = True  # loaded before the server starts
+
+    def describe(self) -> dict:
+        """What the page at / lists."""
+        return {"name": self.name, "scale": self.upscaler.scale, "runtime": self.runtime_name, "source": self.source}
+
+    async def predict(self, payload, headers=None, response_headers=None):
+        deadline = Deadline(self.upscaler.limits.timeout)
+        limit = self.upscaler.limits.max_batch
+        batch = parse_v2(payload, limit) if isinstance(payload, InferRequest) else parse_v1(json_body(payload), limit)
+        loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(self.pool, self._run, batch, deadline)
+        if isinstance(payload, InferRequest):
+            return answer_v2(batch, results, self.name, payload.id)
+        return answer_v1(batch, results)
+
+    def _run(self, batch: Batch, deadline: Deadline) -> list:
+        work = self.upscaler.upscale_file_bytes if batch.kind == "bytes" else self.upscaler.upscale_pixels
+        return [work(item, deadline) for item in batch.items]
