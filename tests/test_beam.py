@@ -241,6 +241,28 @@ def test_saved_model_handler_tiles_like_keras(model_files, tmp_path):
         B.SavedModelUpscaler(str(tmp_path))
 
 
+def test_runtime_option_runs_the_table_runtime(model_files, tmp_path, monkeypatch):
+    """--runtime litert: the handler runs the float32 TFLite runtime of the runtime table, and gives what
+    drn_tf.upscale(runtime="litert") gives; a SavedModel runs in TensorFlow only."""
+    from drn_tf.export.savedmodel import export_saved_model
+    from drn_tf.inference.litert import LiteRTRuntime
+    from drn_tf.inference.upscale import upscale
+    from drn_tf.models.resolve import resolve_model
+
+    monkeypatch.setenv("DRN_CACHE_DIR", str(tmp_path / "cache"))
+    handler = B.DRNModelHandler(str(model_files[2]), tile=40, runtime="litert")
+    upscaler = handler.load_model()
+    assert isinstance(upscaler.model, LiteRTRuntime) and upscaler.model.name == "litert"
+    image = np.random.default_rng(5).integers(0, 256, (70, 53, 3), dtype=np.uint8)
+    (got,) = handler.run_inference([image], upscaler)
+    np.testing.assert_array_equal(got.inference, upscale(image, model=str(model_files[2]), tile=40, runtime="litert"))
+    export_saved_model(resolve_model(str(model_files[2])), tmp_path / "sm")
+    with pytest.raises(B.BeamError, match="runs in TensorFlow"):
+        B.load_upscaling_model(str(tmp_path / "sm"), runtime="litert")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        B.load_upscaling_model(str(model_files[2]), runtime="tpu")
+
+
 def test_cli_help_and_errors(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["beam", "--help"])

@@ -240,6 +240,26 @@ def test_unavailable_variant_is_reported_not_fatal(monkeypatch):
     assert "### Goals" in N.notes_markdown(result)
 
 
+def test_rows_are_built_by_the_training_recipe_and_the_export_table():
+    """The training rows compile the net with drn train's optimizer and loss (the recipe's builders on the default
+    configuration); the exported rows are the forms of drn_tf.export.formats.FORMATS."""
+    from drn_tf.export.formats import FORMATS
+    from drn_tf.train.config import DEFAULTS
+    from drn_tf.train.recipe import build_loss, build_optimizer
+
+    net = B.training_net({"scale": 2, "channels": 8, "growth": 4, "num_blocks": 2, "num_groups": 1})
+    want = build_optimizer(DEFAULTS)
+    assert type(net.optimizer) is type(want)
+    drop = ("name", "learning_rate")
+    assert {k: v for k, v in net.optimizer.get_config().items() if k not in drop} == \
+        {k: v for k, v in want.get_config().items() if k not in drop}
+    assert net.optimizer.get_config()["learning_rate"] == want.get_config()["learning_rate"]  # the same schedule
+    assert type(net.loss) is type(build_loss(DEFAULTS))
+    exported = [n for n in B.VARIANTS if n in FORMATS]
+    assert exported == ["saved_model", "tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8"]
+    assert all(B.VARIANTS[n].description.startswith(FORMATS[n].description) for n in exported)
+
+
 def test_first_form_diagnostic_is_the_same_function():
     from drn_tf.models.drn import DRN
 

@@ -247,7 +247,7 @@ def test_saved_model_bytes_signature(model, loaded, rng):
 @pytest.mark.parametrize("quantize", EC.QUANTIZATIONS)
 def test_tflite_variant_runs_on_two_sizes(quantize, model, tflite_models, rng):
     runner = R.TFLiteUpscaler(tflite_models[quantize], num_threads=2)
-    assert runner.fixed is None  # dynamic height and width by default
+    assert runner.input_size is None  # dynamic height and width by default
     if quantize == "int8":
         assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8
         for detail in (runner.input, runner.output):  # uint8 I/O are plain pixels

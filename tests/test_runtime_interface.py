@@ -32,14 +32,28 @@ def model():
     return resolve_model(preset="drn_s_x2")
 
 
+# How far a tiled result may be from the whole-image one: float round-off (default 1e-4), nothing for an integer
+# model, one level where the runtime rounds each tile to uint8 (a round-off can flip one).
+TILED_ATOL = {"litert-int8": 0.0, "saved_model": 1.0 / 255 + 1e-6}
+
+
 @pytest.fixture(scope="module")
 def runtimes(model, tmp_path_factory):
-    """Every entry of the table built from the model, and the SavedModel runtime of its export."""
+    """Every entry of the table built from the model (those this machine cannot build are left out: their
+    builders say why, a ModelError), and the SavedModel runtime of its export."""
     from drn_tf.export.savedmodel import export_saved_model
     from drn_tf.inference.savedmodel import SavedModelRuntime
+    from drn_tf.models.resolve import ModelError
 
-    cache = tmp_path_factory.mktemp("tflite_cache")
-    built = {name: R.runtime_model(model, name, cache_dir=cache) for name in R.RUNTIMES}
+    cache = tmp_path_factory.mktemp("export_cache")
+    built = {}
+    for name in R.RUNTIMES:
+        try:
+            built[name] = R.runtime_model(model, name, cache_dir=cache)
+        except ModelError as exc:
+            if name in ("keras", "litert", "litert-int8"):
+                raise
+            print(f"{name} not built here: {exc}")
     built["saved_model"] = SavedModelRuntime(export_saved_model(model, tmp_path_factory.mktemp("sm") / "drn"))
     return built
 
@@ -66,7 +80,7 @@ def test_the_table_is_what_runtime_options_accept():
 
 def test_every_runtime_satisfies_the_interface(model, runtimes, image):
     radius = model_receptive_radius(model)
-    assert set(runtimes) == {*R.RUNTIMES, "saved_model"}
+    assert {"keras", "litert", "litert-int8", "saved_model"} <= set(runtimes) <= {*R.RUNTIMES, "saved_model"}
     for name, runtime in runtimes.items():
         assert isinstance(runtime, Runtime), name
         assert runtime.name == name
@@ -94,12 +108,9 @@ def test_tiled_equals_whole_for_every_runtime(runtimes, image):
         tiled = super_resolve(runtime, image, tile=30, progress=lambda d, t: calls.append((d, t)))
         assert calls[-1] == (15, 15), name
         assert whole.shape == tiled.shape == (90, 116, 3), name
-        if name == "litert-int8":
-            np.testing.assert_array_equal(tiled, whole)
-        else:  # the SavedModel rounds each tile to uint8: a round-off can flip one level
-            atol = 1.0 / 255 + 1e-6 if name == "saved_model" else 1e-4
-            np.testing.assert_allclose(tiled, whole, atol=atol, err_msg=name)
-            assert np.mean(np.abs(tiled - whole) > 1e-4) < 1e-3, name
+        atol = TILED_ATOL.get(name, 1e-4)
+        np.testing.assert_allclose(tiled, whole, rtol=0, atol=atol, err_msg=name)
+        assert np.mean(np.abs(tiled - whole) > 1e-4) < 1e-3, name
     int8 = runtimes["litert-int8"]  # and through drn_tf.upscale: the same pixels
     np.testing.assert_array_equal(upscale(image, model=int8, tile=30), upscale(image, model=int8, tile=None))
 
@@ -135,7 +146,8 @@ def test_the_tile_rule_has_one_message(model, tmp_path, capsys):
     assert str(assembly.value) == message
     src = tmp_path / "in.png"
     Image.fromarray(image).save(src)
-    argv = ["upscale", str(src), "--preset", "drn_s_x2", "--runtime", "keras", "--tile", "20", "-o", str(tmp_path / "o.png")]
+    argv = ["upscale", str(src), "--preset", "drn_s_x2", "--runtime", "keras", "--tile", "20",
+            "-o", str(tmp_path / "o.png")]
     assert main(argv) == 2
     assert f"drn upscale: error: {message}" in capsys.readouterr().err
     # the automatic tile size obeys the same rule (256-pixel tiles cannot keep 200 pixels each side)

@@ -66,7 +66,7 @@ from drn_tf.bench.machine import (
     quiet,
 )
 from drn_tf.bench.markdown import to_markdown
-from drn_tf.bench.profile import profile_ops, summarise_profile
+from drn_tf.bench.profile import is_conv_op, profile_ops, summarise_profile
 
 
 @dataclass
@@ -665,5 +665,6 @@ def write_text(text: str, path) -> Path:
     return write_atomic(path, text)
 
 
-__all__ = ["ALL_VARIANTS", "VARIANTS", "Bench", "Row", "Settings", "Variant", "in_memory_step", "interleaved",
-           "run_benchmark", "tflite_timer", "to_markdown", "training_net", "write_json", "write_text"]
+__all__ = ["ALL_VARIANTS", "VARIANTS", "Bench", "Row", "Settings", "Variant", "cpu_count", "in_memory_step",
+           "interleaved", "is_conv_op", "run_benchmark", "summarise_profile", "tflite_timer", "to_markdown",
+           "training_net", "write_json", "write_text"]

@@ -167,7 +167,8 @@ def build_report(
             extra[set_name] = _set5_pairs(data_dir, scale, limit_images, set_name)[1]
     threads = num_threads or os.cpu_count()
     lh, lw = parse_size(latency_size, error=ExportError)
-    lat_float = np.random.default_rng(0).integers(0, 256, size=(1, lh, lw, 3), dtype=np.uint8).astype(np.float32) / 255.0
+    lat_uint8 = np.random.default_rng(0).integers(0, 256, size=(1, lh, lw, 3), dtype=np.uint8)
+    lat_float = lat_uint8.astype(np.float32) / 255.0
 
     reference = {}
     for name, lr, _ in pairs:

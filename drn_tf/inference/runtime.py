@@ -44,7 +44,8 @@ class Runtime(abc.ABC):
         """NHWC uint8 pixels or float32 in [0, 1] -> float32 ``(n, h*s, w*s, 3)``, [0, 1] scale, unclipped."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, scale={self.scale}, receptive_radius={self.receptive_radius})"
+        radius = self.receptive_radius
+        return f"{type(self).__name__}(name={self.name!r}, scale={self.scale}, receptive_radius={radius})"
 
 
 def float_pixels(batch: np.ndarray) -> np.ndarray:
