@@ -39,13 +39,22 @@ class Server:
 
 def start_server(tmp: Path, *args: str, ready_within: float = 180.0) -> Server:
     """``drn serve ARGS`` on a free port; returns once ``/v2/health/ready`` answers (bounded wait)."""
+    return wait_ready(spawn_server(tmp, *args), ready_within)
+
+
+def spawn_server(tmp: Path, *args: str) -> Server:
+    """``drn serve ARGS`` on a free port, started (not yet ready)."""
     port = free_port()
     log = tmp / f"serve_{port}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "drn_tf.cli", "serve", *args, "--port", str(port)],
                                 stdout=fh, stderr=subprocess.STDOUT, cwd=tmp, env=env)
-    server = Server(f"http://{HOST}:{port}", proc, log)
+    return Server(f"http://{HOST}:{port}", proc, log)
+
+
+def wait_ready(server: Server, ready_within: float = 180.0) -> Server:
+    proc = server.proc
     end = time.monotonic() + ready_within
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -81,6 +90,29 @@ def request(server: Server, method: str, path: str, body=None, *, timeout: float
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def raw_exchange(server: Server, head: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Send ``head`` (request line and headers, no body) on a plain socket; ``(status, body)`` of the answer."""
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data.split(b"\r\n\r\n", 1)[1]
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30
 
 
 def b64(data: bytes) -> str:

@@ -1,5 +1,5 @@
-"""``drn serve`` over real sockets on 127.0.0.1: one server process for the module (``drn_s_x2``,
-Keras runtime, a 1 MB body limit and a 1 MP pixel limit), clients urllib and curl.
+"""``drn serve`` over real sockets on 127.0.0.1: one server process for the module (``drn_s_x2`` in the
+Keras and the int8 LiteRT runtimes, a 1 MB body limit and a 1 MP pixel limit), clients urllib and curl.
 
 Every answer is compared with ``drn upscale``'s output for the same files, model and runtime: the PNG
 files of ``upscale_bytes`` byte for byte, the pixels of ``serving_default`` and V2 value for value."""
@@ -11,17 +11,18 @@ import json
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 
 import numpy as np
 import pytest
 
-from serve_helpers import b64, decode, png_bytes, request, start_server, stop_server
+from drn_tf.cli.main import main as cli_main
+from serve_helpers import b64, decode, png_bytes, raw_exchange, request, spawn_server, stop_server, wait_ready
 
 pytest.importorskip("kserve")
 
-MODEL = "drn_s_x2"
+PRESET = "drn_s_x2"
+MODEL, INT8 = "drn_s_x2_keras", "drn_s_x2_litert_int8"  # one model, two runtimes: NAME_RUNTIME
 PREDICT = f"/v1/models/{MODEL}:predict"
 INFER = f"/v2/models/{MODEL}/infer"
 
@@ -48,12 +49,14 @@ def served(tmp_path_factory):
     src, ref = tmp / "in", tmp / "ref"
     src.mkdir()
     inputs = _inputs(src)
-    server = start_server(tmp, MODEL, "--runtime", "keras", "--max-body-mb", "1", "--max-pixels", "1000000")
+    server = spawn_server(tmp, PRESET, "--runtime", "keras", "litert-int8", "--max-body-mb", "1", "--max-pixels", "1000000")
     try:
-        subprocess.run([sys.executable, "-m", "drn_tf.cli", "upscale", str(src), "-o", str(ref), "--format", "png",
-                        "--preset", MODEL, "--runtime", "keras", "-q"], check=True, timeout=300)
-        refs = {name: (ref / f"{name.rsplit('.', 1)[0]}_x2.png").read_bytes() for name in inputs}
-        yield server, inputs, refs
+        for runtime in ("keras", "litert-int8"):  # drn upscale's own code, in this process, meanwhile
+            assert cli_main(["upscale", str(src), "-o", str(ref / runtime), "--format", "png", "--preset", PRESET,
+                             "--runtime", runtime, "-q"]) == 0
+        refs = {name: (ref / "keras" / f"{name.rsplit('.', 1)[0]}_x2.png").read_bytes() for name in inputs}
+        refs["int8"] = (ref / "litert-int8" / "rgb_x2.png").read_bytes()
+        yield wait_ready(server), inputs, refs
     finally:
         stop_server(server)
 
@@ -71,6 +74,15 @@ def test_v1_upscale_bytes_gives_drn_upscale_files(served):
     assert status == 200, answer
     got = [base64.b64decode(p["b64"]) for p in answer["predictions"]]
     assert got == [refs[n] for n in names]  # PNG, JPEG, grey, RGBA: byte for byte
+
+
+def test_int8_runtime_gives_drn_upscale_int8_file(served):
+    server, inputs, refs = served
+    status, answer = _json(request(server, "POST", f"/v1/models/{INT8}:predict", {
+        "instances": [{"b64": b64(inputs["rgb.png"])}]}))  # no signature_name: b64 instances are upscale_bytes
+    assert status == 200, answer
+    png = base64.b64decode(answer["predictions"][0]["b64"])
+    assert png == refs["int8"] and png != refs["rgb.png"]  # the int8 model's own output
 
 
 def test_v1_columnar_named_and_without_content_type(served):
@@ -149,8 +161,7 @@ BAD = {
     "unknown signature": (PREDICT, {"signature_name": "nope", "instances": [[[[0, 0, 0]]]]}, 400),
     "header of 100000x100000": (PREDICT, _bytes_body(_png_header(100_000, 100_000)), 413),
     "over the pixel limit": (PREDICT, _bytes_body(_png_header(1100, 1000)), 413),
-    "body over the limit": (PREDICT, b" " * 1_100_000, 413),
-    "unknown model": ("/v1/models/drn_x9:predict", {"instances": [[[[0, 0, 0]]]]}, 404),
+    "unknown model": ("/v1/models/drn_s_x2:predict", {"instances": [[[[0, 0, 0]]]]}, 404),
     "V2 malformed": (INFER, b"{", 400),
     "V2 float": (INFER, {"inputs": [{"name": "images", "shape": [1, 1, 3], "datatype": "FP32", "data": [0, 0, 0]}]}, 400),
     "V2 wrong count": (INFER, {"inputs": [{"name": "images", "shape": [2, 2, 3], "datatype": "UINT8", "data": [0] * 9}]}, 400),
@@ -170,14 +181,35 @@ def test_bad_requests_get_4xx_json_and_the_server_keeps_serving(served):
     assert status == 200 and base64.b64decode(answer["predictions"][0]["b64"]) == refs["grey.png"]
 
 
+def test_body_over_the_limit_refused_from_its_header(served):
+    server, _, _ = served
+    head = (f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1100000\r\n\r\n").encode()  # the body is never sent: the answer comes first
+    status, body = raw_exchange(server, head)
+    assert status == 413 and "limit of 1000000 bytes" in json.loads(body)["error"]
+    assert request(server, "GET", "/v2/health/ready")[0] == 200
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_body_over_the_limit(served, tmp_path):
+    server, _, _ = served
+    (tmp_path / "big.json").write_bytes(b" " * 1_100_000)
+    out = subprocess.run(["curl", "-s", "-m", "60", "-w", "\n%{http_code}", "-X", "POST", server.url + PREDICT,
+                          "-H", "content-type: application/json", "--data-binary", f"@{tmp_path / 'big.json'}"],
+                         capture_output=True, timeout=90).stdout.decode()
+    body, status = out.rsplit("\n", 1)
+    assert status == "413" and json.loads(body)["error"]
+
+
 def test_health_metrics_and_page(served):
     server, _, _ = served
     assert _json(request(server, "GET", "/v2/health/live"))[0] == 200
     assert _json(request(server, "GET", "/v2/health/ready")) == (200, {"ready": True})
     assert _json(request(server, "GET", f"/v1/models/{MODEL}"))[1]["ready"] is True
     status, metrics = request(server, "GET", "/metrics")
-    assert status == 200 and f'model_name="{MODEL}"' in metrics.decode()
+    assert status == 200 and f'request_predict_seconds_count{{model_name="{MODEL}"}}' in metrics.decode()
     status, page = request(server, "GET", "/")
     assert status == 200 and b"<html" in page and b"upscale_bytes" in page
     listing = _json(request(server, "GET", "/ui/models"))[1]
-    assert listing["models"] == [{"name": MODEL, "scale": 2, "runtime": "keras", "source": MODEL}]
+    assert listing["models"] == [{"name": MODEL, "scale": 2, "runtime": "keras", "source": PRESET},
+                                 {"name": INT8, "scale": 2, "runtime": "litert-int8", "source": PRESET}]

@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 from drn_tf.inference.runtimes import AUTO, runtime_names, runtimes_help
+from drn_tf.serve.work import Limits
+
+LIMITS = Limits()  # the defaults
 
 NEEDS_BACKEND = False
 
@@ -55,16 +58,21 @@ def add_parser(sub, help_text):
                    "itself runs one pass at a time on all --threads")
     p.add_argument("--threads", type=int, metavar="N",
                    help="TensorFlow intra-op threads (default: the CPUs this process may use)")
-    p.add_argument("--max-pixels", type=int, default=4_194_304, metavar="N",
-                   help="largest input image in pixels (default 4194304 = 2048x2048)")
+    p.add_argument("--max-pixels", type=int, default=LIMITS.max_pixels, metavar="N",
+                   help=f"largest input image in pixels (default {LIMITS.max_pixels})")
     p.add_argument("--max-body-mb", type=float, default=32.0, metavar="MB", help="largest request body (default 32 MB)")
-    p.add_argument("--max-batch", type=int, default=16, metavar="N", help="most images in one request (default 16)")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                   help="seconds a request may take from arrival, queueing included (default 60); then 504")
+    p.add_argument("--max-batch", type=int, default=LIMITS.max_batch, metavar="N",
+                   help=f"most images in one request (default {LIMITS.max_batch})")
+    p.add_argument("--timeout", type=float, default=LIMITS.timeout, metavar="S",
+                   help=f"seconds a request may take from arrival, queueing included (default {LIMITS.timeout:g}); then 504")
     p.add_argument("--grace", type=int, default=30, metavar="S",
                    help="on SIGTERM, seconds the requests in flight get to finish (default 30)")
     p.add_argument("--no-ui", action="store_true", help="no page at /")
     p.set_defaults(func=run)
+
+
+def _is_file(spec: str) -> bool:
+    return spec.endswith(".keras") or Path(spec).exists()
 
 
 def model_specs(values: list, runtimes: list) -> list:
@@ -74,7 +82,9 @@ def model_specs(values: list, runtimes: list) -> list:
         name, _, spec = value.rpartition("=")
         spec = spec or value
         if not name:
-            name = Path(spec).stem if spec.endswith(".keras") or Path(spec).exists() else spec
+            name = Path(spec).stem if _is_file(spec) else spec
+        if _is_file(spec) and not Path(spec).is_file():
+            raise ValueError(f"{spec}: model file not found")
         for runtime in runtimes:
             full = name if len(runtimes) == 1 else f"{name}_{runtime.replace('-', '_')}"
             if not _NAME.match(full):
@@ -113,7 +123,7 @@ def _load(specs, limits, pool):
 
     loaded, models = {}, []
     for name, spec, runtime in specs:
-        is_file = spec.endswith(".keras") or Path(spec).exists()
+        is_file = _is_file(spec)
         if spec not in loaded:
             loaded[spec] = resolve(spec if is_file else None, None if is_file else spec).model
         rt = runtime_model(loaded[spec], runtime, progress=lambda m: print(f"drn serve: {m}", file=sys.stderr))
