@@ -16,7 +16,6 @@ import keras
 import numpy as np
 
 from drn_tf.train import rundir, state
-from drn_tf.train.recipe import l1_loss  # noqa: F401  (the loss drn benchmark's training rows compile with)
 
 
 def evaluate_pairs(model: keras.Model, lrs, hrs, scale: int) -> tuple[float, float]:

@@ -187,8 +187,9 @@ class _Run:
                  f"validation{' on ' + d['val_degrade'] + ' LR' if d['val_degrade'] else ''}: {sets or 'none'}"
                  f"; {time.monotonic() - t0:.1f} s")
         degrade = TrainDegradation.from_config(d["degrade"])
-        if describe_degradation(degrade):
-            self.log(f"[data] {describe_degradation(degrade)}")
+        text = describe_degradation(degrade)
+        if text:
+            self.log(f"[data] {text}")
         spec = StreamSpec(lrs, hrs, scale, d["patch_size"], t["batch_size"], t["epoch_steps"], t["seed"], d["augment"],
                           degrade, self.start_step, d["workers"])
         self.dataset = training_stream(self.decisions.pipeline, spec, self.dist, self.log)

@@ -1,6 +1,6 @@
-"""What a training run keeps on disk and how it gets there: Keras files serialised in memory, atomic
-writes that check free space first (:class:`DiskSpaceError`), the weights a checkpoint holds (EMA
-included). Used by the engine and its callbacks."""
+"""What a training run's files are made of and how they reach the disk: Keras files serialised in memory,
+atomic writes that check free space first (:class:`DiskSpaceError`), the weights a checkpoint holds (EMA
+included). Which files a run directory holds, and when they are written, is :mod:`drn_tf.train.rundir`'s."""
 
 from __future__ import annotations
 
