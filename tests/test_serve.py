@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from drn_tf.cli.main import main as cli_main
-from serve_helpers import b64, decode, png_bytes, raw_exchange, request, spawn_server, stop_server, wait_ready
+from serve_helpers import (HOST, b64, decode, free_port, png_bytes, raw_exchange, request, spawn_server, stop_server,
+                           wait_ready)
 
 pytest.importorskip("kserve")
 
@@ -49,7 +50,8 @@ def served(tmp_path_factory):
     src, ref = tmp / "in", tmp / "ref"
     src.mkdir()
     inputs = _inputs(src)
-    server = spawn_server(tmp, PRESET, "--runtime", "keras", "litert-int8", "--max-body-mb", "1", "--max-pixels", "1000000")
+    server = spawn_server(tmp, PRESET, "--runtime", "keras", "litert-int8", "--max-body-mb", "1", "--max-pixels", "1000000",
+                          "--grpc-port", str(free_port()))
     try:
         for runtime in ("keras", "litert-int8"):  # drn upscale's own code, in this process, meanwhile
             assert cli_main(["upscale", str(src), "-o", str(ref / runtime), "--format", "png", "--preset", PRESET,
@@ -121,6 +123,34 @@ def test_v2_uint8_and_bytes(served):
     out = answer["outputs"][0]
     assert (out["name"], out["datatype"], out["shape"]) == ("sr_image_bytes", "BYTES", [2])
     assert [base64.b64decode(d) for d in out["data"]] == [refs["photo.jpg"], refs["grey.png"]]
+
+
+def test_v2_grpc_uint8_and_bytes(served):
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    server, inputs, refs = served
+    port = server.proc.args[server.proc.args.index("--grpc-port") + 1]
+    tensor = pb.ModelInferRequest.InferInputTensor
+    pixels = decode(inputs["rgb.png"])
+    with grpc.insecure_channel(f"{HOST}:{port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        answer = stub.ModelInfer(pb.ModelInferRequest(model_name=MODEL, inputs=[tensor(
+            name="images", datatype="UINT8", shape=[1, *pixels.shape])], raw_input_contents=[pixels.tobytes()]), timeout=120)
+        out = answer.outputs[0]
+        assert (out.name, list(out.shape)) == ("sr_images", [1, 40, 52, 3])
+        got = np.frombuffer(answer.raw_output_contents[0], np.uint8).reshape(40, 52, 3)
+        np.testing.assert_array_equal(got, decode(refs["rgb.png"]))
+        answer = stub.ModelInfer(pb.ModelInferRequest(model_name=MODEL, inputs=[tensor(
+            name="image_bytes", datatype="BYTES", shape=[1],
+            contents=pb.InferTensorContents(bytes_contents=[inputs["photo.jpg"]]))]), timeout=120)
+        assert answer.outputs[0].contents.bytes_contents[0] == refs["photo.jpg"]
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(pb.ModelInferRequest(model_name=MODEL, inputs=[tensor(
+                name="image_bytes", datatype="BYTES", shape=[1],
+                contents=pb.InferTensorContents(bytes_contents=[b"not an image"]))]), timeout=120)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not an image" in caught.value.details()
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -72,3 +72,17 @@ def test_batch_limit():
     with pytest.raises(RequestError) as caught:
         parse_v1({"instances": [[[[0, 0, 0]]]] * 3}, max_batch=2)
     assert caught.value.status == 413
+
+
+def test_a_taken_port_is_refused_before_the_models_load():
+    import socket
+
+    from drn_tf.cli.commands.serve import check_address
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match="cannot listen on 127.0.0.1"):
+            check_address("127.0.0.1", port)
+    check_address("127.0.0.1", port)  # free again

@@ -24,6 +24,17 @@ def json_body(payload):
         raise RequestError(f"request body is not JSON: {exc}") from None
 
 
+GRPC_STATUS = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 504: "DEADLINE_EXCEEDED"}
+
+
+def grpc_error(exc: RequestError):
+    """A refusal as gRPC answers it: the status code for the HTTP status, the same message."""
+    from grpc import StatusCode
+    from grpc_interceptor.exceptions import GrpcException
+
+    return GrpcException(details=str(exc), status_code=getattr(StatusCode, GRPC_STATUS.get(exc.status, "INVALID_ARGUMENT")))
+
+
 class DrnModel(Model):
     """A DRN model under ``name``: :class:`~drn_tf.serve.work.Upscaler` behind kserve's predict."""
 
@@ -38,13 +49,21 @@ class DrnModel(Model):
         return {"name": self.name, "scale": self.upscaler.scale, "runtime": self.runtime_name, "source": self.source}
 
     async def predict(self, payload, headers=None, response_headers=None):
+        try:
+            return await self._predict(payload)
+        except RequestError as exc:
+            if getattr(payload, "from_grpc", False):
+                raise grpc_error(exc) from None
+            raise
+
+    async def _predict(self, payload):
         deadline = Deadline(self.upscaler.limits.timeout)
         limit = self.upscaler.limits.max_batch
         batch = parse_v2(payload, limit) if isinstance(payload, InferRequest) else parse_v1(json_body(payload), limit)
         loop = asyncio.get_running_loop()
         results = await loop.run_in_executor(self.pool, self._run, batch, deadline)
         if isinstance(payload, InferRequest):
-            return answer_v2(batch, results, self.name, payload.id)
+            return answer_v2(batch, results, self.name, payload)
         return answer_v1(batch, results)
 
     def _run(self, batch: Batch, deadline: Deadline) -> list:

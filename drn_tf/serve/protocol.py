@@ -11,9 +11,10 @@ client written for TF Serving works unchanged:
   PNG files as ``{"b64": ...}``. Without ``signature_name``, ``{"b64": ...}`` instances are taken as
   ``upscale_bytes`` too.
 
-**V2** (Open Inference Protocol): one input tensor, ``UINT8`` ``[h, w, 3]`` or ``[n, h, w, 3]`` ->
+**V2** (Open Inference Protocol, REST and gRPC): one input tensor, ``UINT8`` ``[h, w, 3]`` or ``[n, h, w, 3]`` ->
 output ``sr_images`` (UINT8, same rank), or ``BYTES`` ``[n]`` of encoded images (base64 strings in
-JSON, raw bytes with the binary extension) -> output ``sr_image_bytes`` (BYTES, base64 PNG files).
+JSON, raw bytes with the binary extension and over gRPC) -> output ``sr_image_bytes`` (BYTES, PNG
+files: base64 in JSON, raw over gRPC).
 
 Everything wrong with a body is a :class:`~drn_tf.serve.work.RequestError` (400) naming what is wrong.
 """
@@ -164,6 +165,11 @@ def parse_v2(request, max_batch: int) -> Batch:
 
 
 def _flat(tensor) -> list:
+    if getattr(tensor, "_raw_data", None) is not None:  # binary extension (REST) or raw contents (gRPC)
+        try:
+            return tensor.as_numpy().reshape(-1).tolist()
+        except ValueError as exc:
+            raise RequestError(f"input {tensor.name!r}: {exc}") from None
     data = tensor.data
     if isinstance(data, np.ndarray):
         return data.reshape(-1).tolist()
@@ -192,13 +198,16 @@ def _check_count(count: int, declared: int, max_batch: int) -> None:
         raise RequestError(f"{count} images in one request; this server takes at most {max_batch}", 413)
 
 
-def answer_v2(batch: Batch, results: list, model_name: str, request_id: str | None):
+def answer_v2(batch: Batch, results: list, model_name: str, request) -> object:
+    """The ``InferResponse``: PNG files base64 in JSON, raw over gRPC."""
     from kserve import InferOutput, InferResponse
 
+    grpc = bool(getattr(request, "from_grpc", False))
     if batch.kind == "bytes":
-        out = InferOutput(BYTES_OUTPUT, [len(results)], "BYTES",
-                          [base64.b64encode(r).decode("ascii") for r in results])
+        data = list(results) if grpc else [base64.b64encode(r).decode("ascii") for r in results]
+        out = InferOutput(BYTES_OUTPUT, [len(results)], "BYTES", data)
     else:
         arr = np.stack(results) if batch.v2_batched else results[0]
         out = InferOutput(PIXEL_OUTPUT, list(arr.shape), "UINT8", arr.reshape(-1).tolist())
-    return InferResponse(response_id=request_id or "", model_name=model_name, infer_outputs=[out])
+    return InferResponse(response_id=request.id or "", model_name=model_name, infer_outputs=[out], from_grpc=grpc,
+                         use_binary_outputs=bool(request.use_binary_outputs))

@@ -4,13 +4,14 @@ What kserve provides: the V1 and V2 REST routes, ``/v2/health/live``, ``/v2/heal
 ``/v1/models/NAME`` (readiness per model), ``/metrics`` (Prometheus), request decoding and error
 answers. What is added here, on kserve's FastAPI app before it starts:
 
-* the listening address: kserve binds every interface; this server binds ``host`` (default 127.0.0.1);
+* the listening address: kserve binds every interface; this server binds ``host`` (default 127.0.0.1),
+  for HTTP and for the optional V2 gRPC server;
 * a body-size limit, checked from ``Content-Length`` before the body is read (and counted while it
   is read, for chunked bodies): 413 with a JSON error;
 * :class:`~drn_tf.serve.work.RequestError` answered with its status and ``{"error": ...}``;
 * the page at ``/`` (:mod:`drn_tf.serve.ui`) and ``/ui/models``, the list it shows;
 * the drain on SIGTERM/SIGINT: uvicorn stops accepting connections, lets the requests in flight
-  finish (up to ``grace`` seconds), and the process exits 0.
+  finish (up to ``grace`` seconds), then gRPC stops the same way, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -119,17 +120,67 @@ def add_routes(app, models: list, *, body_limit: int, ui: bool) -> None:
     app.add_api_route("/ui/models", model_list, methods=["GET"], include_in_schema=False)
 
 
-def serve(models: list, *, host: str, port: int, body_limit: int, grace: int, ui: bool = True) -> int:
+def grpc_server(host: str, port: int, server, body_limit: int):
+    """kserve's V2 gRPC server, listening on ``host`` (kserve's own binds every interface); requests over
+    ``body_limit`` bytes are refused by gRPC itself (RESOURCE_EXHAUSTED)."""
+    from concurrent import futures
+
+    from grpc import aio
+    from kserve.constants.constants import MAX_GRPC_MESSAGE_LENGTH
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.grpc.servicer import InferenceServicer
+
+    class HostGRPCServer(GRPCServer):
+        async def start(self, max_workers):
+            self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                      interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+                                      options=[("grpc.max_receive_message_length", body_limit),
+                                               ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_LENGTH)])
+            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+                InferenceServicer(self._data_plane, self._model_repository_extension), self._server)
+            self._server.add_insecure_port(f"{host}:{self._port}")
+            await self._server.start()
+            await self._server.wait_for_termination()
+
+    return HostGRPCServer(port, server.dataplane, server.model_repository_extension, kwargs={},
+                          grace_period=server.grace_period)
+
+
+def serve(models: list, *, host: str, port: int, body_limit: int, grace: int, grpc_port: int | None = None,
+          ui: bool = True) -> int:
     """Serve ``models`` (:class:`~drn_tf.serve.model.DrnModel`) until SIGTERM/SIGINT; returns 0 after the drain."""
+    import asyncio
+
     kserve = import_kserve()
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.model_server import app
+    from kserve.protocol.rest.server import RESTServer
 
     class Server(kserve.ModelServer):
         signalled: list = []
 
-        def setup_event_loop(self):
-            self._rest_server.config.host = host  # kserve's RESTServer is built for 0.0.0.0
-            super().setup_event_loop()
+        def start(self, models):
+            """kserve's start, with both servers on ``host`` and the drain in order: REST first
+            (uvicorn: no new connections, requests in flight finish), then gRPC (the same, up to ``grace``)."""
+            self._register_and_check_atleast_one_model_is_ready(models)
+            self._rest_server = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
+                                           self.http_port, grace_period=self.grace_period,
+                                           timeout_keep_alive=self.timeout_keep_alive)
+            self._rest_server.config.host = host  # kserve builds it for 0.0.0.0
+            self._grpc_server = grpc_server(host, grpc_port, self, body_limit) if grpc_port else None
+            self.setup_event_loop()
+            self.register_signal_handler()
+            asyncio.run(self._run())
+
+        async def _run(self):
+            rest = asyncio.ensure_future(self._rest_server.start())
+            grpc = asyncio.ensure_future(self._grpc_server.start(self.max_threads)) if self._grpc_server else None
+            await rest
+            if grpc is not None:
+                await self._grpc_server.stop()
+                await grpc
 
         def register_signal_handler(self):
             # uvicorn drains on SIGINT/SIGTERM and raises the signal again once it is done; it lands here
@@ -137,6 +188,7 @@ def serve(models: list, *, host: str, port: int, body_limit: int, grace: int, ui
                 signal.signal(sig, lambda s, _frame: self.signalled.append(s))
 
     add_routes(app, models, body_limit=body_limit, ui=ui)
-    server = Server(http_port=port, enable_grpc=False, grace_period=grace, enable_latency_logging=False)
+    server = Server(http_port=port, grpc_port=grpc_port or 0, enable_grpc=bool(grpc_port), grace_period=grace,
+                    enable_latency_logging=False)
     server.start(models)
     return 0

@@ -34,6 +34,7 @@ Endpoints (the same tiling and outputs as drn upscale; a PNG answer is drn upsca
   GET  /                         a page to try it in a browser
   GET  /v2/health/live, /v2/health/ready, /v1/models/NAME     health and readiness
   GET  /metrics                  Prometheus metrics
+  gRPC (with --grpc-port)        Open Inference Protocol's ModelInfer, the same tensors as V2 REST
 
 Refused with a JSON {"error": ...}: bodies over --max-body-mb (413, from Content-Length before reading),
 images over --max-pixels (413, from the image header before decoding), more than --max-batch images,
@@ -53,6 +54,8 @@ def add_parser(sub, help_text):
                    "Default auto: the faster float runtime on this CPU")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    p.add_argument("--grpc-port", type=int, metavar="PORT",
+                   help="also serve the V2 gRPC API (Open Inference Protocol) on this port (default: no gRPC)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="requests worked on at once (default 2): decoding and encoding overlap, the model "
                    "itself runs one pass at a time on all --threads")
@@ -99,11 +102,14 @@ def model_specs(values: list, runtimes: list) -> list:
 def _check(args, error) -> list:
     for option, value, low in (("--workers", args.workers, 1), ("--max-pixels", args.max_pixels, 4),
                                ("--max-batch", args.max_batch, 1), ("--grace", args.grace, 0),
-                               ("--port", args.port, 1), ("--threads", args.threads or 1, 1)):
+                               ("--threads", args.threads or 1, 1)):
         if value < low:
             raise error(f"{option} must be at least {low}, got {value}")
-    if args.port > 65535:
-        raise error(f"--port must be at most 65535, got {args.port}")
+    for option, value in (("--port", args.port), ("--grpc-port", args.grpc_port)):
+        if value is not None and not 1 <= value <= 65535:
+            raise error(f"{option} must be between 1 and 65535, got {value}")
+    if args.grpc_port == args.port:
+        raise error("--grpc-port must differ from --port")
     if args.timeout <= 0 or args.max_body_mb <= 0:
         raise error("--timeout and --max-body-mb must be positive")
     if len(set(args.runtime)) != len(args.runtime):
@@ -112,6 +118,20 @@ def _check(args, error) -> list:
         return model_specs(args.models, args.runtime)
     except ValueError as exc:
         raise error(str(exc)) from None
+
+
+def check_address(host: str, port: int) -> None:
+    """ValueError when ``host:port`` cannot be listened on (taken, or not this machine's), found before
+    the models load."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _load(specs, limits, pool):
@@ -140,6 +160,12 @@ def run(args):
 
     specs = _check(args, UserError)
     try:
+        for port in (args.port, args.grpc_port):
+            if port is not None:
+                check_address(args.host, port)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
         from drn_tf.serve.server import import_kserve, serve
 
         import_kserve()
@@ -161,6 +187,6 @@ def run(args):
           file=sys.stderr, flush=True)
     try:
         return serve(models, host=args.host, port=args.port, body_limit=int(args.max_body_mb * 1e6),
-                     grace=args.grace, ui=not args.no_ui)
+                     grace=args.grace, grpc_port=args.grpc_port, ui=not args.no_ui)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
