@@ -21,12 +21,14 @@ CONFIGS = sorted((ROOT / "training" / "configs").glob("*.yaml"))
 
 
 def test_shipped_configs_resolve():
+    from drn_tf.models.presets import get_preset
+
     names = {p.stem for p in CONFIGS}
     assert {"drn_x2", "drn_x3", "drn_x4"} <= names
     for p in CONFIGS:
         cfg = resolve_config(load_config(p))
         preset = cfg["model"]["preset"]
-        assert preset.endswith(f"_x{cfg['model']['scale']}"), p
+        assert get_preset(preset)["clean"].endswith(f"_x{cfg['model']['scale']}"), p  # drn_x2, drn_s_x2_photo ...
         assert preset == p.stem, p
         assert cfg["train"]["steps"] % cfg["train"]["epoch_steps"] == 0
 
