@@ -1,5 +1,5 @@
 """Every bundled model: loads with safe_mode=True, has its preset's parameter
-count, and beats bicubic on Set5 by the issue's margins (measured here, by the
+count, and beats bicubic on Set5 by the margins below (measured here, by the
 protocol, not read from a file)."""
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ DYNAMIC_TOL = {"max": 0.02, "mean": 0.004}
 # (which shifts every pixel by tens of levels), not the last tenth of a dB,
 # which needs a trained model (test_int8_psnr_loss_trained).
 INT8_FRESH_TOL = {"max": 16 / 255, "mean": 2.5 / 255}
-# int8 of the trained drn_x2 on Set5 and Set14 x2 against the Keras model: issue 17's goal, 0.10 dB.
+# int8 of the trained drn_x2 on Set5 and Set14 x2 against the Keras model: the int8 promise, 0.10 dB.
 # Measured with the export's int8 recipe (drn_tf.export.int8._QuantGraph: exact input, output mean folded
 # into the last convolution and quantized straight to grey levels, MSE-searched activation ranges):
 # 0.051 dB on Set5, 0.013 on Set14. The min-max calibration of the Keras graph before it lost

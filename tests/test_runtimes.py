@@ -24,7 +24,7 @@ from drn_tf.models.drn import DRN
 from drn_tf.models.resolve import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
-# int8 goal of issue 17, held by test_int8_runtime_tiling_and_quality (bundled drn_s_x2, the preset
+# the int8 promise, held by test_int8_runtime_tiling_and_quality (bundled drn_s_x2, the preset
 # with the least margin: measured 0.086 dB on Set5 x2, 0.065 on Set14; the recipe before was 0.20+).
 INT8_LOSS_DB = 0.10
 
@@ -256,7 +256,7 @@ def test_int8_runtime_on_a_fresh_install_needs_no_data(tmp_path, monkeypatch, rn
 
 @pytest.mark.slow
 def test_every_bundled_int8_model_keeps_the_quality(data_dir, tmp_path):
-    """Issue 17's bound for every bundled int8 file: Set5 and Set14 Y-PSNR (set means, by the protocol) within
+    """The int8 promise for every bundled int8 file: Set5 and Set14 Y-PSNR (set means, by the protocol) within
     INT8_LOSS_DB of its fp32 model. The guard for newly bundled weights (training/bundle_run.py)."""
     from drn_tf.core.protocol import read_benchmark
 
