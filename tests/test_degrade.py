@@ -326,3 +326,14 @@ def test_api_kind_follows_the_file_and_is_explicit_for_arrays(tmp_path, monkeypa
     assert not np.array_equal(from_file, drn_tf.upscale(pixels, preset="drn_s_x2"))  # arrays: clean by default
     with pytest.raises(ValueError, match="kind"):
         drn_tf.upscale(pixels, kind="jpeg")
+
+
+def test_beam_batch_kind(capsys):
+    from drn_tf.cli.commands.beam import _batch_kind
+
+    assert _batch_kind("auto", ["gs://b/a.JPG", "/x/b.jpeg"]) == "photo"
+    assert _batch_kind("auto", ["a.png", "b.webp"]) == "clean"
+    assert _batch_kind("photo", ["a.png"]) == "photo" and _batch_kind("clean", ["a.jpg"]) == "clean"
+    assert capsys.readouterr().err == ""
+    assert _batch_kind("auto", ["a.jpg", "b.png"]) == "clean"
+    assert "1 of 2 inputs are JPEGs" in capsys.readouterr().err

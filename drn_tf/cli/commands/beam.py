@@ -72,6 +72,10 @@ def add_parser(sub, help_text):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="PATH", help="a .keras file or a SavedModel folder (drn export saved-model)")
     src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
+    p.add_argument("--kind", choices=("auto", "clean", "photo"), default="auto",
+                   help="which variant of the preset: photo (fine-tuned for JPEG inputs), clean, or auto (default: "
+                   "photo when every matched file is a .jpg/.jpeg, clean otherwise; a mixed batch is upscaled "
+                   "with the clean model and said so: give the JPEGs their own pattern with --kind photo)")
     p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
     p.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality, 1-100 (default: 95)")
     existing = p.add_mutually_exclusive_group()  # as drn upscale's
@@ -112,7 +116,7 @@ def _run(args):
         from drn_tf.inference import beam as B
     except ImportError as exc:
         raise UserError(str(exc)) from None
-    from drn_tf.models.resolve import ModelError
+    from drn_tf.models.resolve import ModelError, preset_for_kind
 
     bad = [a for a in args.beam_args if not a.startswith("-")]
     if bad:
@@ -131,6 +135,18 @@ def _run(args):
         raise UserError(f"{pattern}: cannot list: {str(exc).splitlines()[0]}") from None
     if not matched:
         raise UserError(f"{pattern}: no files match this pattern")
+    preset = args.preset
+    if args.model is None:
+        kind = _batch_kind(args.kind, [m.path for m in matched])
+        from drn_tf.models.backend import import_backend_quietly
+
+        import_backend_quietly()  # finding the bundled files loads the model module (Keras)
+        try:
+            preset, note = preset_for_kind(preset or f"drn_x{args.scale or 2}", kind)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if note:
+            print(f"drn beam: {note}", file=sys.stderr)
     from drn_tf.core.utils import quiet_stderr
 
     try:
@@ -141,7 +157,7 @@ def _run(args):
                 pattern,
                 args.output_dir,
                 model=args.model,
-                preset=args.preset,
+                preset=preset,
                 scale=args.scale,
                 pipeline_args=args.beam_args,
                 fmt=args.format,
@@ -171,3 +187,15 @@ def _run(args):
               file=sys.stderr)
         return 1
     return 0
+
+
+def _batch_kind(asked: str, paths) -> str:
+    """``--kind`` for the whole pipeline: as asked, or (auto) photo when every input is named .jpg/.jpeg (the
+    pipeline runs one model; a file's header is not read here, remote files included)."""
+    if asked != "auto":
+        return asked
+    jpeg = [p for p in paths if p.lower().endswith((".jpg", ".jpeg"))]
+    if jpeg and len(jpeg) < len(paths):
+        print(f"drn beam: {len(jpeg)} of {len(paths)} inputs are JPEGs: all are upscaled with the clean model "
+              "(run the JPEGs with their own pattern and --kind photo)", file=sys.stderr)
+    return "photo" if jpeg and len(jpeg) == len(paths) else "clean"
