@@ -337,3 +337,21 @@ def test_beam_batch_kind(capsys):
     assert capsys.readouterr().err == ""
     assert _batch_kind("auto", ["a.jpg", "b.png"]) == "clean"
     assert "1 of 2 inputs are JPEGs" in capsys.readouterr().err
+
+
+def test_serve_answers_jpeg_bytes_with_the_photo_variant(tmp_path):
+    pytest.importorskip("kserve")
+    import io
+
+    from PIL import Image
+
+    from drn_tf.serve.model import DrnModel
+
+    clean, photo = object(), object()
+    m = DrnModel("drn_x2", clean, None, runtime="keras", source="drn_x2", photo=photo)
+    image = Image.fromarray(pairs(2, np.random.default_rng(5))[0][0])
+    jpg, png = io.BytesIO(), io.BytesIO()
+    image.save(jpg, format="JPEG", quality=80)
+    image.save(png, format="PNG")
+    assert m.upscaler_for(jpg.getvalue()) is photo and m.upscaler_for(png.getvalue()) is clean
+    assert DrnModel("x", clean, None, runtime="keras", source="x").upscaler_for(jpg.getvalue()) is clean

@@ -38,9 +38,11 @@ def grpc_error(exc: RequestError):
 class DrnModel(Model):
     """A DRN model under ``name``: :class:`~drn_tf.serve.work.Upscaler` behind kserve's predict."""
 
-    def __init__(self, name: str, upscaler: Upscaler, pool: Executor, *, runtime: str, source: str):
+    def __init__(self, name: str, upscaler: Upscaler, pool: Executor, *, runtime: str, source: str,
+                 photo: Upscaler | None = None):
         super().__init__(name)
         self.upscaler, self.pool = upscaler, pool
+        self.photo = photo  # the preset's photo variant: encoded JPEG requests go there
         self.runtime_name, self.source = runtime, source
         self.ready = True  # loaded before the server starts
 
@@ -67,5 +69,16 @@ class DrnModel(Model):
         return answer_v1(batch, results)
 
     def _run(self, batch: Batch, deadline: Deadline) -> list:
-        work = self.upscaler.upscale_file_bytes if batch.kind == "bytes" else self.upscaler.upscale_pixels
-        return [work(item, deadline) for item in batch.items]
+        if batch.kind != "bytes":
+            return [self.upscaler.upscale_pixels(item, deadline) for item in batch.items]
+        return [self.upscaler_for(item).upscale_file_bytes(item, deadline) for item in batch.items]
+
+    def upscaler_for(self, data: bytes) -> Upscaler:
+        """The photo variant for an encoded JPEG (read from its header), when one is loaded; else the model."""
+        import io
+
+        from drn_tf.core.degrade import estimate_jpeg_quality
+
+        if self.photo is not None and estimate_jpeg_quality(io.BytesIO(data)) is not None:
+            return self.photo
+        return self.upscaler

@@ -71,6 +71,10 @@ def add_parser(sub, help_text):
     p.add_argument("--grace", type=int, default=30, metavar="S",
                    help="on SIGTERM, seconds the requests in flight get to finish (default 30)")
     p.add_argument("--no-ui", action="store_true", help="no page at /")
+    p.add_argument("--kind", choices=("auto", "clean", "photo"), default="auto",
+                   help="for presets: auto (default) also loads the preset's photo variant when it is bundled and "
+                   "answers encoded JPEG requests with it (fine-tuned for JPEG inputs); clean or photo: that "
+                   "variant only. Pixel-array requests and model files use the model as it is")
     p.set_defaults(func=run)
 
 
@@ -134,21 +138,48 @@ def check_address(host: str, port: int) -> None:
         raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _load(specs, limits, pool):
-    """The :class:`~drn_tf.serve.model.DrnModel` of each spec (each model file or preset loaded once)."""
+def _photo_variant(preset: str, kind: str, runtime: str, limits):
+    """The Upscaler of ``preset``'s photo variant for ``--kind auto``, when it is bundled (and not the preset)."""
+    from drn_tf.inference.runtimes import runtime_model
+    from drn_tf.models.presets import get_preset
+    from drn_tf.models.resolve import preset_for_kind, resolve
+    from drn_tf.serve.work import Upscaler
+
+    if kind != "auto" or get_preset(preset)["kind"] == "photo":
+        return None
+    name, note = preset_for_kind(preset, "photo")
+    if note:
+        return None
+    return Upscaler(runtime_model(resolve(None, name).model, runtime), limits)
+
+
+def _load(specs, limits, pool, kind: str = "auto"):
+    """The :class:`~drn_tf.serve.model.DrnModel` of each spec (each model file or preset loaded once); a preset
+    is replaced by its ``kind`` variant (``clean``/``photo``), or (``auto``) serves JPEG bytes with its photo one."""
     from drn_tf.inference.runtimes import resolve_runtime, runtime_model
-    from drn_tf.models.resolve import resolve
+    from drn_tf.models.presets import variant
+    from drn_tf.models.resolve import ModelError, preset_for_kind, resolve
     from drn_tf.serve.model import DrnModel
     from drn_tf.serve.work import Upscaler
 
     loaded, models = {}, []
     for name, spec, runtime in specs:
         is_file = _is_file(spec)
+        if not is_file and kind != "auto":
+            try:
+                spec, note = preset_for_kind(spec, kind)
+            except ValueError as exc:
+                raise ModelError(str(exc)) from None
+            if note:
+                print(f"drn serve: {note}", file=sys.stderr)
         if spec not in loaded:
             loaded[spec] = resolve(spec if is_file else None, None if is_file else spec).model
         rt = runtime_model(loaded[spec], runtime, progress=lambda m: print(f"drn serve: {m}", file=sys.stderr))
-        models.append(DrnModel(name, Upscaler(rt, limits), pool, runtime=resolve_runtime(runtime), source=spec))
-        print(f"drn serve: {name}: {spec}, x{rt.scale}, runtime {rt.name}", file=sys.stderr)
+        photo = None if is_file else _photo_variant(spec, kind, runtime, limits)
+        models.append(DrnModel(name, Upscaler(rt, limits), pool, runtime=resolve_runtime(runtime), source=spec,
+                               photo=photo))
+        print(f"drn serve: {name}: {spec}, x{rt.scale}, runtime {rt.name}"
+              + (f"; JPEG requests: {variant(spec, 'photo')}" if photo else ""), file=sys.stderr)
     return models
 
 
@@ -180,7 +211,7 @@ def run(args):
     limits = Limits(max_pixels=args.max_pixels, max_batch=args.max_batch, timeout=args.timeout)
     pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="drn-serve")
     try:
-        models = _load(specs, limits, pool)
+        models = _load(specs, limits, pool, args.kind)
     except ModelError as exc:
         raise UserError(str(exc)) from None
     print(f"drn serve: listening on http://{args.host}:{args.port} ({', '.join(m.name for m in models)})",
