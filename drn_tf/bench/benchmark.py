@@ -188,7 +188,8 @@ def _keras_xla(b: Bench, row: Row):
 def open_written(path, model, threads: int | None = None):
     """What :data:`drn_tf.export.formats.FORMATS` wrote, as the runtime that runs it
     (:class:`drn_tf.inference.runtime.Runtime`): the Keras ``model`` itself for its ``.keras`` file,
-    LiteRT (``threads``, default: the cores) for a ``.tflite`` file, TensorFlow for a SavedModel folder."""
+    LiteRT (``threads``, default: the cores) for a ``.tflite`` file, ONNX Runtime for a ``.onnx`` file, OpenVINO
+    (float32) for an IR's ``.xml``, TensorFlow for a SavedModel folder."""
     path = Path(path)
     if path.suffix == ".keras":
         from drn_tf.inference.runtime import KerasRuntime
@@ -198,6 +199,14 @@ def open_written(path, model, threads: int | None = None):
         from drn_tf.inference.litert import LiteRTRuntime
 
         return LiteRTRuntime(path, num_threads=threads or cpu_count())
+    if path.suffix == ".onnx":
+        from drn_tf.inference.onnx_runtime import OnnxRuntime
+
+        return OnnxRuntime(path, num_threads=threads or cpu_count())
+    if path.suffix == ".xml":
+        from drn_tf.inference.openvino_runtime import OpenVINORuntime
+
+        return OpenVINORuntime(path, "f32", num_threads=threads or cpu_count())
     from drn_tf.inference.savedmodel import SavedModelRuntime
 
     return SavedModelRuntime(path)

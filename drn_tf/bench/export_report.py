@@ -20,6 +20,7 @@ from drn_tf.core.utils import parse_size
 from drn_tf.export.common import ExportError, _tf, default_data_dir, model_scale
 from drn_tf.export.formats import FORMATS
 from drn_tf.export.int8 import CALIBRATION_COUNT
+from drn_tf.export.onnx import MissingPackage
 from drn_tf.export.tflite import gpu_compatibility, tflite_ops
 from drn_tf.inference.runtimes import AUTO_RULE, RUNTIMES, _versions, default_runtime, runtime_model
 
@@ -205,7 +206,11 @@ def build_report(
         for variant in variants:
             say(f"{variant} ...")
             r = VariantResult(variant, FORMATS[variant].description)
-            upscale, timers[variant] = _measure_form(run, r)
+            try:
+                upscale, timers[variant] = _measure_form(run, r)
+            except MissingPackage as exc:  # an optional runtime (ONNX, OpenVINO) not installed: left out, said why
+                say(f"{variant}: left out ({exc})")
+                continue
             score(r, upscale)
             results.append(r)
             say(f"{variant}: {r.psnr:.3f} dB" + "".join(f", {k} {v:.3f} dB" for k, v in r.extra_psnr.items()))
@@ -307,6 +312,9 @@ def _report_markdown(results, description, trained, folder, scale, lat_size, run
 # ---------------------------------------------------------------- the runtime table
 
 
+REPORTED_PACKAGES = ("tensorflow", "ai-edge-litert", "onnxruntime", "tf2onnx", "openvino")
+
+
 def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set14"), latency_size=(256, 256),
                    runs: int = 6, warmup: int = 1, cache_dir=None, progress=None) -> tuple[str, list[dict]]:
     """Markdown table: PSNR on ``sets`` and speed of every runtime, with the CPU it ran on.
@@ -331,11 +339,17 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         if not folder.is_dir():
             raise ExportError(f"{folder} does not exist (pass --data with benchmark/{name})")
         pairs[name] = _set5_pairs(data_dir, scale, set_name=name)[1]
-    names = list(RUNTIMES)
-    models = {}
-    for name in names:
+    from drn_tf.models.resolve import ModelError
+
+    models, skipped = {}, {}
+    for name in RUNTIMES:
         say(f"{name}: preparing ...")
-        models[name] = runtime_model(model, name, cache_dir=cache_dir, progress=say)
+        try:
+            models[name] = runtime_model(model, name, cache_dir=cache_dir, progress=say)
+        except ModelError as exc:  # not on this CPU, or its package is not installed: said under the table
+            skipped[name] = str(exc)
+            say(f"{name}: skipped ({exc})")
+    names = list(models)
     rows = []
     for name in names:
         row = {"runtime": name}
@@ -366,19 +380,20 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         "",
         f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, flags {', '.join(flags) or 'none of note'}; "
         f"{platform.system()} {platform.release()}{load}. `auto` picks **{default_runtime(flags)}** here "
-        f"({AUTO_RULE}). Versions: {_versions()}.",
+        f"({AUTO_RULE}). Versions: {_versions(REPORTED_PACKAGES)}.",
         "",
         f"PSNR: `drn_tf.upscale(..., runtime=...)` on {', '.join(pairs)} (Y channel, {scale} pixels shaved). "
         f"Speed: one {lh}x{lw} input, median (best) of {runs} runs after {warmup} warm-up, the runtimes "
         "timed in turn round after round; speed-up against keras in the same run.",
         "",
-        "| runtime | " + " | ".join(f"{k} PSNR (dB)" for k in pairs) + " | ms (median) | ms (best) | x keras (median) | x keras (best) |",
-        "|---|" + "---:|" * (len(pairs) + 4),
+        "| runtime | file (written by) | " + " | ".join(f"{k} PSNR (dB)" for k in pairs)
+        + " | ms (median) | ms (best) | x keras (median) | x keras (best) |",
+        "|---|---|" + "---:|" * (len(pairs) + 4),
     ]
     for row in rows:
         lines.append(
-            f"| {row['runtime']} | " + " | ".join(f"{row[k]:.3f}" for k in pairs)
+            f"| {row['runtime']} | `{RUNTIMES[row['runtime']].export}` | " + " | ".join(f"{row[k]:.3f}" for k in pairs)
             + f" | {row['median_ms']:.0f} | {row['best_ms']:.0f} | {row['speedup']:.2f} | {row['speedup_best']:.2f} |"
         )
-    lines.append("")
+    lines += [""] + [f"Not run: {name}: {why}" for name, why in skipped.items()] + ([""] if skipped else [])
     return "\n".join(lines), rows

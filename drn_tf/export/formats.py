@@ -8,7 +8,9 @@ Each writer puts its file (or folder) into a given folder and returns its path:
 * ``keras``: the ``.keras`` file (the reference);
 * ``saved_model``: :func:`drn_tf.export.savedmodel.export_saved_model` (TF Serving layout, version 1);
 * ``tflite-*``: :func:`drn_tf.export.tflite.convert_tflite` with that quantisation
-  (``calibration``, ``calibration_count`` and ``workdir`` are passed on).
+  (``calibration``, ``calibration_count`` and ``workdir`` are passed on);
+* ``onnx``: :func:`drn_tf.export.onnx.convert_onnx` (``.onnx``, dynamic size);
+* ``openvino``: :func:`drn_tf.export.onnx.convert_openvino` (``openvino/drn.xml`` + ``.bin``, float32 weights).
 
 Nothing is imported at load time: the writers import what they use.
 """
@@ -55,6 +57,19 @@ def _tflite(quantize: str, gpu_friendly: bool = False) -> Callable:
     return write
 
 
+def _onnx(model, folder, **options) -> Path:
+    from drn_tf.core.utils import write_atomic
+    from drn_tf.export.onnx import convert_onnx
+
+    return write_atomic(Path(folder) / "drn.onnx", convert_onnx(model))
+
+
+def _openvino(model, folder, **options) -> Path:
+    from drn_tf.export.onnx import convert_openvino
+
+    return convert_openvino(model, Path(folder) / "openvino")
+
+
 FORMATS: dict[str, ExportFormat] = {
     "keras": ExportFormat("Keras model (float32), the reference", _keras_file),
     "saved_model": ExportFormat("SavedModel for TF Serving, `serving_default` (uint8 in/out)", _saved_model),
@@ -64,6 +79,8 @@ FORMATS: dict[str, ExportFormat] = {
     "tflite-int8": ExportFormat("TFLite full int8 (uint8 I/O)", _tflite("int8")),
     "tflite-float32-gpu": ExportFormat("TFLite float32, pixel shuffle as TRANSPOSE_CONV (--gpu-friendly)",
                                        _tflite("float32", gpu_friendly=True)),
+    "onnx": ExportFormat("ONNX (float32 in/out, dynamic size) in ONNX Runtime", _onnx),
+    "openvino": ExportFormat("OpenVINO IR (fp32 weights) on the CPU plugin, float32", _openvino),
 }
 
 __all__ = ["FORMATS", "ExportFormat"]

@@ -31,7 +31,9 @@ does not work with Keras 3), ``TFLITE_BUILTINS`` only (the export fails with
 
 Every TFLite file carries a ``drn_tf`` metadata entry (JSON: scale,
 receptive radius, quantization, input size, I/O convention) read by
-:func:`tflite_metadata`.
+:func:`tflite_metadata`, and the standard ``TFLITE_METADATA`` entry (name,
+description, version, author, license, the image tensors' normalisation and
+range) that Android tooling reads (:mod:`drn_tf.export.tflite_metadata`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from drn_tf.export.int8 import (
     range_samples,
 )
 from drn_tf.export.savedmodel import _float_saved_model, gpu_friendly_model
+from drn_tf.export.tflite_metadata import describe, metadata_flatbuffer
 
 
 def _opcode_names(tflite_bytes: bytes) -> list[str]:
@@ -138,17 +141,17 @@ def gpu_compatibility(tflite_bytes: bytes) -> tuple[bool, str]:
     return ok, "; ".join(details)
 
 
-def _set_metadata(model_obj, payload: dict) -> None:
+def _set_metadata(model_obj, name: str, data: bytes) -> None:
+    """A metadata entry ``name`` -> a new buffer holding ``data`` (an earlier entry of that name replaced)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    data = json.dumps(payload, sort_keys=True).encode()
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(data, dtype=np.uint8)
     model_obj.buffers.append(buffer)
     entry = schema.MetadataT()
-    entry.name = METADATA_NAME
+    entry.name = name
     entry.buffer = len(model_obj.buffers) - 1
-    model_obj.metadata = [m for m in (model_obj.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    model_obj.metadata = [m for m in (model_obj.metadata or []) if m.name not in (name, name.encode())]
     model_obj.metadata.append(entry)
 
 
@@ -235,14 +238,20 @@ def _int8_elu(model_obj) -> int:
     return len(drop) // 2
 
 
-def _postprocess(tflite_bytes: bytes, metadata: dict, pixel_io: bool) -> bytes:
+def _postprocess(tflite_bytes: bytes, metadata: dict, pixel_io: bool, standard: bytes | None = None) -> bytes:
+    """Fix the int8 model's pixel I/O and ELUs; add the ``drn_tf`` JSON entry and the standard
+    ``TFLITE_METADATA`` flatbuffer (``standard``, :mod:`drn_tf.export.tflite_metadata`)."""
     from tensorflow.lite.tools import flatbuffer_utils
+
+    from drn_tf.export.tflite_metadata import METADATA_ENTRY
 
     model_obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
     if pixel_io:
         _force_pixel_io(model_obj)
         metadata = dict(metadata, int8_elu=_int8_elu(model_obj))
-    _set_metadata(model_obj, metadata)
+    _set_metadata(model_obj, METADATA_NAME, json.dumps(metadata, sort_keys=True).encode())
+    if standard is not None:
+        _set_metadata(model_obj, METADATA_ENTRY, standard)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model_obj))
 
 
@@ -323,7 +332,9 @@ def convert_tflite(
     }
     if quantize == "int8":
         metadata["int8_recipe"] = recipe or "min-max calibration of the Keras model"
-    return _postprocess(flat, metadata, pixel_io=quantize == "int8")
+    standard = metadata_flatbuffer(describe(getattr(model, "name", None) or "drn", scale, radius, quantize,
+                                            input_size, TFLITE_INPUT, TFLITE_OUTPUT))
+    return _postprocess(flat, metadata, pixel_io=quantize == "int8", standard=standard)
 
 
 def convert_saved_model(saved_dir, quantize: str = "float32", samples=None) -> bytes:

@@ -8,6 +8,9 @@
 * ``litert-int8``: the full-integer TFLite export (uint8 pixels in and out):
   faster, and a different output (within the int8 loss that
   ``drn export report`` measures);
+* ``onnxruntime``: the ONNX export (:mod:`drn_tf.export.onnx`) in ONNX Runtime's CPU provider;
+* ``openvino`` / ``openvino-bf16``: the OpenVINO IR on OpenVINO's CPU plugin, computing in float32 or
+  (CPUs with AVX512_BF16 / AMX only; refused elsewhere) bfloat16;
 * ``auto`` (not an entry: a choice among them): the faster float runtime on
   this CPU, :func:`default_runtime`.
 
@@ -17,11 +20,15 @@ model, so tiling, channels and outputs are the same whatever runs the network
 interface and one entry here (its name, a line of description, the function
 that builds it from a Keras model).
 
-The TFLite models are converted on first use and cached under
-``<cache>/tflite/`` (the user cache folder of :func:`drn_tf.data.patches.default_cache_dir`),
+The TFLite, ONNX and OpenVINO files are converted on first use and cached under
+``<cache>/tflite/``, ``<cache>/onnx/``, ``<cache>/openvino/`` (the user cache folder of
+:func:`drn_tf.data.patches.default_cache_dir`; all in ``cache_dir`` when given),
 named by a hash of the model's weights and configuration, the export
-settings and the TensorFlow / LiteRT / drn_tf versions, and written
-atomically, so a second run loads the file and a changed model gets a new one.
+settings and the versions of drn_tf, TensorFlow and the converter (LiteRT, tf2onnx, onnx, OpenVINO), and
+written atomically, so a second run loads the file and a changed model gets a new one. The builders take
+the Keras model (the key hashes its weights), so TensorFlow is loaded even when the file is cached; the
+runtime classes themselves open an exported file without TensorFlow. A runtime whose package is missing
+is refused with the ``pip install`` line that adds it.
 
 This module imports no framework and no numpy at load time (``drn upscale
 --help`` reads the names): the builders import what they run.
@@ -46,6 +53,7 @@ class RuntimeEntry:
 
     description: str
     build: Callable
+    export: str = ""  # the `drn export` command that writes the file it runs
 
 
 def _keras(model, cache_dir=None, progress=None):
@@ -63,12 +71,40 @@ def _litert(quantize: str) -> Callable:
     return build
 
 
+def _onnxruntime(model, cache_dir=None, progress=None):
+    from drn_tf.export.onnx import require
+    from drn_tf.inference.onnx_runtime import OnnxRuntime
+
+    require("onnxruntime", "onnx")  # before converting anything
+    return OnnxRuntime(cached_onnx(model, cache_dir=cache_dir, progress=progress))
+
+
+def _openvino(precision: str) -> Callable:
+    def build(model, cache_dir=None, progress=None):
+        from drn_tf.export.onnx import require
+        from drn_tf.inference.openvino_runtime import OpenVINORuntime, check_bf16
+
+        if precision == "bf16":
+            check_bf16()  # before converting anything
+        require("openvino", "openvino")
+        return OpenVINORuntime(cached_openvino(model, cache_dir=cache_dir, progress=progress), precision)
+
+    return build
+
+
 RUNTIMES: dict[str, RuntimeEntry] = {
-    "keras": RuntimeEntry("the Keras model (TensorFlow, oneDNN): the reference", _keras),
+    "keras": RuntimeEntry("the Keras model (TensorFlow, oneDNN): the reference", _keras,
+                          "model.save (a .keras file)"),
     "litert": RuntimeEntry("the float32 TFLite export in LiteRT (XNNPACK): the same output within float rounding",
-                           _litert("float32")),
+                           _litert("float32"), "drn export tflite"),
     "litert-int8": RuntimeEntry("the full-integer TFLite export in LiteRT (uint8 pixels in and out): faster, a "
-                                "slightly different output", _litert("int8")),
+                                "slightly different output", _litert("int8"), "drn export tflite --quantize int8"),
+    "onnxruntime": RuntimeEntry("the ONNX export in ONNX Runtime (CPU): the same output within float rounding "
+                                '(pip install "drn-tf[onnx]")', _onnxruntime, "drn export onnx"),
+    "openvino": RuntimeEntry("the OpenVINO IR on OpenVINO's CPU plugin, float32: the same output within float "
+                             'rounding (pip install "drn-tf[openvino]")', _openvino("f32"), "drn export openvino"),
+    "openvino-bf16": RuntimeEntry("the OpenVINO IR computed in bfloat16 (CPUs with AVX512_BF16 or AMX only): "
+                                  "faster, a slightly different output", _openvino("bf16"), "drn export openvino"),
 }
 AUTO = "auto"
 
@@ -167,13 +203,13 @@ def tflite_cache_dir() -> Path:
     return default_cache_dir() / "tflite"
 
 
-def _versions() -> str:
+def _versions(packages=("tensorflow", "ai-edge-litert")) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     from drn_tf.core.version import VERSION
 
     out = [f"drn_tf={VERSION}"]
-    for pkg in ("tensorflow", "ai-edge-litert"):
+    for pkg in packages:
         try:
             out.append(f"{pkg}={version(pkg)}")
         except PackageNotFoundError:
@@ -202,7 +238,7 @@ def tflite_cache_key(model, quantize: str) -> str:
     from drn_tf.export.common import default_data_dir
     from drn_tf.export.int8 import CALIBRATION_COUNT, CALIBRATION_PATCH, INT8_RECIPE
 
-    settings = {"quantize": quantize, "format": "dynamic-size, builtin ops"}
+    settings = {"quantize": quantize, "format": "dynamic-size, builtin ops", "metadata": "drn_tf, TFLITE_METADATA"}
     if quantize == "int8":
         ranges = bundled_int8_ranges(model)
         if ranges is not None:  # the bundled calibration: no data involved
@@ -280,32 +316,91 @@ def bundled_int8_ranges(model) -> dict | None:
 
 def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
     """Path of the cached TFLite export of ``model`` (``float32`` or ``int8``), converting it on a miss."""
-    from drn_tf.core.utils import write_atomic
-    from drn_tf.export.tflite import convert_tflite
+
+    def make():
+        from drn_tf.export.tflite import convert_tflite
+
+        ranges = bundled_int8_ranges(model) if quantize == "int8" else None
+        return {".tflite": convert_tflite(model, quantize, int8_ranges=ranges)}
 
     folder = Path(cache_dir) if cache_dir is not None else tflite_cache_dir()
+    return cached_export(model, folder, f"{quantize}-{tflite_cache_key(model, quantize)}", ".tflite", make,
+                         f"TFLite {quantize}", progress)
+
+
+def export_cache_key(model, settings: dict, packages=()) -> str:
+    """Cache key of an export of ``model`` (as :func:`tflite_cache_key`): weights, ``settings``, the versions
+    of drn_tf, TensorFlow and ``packages``."""
+    raw = json.dumps([weights_digest(model), settings, _versions(("tensorflow", *packages))], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def cached_onnx(model, cache_dir=None, progress=None) -> Path:
+    """Path of the cached ONNX export of ``model`` (dynamic size, :func:`drn_tf.export.onnx.convert_onnx`)."""
+    from drn_tf.export import onnx as export_onnx
+
+    settings = {"format": "onnx, dynamic-size", "opset": export_onnx.ONNX_OPSET}
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_root() / "onnx"
+    return cached_export(model, folder, export_cache_key(model, settings, ("tf2onnx", "onnx")), ".onnx",
+                         lambda: {".onnx": export_onnx.convert_onnx(model)}, "ONNX", progress)
+
+
+def cached_openvino(model, cache_dir=None, progress=None) -> Path:
+    """Path of the cached OpenVINO IR (``.xml``; its ``.bin`` beside it) of ``model``, float32 weights."""
+    import tempfile
+
+    from drn_tf.export import onnx as export_onnx
+
+    settings = {"format": "openvino IR from onnx, dynamic-size, fp32 weights", "opset": export_onnx.ONNX_OPSET}
+
+    def make():
+        with tempfile.TemporaryDirectory(prefix="drn-openvino-") as tmp:
+            xml = export_onnx.convert_openvino(model, tmp)
+            return {".bin": xml.with_suffix(".bin").read_bytes(), ".xml": xml.read_bytes()}
+
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_root() / "openvino"
+    key = export_cache_key(model, settings, ("tf2onnx", "onnx", "openvino"))
+    return cached_export(model, folder, key, ".xml", make, "OpenVINO IR", progress)
+
+
+def default_cache_root() -> Path:
+    from drn_tf.data.patches import default_cache_dir
+
+    return default_cache_dir()
+
+
+def cached_export(model, folder: Path, tag: str, suffix: str, make, what: str, progress=None) -> Path:
+    """The file ``folder/<model name>-<tag><suffix>``, made on a miss by ``make()`` -> ``{suffix: bytes}`` (the
+    main ``suffix`` last, so it exists only once its companions do), each written atomically under a per-file lock.
+    Where ``folder`` cannot be written the files go to a temporary folder removed at exit (a warning says so)."""
+    from drn_tf.core.utils import write_atomic
+
     name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in (getattr(model, "name", None) or "model"))
-    path = folder / f"{name}-{quantize}-{tflite_cache_key(model, quantize)}.tflite"
+    path = folder / f"{name}-{tag}{suffix}"
     if path.is_file() and path.stat().st_size > 0:
         return path
     with _conversion_lock(folder, path.name):
         if path.is_file() and path.stat().st_size > 0:  # another process converted it meanwhile
             return path
         if progress is not None:
-            progress(f"converting the model to TFLite {quantize} (once; cached in {folder}) ...")
-        flat = convert_tflite(model, quantize, int8_ranges=bundled_int8_ranges(model) if quantize == "int8" else None)
+            progress(f"converting the model to {what} (once; cached in {folder}) ...")
+        files = make()
         try:
-            return write_atomic(path, flat)
+            for ext, data in files.items():
+                written = write_atomic(path.with_suffix(ext), data)
+            return written
         except OSError as exc:  # a read-only or full cache: use the model without caching it
             import atexit
             import tempfile
             import warnings
 
-            warnings.warn(f"TFLite cache {folder} not used: {exc.strerror or exc}", stacklevel=2)
+            warnings.warn(f"{what} cache {folder} not used: {exc.strerror or exc}", stacklevel=3)
             if not _SCRATCH:
                 atexit.register(remove_scratch)  # nothing left in /tmp at exit
-            _SCRATCH.append(tempfile.mkdtemp(prefix="drn-tflite-"))
-            return write_atomic(Path(_SCRATCH[-1]) / path.name, flat)
+            _SCRATCH.append(tempfile.mkdtemp(prefix="drn-export-"))
+            for ext, data in files.items():
+                written = write_atomic(Path(_SCRATCH[-1]) / path.with_suffix(ext).name, data)
+            return written
 
 
 _SCRATCH: list = []  # temporary folders of models that could not be cached

@@ -1,6 +1,6 @@
-"""``drn export``: SavedModel (TF Serving), TFLite (Android) and a quality/latency report.
+"""``drn export``: SavedModel (TF Serving), TFLite (Android), ONNX, OpenVINO and a quality/latency report.
 
-The work is done by :mod:`drn_tf.export.tflite`; this module only parses arguments
+The work is done by :mod:`drn_tf.export.tflite` and :mod:`drn_tf.export.onnx`; this module only parses arguments
 (no TensorFlow import at module level, so ``drn --help`` stays fast).
 """
 
@@ -26,7 +26,8 @@ def add_parser(sub, help_text):
     p = sub.add_parser(
         "export",
         help=help_text,
-        description="Export a DRN model: 'saved-model' for TF Serving, 'tflite' for Android (LiteRT), "
+        description="Export a DRN model: 'saved-model' for TF Serving, 'tflite' for Android (LiteRT), 'onnx' "
+        "for ONNX Runtime, 'openvino' for OpenVINO, "
         "'report' to measure every variant (size, Set5 PSNR/SSIM, difference from Keras, latency).",
     )
     what = p.add_subparsers(dest="export_command", metavar="WHAT")
@@ -73,11 +74,38 @@ def add_parser(sub, help_text):
     tl.add_argument("-o", "--output", required=True, metavar="FILE", help="output .tflite file")
     tl.set_defaults(func=run_tflite)
 
+    ox = what.add_parser(
+        "onnx",
+        help="ONNX model for ONNX Runtime (float32, dynamic size)",
+        description="Convert with tf2onnx (what Keras's model.export(format='onnx') runs): input 'lr_image' "
+        "float32 [batch, height, width, 3] in [0, 1] -> output 'sr_image' float32 [batch, height*s, width*s, 3] "
+        "clipped to [0, 1]. Height, width and batch are dynamic unless --input-size fixes them. "
+        'Needs pip install "drn-tf[onnx]".',
+    )
+    _add_source(ox)
+    ox.add_argument("--input-size", metavar="HxW", help="fixed input size [1, H, W, 3]; default: dynamic")
+    ox.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 17)")
+    ox.add_argument("-o", "--output", required=True, metavar="FILE", help="output .onnx file")
+    ox.set_defaults(func=run_onnx)
+
+    ov = what.add_parser(
+        "openvino",
+        help="OpenVINO IR (.xml + .bin, float32 weights) for OpenVINO",
+        description="Convert the ONNX export with openvino.convert_model and write the IR (FILE.xml and "
+        "FILE.bin) with float32 weights; the compute precision (f32, or bf16 on CPUs with AVX512_BF16/AMX) "
+        "is chosen when the model is compiled (INFERENCE_PRECISION_HINT; drn upscale --runtime openvino / "
+        'openvino-bf16). Needs pip install "drn-tf[openvino]".',
+    )
+    _add_source(ov)
+    ov.add_argument("--input-size", metavar="HxW", help="fixed input size [1, H, W, 3]; default: dynamic")
+    ov.add_argument("-o", "--output", required=True, metavar="FILE", help="output .xml file (the .bin goes beside it)")
+    ov.set_defaults(func=run_openvino)
+
     rp = what.add_parser(
         "report",
         help="markdown table: size, Set5 PSNR/SSIM, difference from Keras and latency of every variant",
-        description="Export every variant (Keras, SavedModel, TFLite float32/float16/dynamic/int8 and the "
-        "GPU-friendly float32) and measure it on this machine.",
+        description="Export every variant (Keras, SavedModel, TFLite float32/float16/dynamic/int8, the "
+        "GPU-friendly float32, ONNX and OpenVINO) and measure it on this machine.",
     )
     _add_source(rp)
     rp.add_argument("--data", metavar="DIR", help="data folder with benchmark/Set5 (default ../shared/data), or an image folder")
@@ -185,6 +213,54 @@ def run_tflite(args):
     print(f"  GPU delegate check: {'compatible' if ok else 'NOT compatible: ' + details}")
     if size:
         print(f"  fixed input: tile larger images with an overlap of {runner.overlap} LR pixels (see README)")
+    return 0
+
+
+@_user_errors
+def run_onnx(args):
+    from drn_tf.core.utils import parse_size, write_atomic
+    from drn_tf.export.common import ExportError
+    from drn_tf.export.onnx import ONNX_OPSET, convert_onnx, require
+    from drn_tf.inference.onnx_runtime import OnnxRuntime
+
+    size = parse_size(args.input_size, error=ExportError)
+    require("tf2onnx", "onnx")
+    resolved = _load(args)
+    data = convert_onnx(resolved.model, size, opset=args.opset or ONNX_OPSET)
+    path = write_atomic(args.output, data)
+    print(f"wrote {path} ({len(data) / 1e6:.2f} MB, float32, opset {args.opset or ONNX_OPSET}, {resolved.description})")
+    try:
+        runner = OnnxRuntime(path, num_threads=1)
+    except ExportError as exc:  # written; onnxruntime itself is not installed
+        print(f"  not opened: {exc}")
+        return 0
+    print(f"  input '{runner.input.name}' {runner.input.shape} float32 in [0, 1] -> output '{runner.output}' "
+          f"x{runner.scale}, clipped to [0, 1]")
+    if size:
+        print(f"  fixed input: tile larger images with an overlap of {runner.receptive_radius} LR pixels (see docs)")
+    return 0
+
+
+@_user_errors
+def run_openvino(args):
+    from pathlib import Path
+
+    from drn_tf.core.utils import parse_size
+    from drn_tf.export.common import ExportError
+    from drn_tf.export.onnx import convert_openvino, require
+
+    size = parse_size(args.input_size, error=ExportError)
+    require("openvino", "openvino")
+    require("tf2onnx", "openvino")
+    out = Path(args.output)
+    if out.suffix != ".xml":
+        raise ExportError(f"-o must name the IR's .xml file (the .bin goes beside it); got {out}")
+    resolved = _load(args)
+    xml = convert_openvino(resolved.model, out.parent, name=out.stem, input_size=size)
+    size_mb = (xml.stat().st_size + xml.with_suffix(".bin").stat().st_size) / 1e6
+    print(f"wrote {xml} and {xml.with_suffix('.bin').name} ({size_mb:.2f} MB, float32 weights, {resolved.description})")
+    print("  run in float32 (INFERENCE_PRECISION_HINT f32) or bfloat16 (bf16, CPUs with AVX512_BF16/AMX): "
+          "drn upscale --runtime openvino / openvino-bf16")
     return 0
 
 
