@@ -200,3 +200,18 @@ def test_a_missing_package_says_what_to_install(model, tmp_path, monkeypatch, ca
     code = main(["upscale", str(image), "--preset", "drn_s_x2", "--runtime", runtime, "-o", str(tmp_path / "o.png")])
     err = capsys.readouterr().err
     assert code != 0 and f'pip install "drn-tf[{extra}]"' in err and "Traceback" not in err
+
+
+def test_export_report_measures_both_forms(model, data_dir):
+    """drn export report's onnx and openvino rows: written from the export table, opened in their runtimes, the
+    Keras PSNR, an IR's size counting its weights (.bin)."""
+    from drn_tf.bench.export_report import build_report
+
+    markdown, results = build_report(model, "drn_s_x2", data_dir, variants=("onnx", "openvino"), limit_images=1,
+                                     extra_sets=(), runs=1, warmup=0, latency_size="32x32")
+    rows = {r.name: r for r in results}
+    assert list(rows) == ["keras", "onnx", "openvino"] and "| openvino |" in markdown
+    for name in ("onnx", "openvino"):
+        assert abs(rows[name].psnr - rows["keras"].psnr) < 0.01 and rows[name].max_diff <= 1.0, name
+        assert rows[name].latency_ms > 0
+    assert rows["openvino"].size_bytes > 0.9 * rows["onnx"].size_bytes  # the .bin holds the float32 weights

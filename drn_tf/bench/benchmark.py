@@ -213,8 +213,10 @@ def open_written(path, model, threads: int | None = None):
 
 
 def size_bytes(path) -> int:
-    """Bytes of a file, or of every file under a folder."""
+    """Bytes of a file (an OpenVINO IR's ``.xml`` with its ``.bin``), or of every file under a folder."""
     path = Path(path)
+    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
+        return path.stat().st_size + path.with_suffix(".bin").stat().st_size
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
