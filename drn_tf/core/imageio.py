@@ -171,7 +171,15 @@ def save_image(
     fmt = fmt or format_for(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)")
+    note16 = None
+    if np.asarray(array).dtype == np.uint16:
+        data, array, note16 = _encode16(np.asarray(array), fmt, metadata)
+        if data is not None:
+            _write(path, data, overwrite)
+            return None
     im, note = to_pil(array, fmt)
+    if note16:
+        note = f"{note16}; {note}" if note else note16
     meta_kwargs, meta_note = _metadata_kwargs(metadata, fmt, im)
     if meta_note:
         note = f"{note}; {meta_note}" if note else meta_note
@@ -183,14 +191,86 @@ def save_image(
     buf = io.BytesIO()
     try:
         im.save(buf, format=fmt, **kwargs)
-        write_atomic(path, buf.getvalue(), overwrite=overwrite, parents=False)
+    except (OSError, ValueError) as exc:
+        raise ImageWriteError(f"{path}: cannot write: {getattr(exc, 'strerror', None) or exc}") from None
+    _write(path, buf.getvalue(), overwrite)
+    return note
+
+
+def _write(path: Path, data: bytes, overwrite: bool) -> None:
+    """``data`` to ``path`` atomically, with :func:`save_image`'s errors."""
+    try:
+        write_atomic(path, data, overwrite=overwrite, parents=False)
     except FileExistsError:
         raise FileExistsError(f"{path}: output exists (pass --overwrite to replace it)") from None
     except FileNotFoundError:
         raise ImageWriteError(f"{path}: cannot write to folder {path.parent}: no such folder") from None
     except (OSError, ValueError) as exc:
         raise ImageWriteError(f"{path}: cannot write: {getattr(exc, 'strerror', None) or exc}") from None
-    return note
+
+
+# ---------------------------------------------------------------- 16 bits per channel
+
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (grey, grey+alpha, RGB, RGBA)
+
+
+def png16(array: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """A 16-bit PNG of a uint16 ``(H, W[, 1|2|3|4])`` array (filter 0 rows, zlib level 6)."""
+    import struct
+    import zlib
+
+    a = array[..., None] if array.ndim == 2 else array
+    h, w, c = a.shape
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    rows = np.zeros((h, 1 + w * c * 2), np.uint8)
+    rows[:, 1:] = np.ascontiguousarray(a, dtype=">u2").view(np.uint8).reshape(h, -1)
+    out = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _PNG_COLOUR_TYPES[c], 0, 0, 0))]
+    if icc_profile:
+        out.append(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    out += [chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), chunk(b"IEND", b"")]
+    return b"".join(out)
+
+
+def _tiff16(array: np.ndarray) -> bytes | None:
+    """A 16-bit TIFF: grey through PIL, colour through FFmpeg's TIFF encoder (None without :mod:`av`)."""
+    from PIL import Image
+
+    a = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    if a.ndim == 2:
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(a.astype("<u2")), mode="I;16").save(buf, format="TIFF")
+        return buf.getvalue()
+    try:
+        import av
+    except ImportError:
+        return None
+    if a.shape[-1] == 2:
+        a = np.concatenate([np.repeat(a[..., :1], 3, axis=-1), a[..., 1:]], axis=-1)
+    fmt = "rgba64le" if a.shape[-1] == 4 else "rgb48le"
+    ctx = av.CodecContext.create("tiff", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = a.shape[1], a.shape[0], fmt
+    from fractions import Fraction
+
+    ctx.time_base = Fraction(1, 1)
+    packets = ctx.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format=fmt)) + ctx.encode(None)
+    return b"".join(bytes(p) for p in packets)
+
+
+def _encode16(array: np.ndarray, fmt: str, metadata: dict | None):
+    """``(bytes or None, uint8 fallback or None, note)``: 16-bit PNG/TIFF bytes, else the 8-bit array
+    :func:`save_image` writes instead (formats of 8 bits: JPEG, WebP, GIF, BMP)."""
+    if fmt == "PNG":
+        profile = (metadata or {}).get("icc_profile")
+        return png16(array, profile), None, None
+    if fmt == "TIFF":
+        data = _tiff16(array)
+        if data is not None:
+            return data, None, None
+    eight = np.floor(array.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    return None, eight, f"{fmt} output has 8 bits per channel; the 16-bit result was rounded to 8 bits"
 
 
 
@@ -202,23 +282,27 @@ class ImageReadError(ValueError):
     """An input file that is not a readable image; the message names the file and the reason."""
 
 
-def _pil():
-    from PIL import Image, ImageFile, ImageOps
+def header_size(path) -> tuple[int, int]:
+    """``(width, height)`` an image file's header states (nothing decoded); :class:`ImageReadError`
+    naming the file when there is no readable header."""
+    Image, _, _ = _pil()
+    path = _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller checks the size
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: refused, too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image file PIL can read"
+        raise ImageReadError(f"{path}: {reason}") from None
 
-    return Image, ImageFile, ImageOps
 
-
-def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alpha: bool = False):
-    """Read ``path`` as uint8.
-
-    ``mode="keep"`` gives ``(H, W, 3)`` for colour and ``(H, W, 1)`` for
-    grey images; ``mode="rgb"`` always gives ``(H, W, 3)``. With
-    ``with_alpha=True`` returns ``(image, alpha)`` where ``alpha`` is
-    ``(H, W)`` uint8 or None. 16-bit images are scaled to 8 bits with a
-    warning. Raises :class:`ImageReadError` with the file name and the reason
-    for anything that is not a whole, readable image.
-    """
-    Image, ImageFile, ImageOps = _pil()
+def _check_file(path) -> Path:
+    """``path`` when it is a non-empty regular file, else :class:`ImageReadError` saying what it is."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
@@ -228,6 +312,29 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
         raise ImageReadError(f"{path}: not a regular file (a FIFO, socket or device)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
+    return path
+
+
+def _pil():
+    from PIL import Image, ImageFile, ImageOps
+
+    return Image, ImageFile, ImageOps
+
+
+def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alpha: bool = False,
+               keep_16bit: bool = False):
+    """Read ``path`` as uint8 (uint16 for 16-bit images with ``keep_16bit``: grey through PIL, colour
+    through FFmpeg's PNG/TIFF decoders, :mod:`av`; without it, 8 bits with a warning).
+
+    ``mode="keep"`` gives ``(H, W, 3)`` for colour and ``(H, W, 1)`` for
+    grey images; ``mode="rgb"`` always gives ``(H, W, 3)``. With
+    ``with_alpha=True`` returns ``(image, alpha)`` where ``alpha`` is
+    ``(H, W)`` uint8 or None. 16-bit images are scaled to 8 bits with a
+    warning. Raises :class:`ImageReadError` with the file name and the reason
+    for anything that is not a whole, readable image.
+    """
+    Image, ImageFile, ImageOps = _pil()
+    path = _check_file(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -239,12 +346,18 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
             if frames > 1:
                 warnings.warn(f"{path}: {im.format} with {frames} frames/pages; only the first is used", stacklevel=2)
             raw = [t.args[0] if isinstance(t.args, tuple) else t.args for t in (im.tile or [])[:1]]
-            if im.mode in ("RGB", "RGBA", "LA") and raw and ";16" in str(raw[0]):  # 16-bit read as 8
+            colour16 = im.mode in ("RGB", "RGBA", "LA") and raw and ";16" in str(raw[0])
+            if colour16 and keep_16bit and frames == 1:
+                deep = _read_colour16(path)
+                if deep is not None:
+                    image, alpha = deep
+                    return (image, alpha) if with_alpha else image
+            if colour16:  # 16-bit read as 8
                 warnings.warn(f"{path}: 16-bit-per-channel {im.mode} image converted to 8 bits", stacklevel=2)
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             im.load()
             im = ImageOps.exif_transpose(im)
-            image, alpha = _pil_to_arrays(im, path)
+            image, alpha = _pil_to_arrays(im, path, keep_16bit)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -263,9 +376,31 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
     return (image, alpha) if with_alpha else image
 
 
-def _pil_to_arrays(im, path):
-    """PIL image -> (uint8 array (H, W, 3|1), alpha (H, W) uint8 or None)."""
+def _read_colour16(path):
+    """A 16-bit colour PNG/TIFF as ``(uint16 (H, W, 3|1), alpha uint16 or None)`` through FFmpeg's
+    decoders (:mod:`av`); None when av is not installed (the caller reads 8 bits)."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            alpha = "a" in frame.format.name.replace("gray", "") or frame.format.name.startswith("ya")
+            arr = frame.to_ndarray(format="rgba64le" if alpha else "rgb48le")
+    except (av.FFmpegError, StopIteration, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot decode the 16-bit image: {exc}") from None
+    if frame.format.name.startswith(("ya", "gray")):
+        return arr[..., :1].copy(), (arr[..., 3].copy() if alpha else None)
+    return (arr[..., :3].copy(), arr[..., 3].copy()) if alpha else (arr, None)
+
+
+def _pil_to_arrays(im, path, keep_16bit: bool = False):
+    """PIL image -> (uint8 array (H, W, 3|1), alpha (H, W) uint8 or None); 16-bit grey as uint16
+    with ``keep_16bit``."""
     Image, _, _ = _pil()
+    if keep_16bit and im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im).astype(np.uint16)[..., None], None
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im).astype(np.float64)
         top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0

@@ -87,21 +87,24 @@ def output_size(shape: tuple[int, int], scale: float) -> tuple[int, int]:
 def imresize(image: np.ndarray, scale: float, antialiasing: bool = True, output_shape=None) -> np.ndarray:
     """Resize an ``(H, W)`` or ``(H, W, C)`` image like MATLAB ``imresize(..., 'bicubic')``.
 
+    ``scale``: one factor, or ``(rows, columns)`` factors (an exact output size of another aspect ratio).
+
     ``uint8`` in gives ``uint8`` out (computed in float64, rounded once);
     float in gives ``float64`` out, unclipped.
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
-    if scale <= 0:
+    # one scale, or (rows, columns) scales: MATLAB's per-dimension scales of an exact output size
+    scales = tuple(float(v) for v in scale) if isinstance(scale, (tuple, list)) else (float(scale),) * 2
+    if min(scales) <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     if min(image.shape[:2]) < 1:
         raise ValueError(f"cannot resize an empty image of shape {image.shape}")
     is_uint8 = image.dtype == np.uint8
     if output_shape is None:
-        output_shape = output_size(image.shape[:2], scale)
+        output_shape = (int(math.ceil(image.shape[0] * scales[0])), int(math.ceil(image.shape[1] * scales[1])))
     # MATLAB uses the given scale for the kernel, also when a size is given
-    scales = (float(scale), float(scale))
     order = np.argsort(scales, kind="stable")
     out = image
     for axis in order:

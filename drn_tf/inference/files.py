@@ -49,9 +49,15 @@ def _looks_like_output(f: Path, scale: int | None) -> bool:
     return False
 
 
+def _wanted(rel: Path, is_image_name, is_video) -> bool:
+    """An image (:func:`drn_tf.core.imageio.is_image_name`) or a video not in a hidden folder."""
+    return is_image_name(rel) or (is_video(rel) and not any(part.startswith(".") for part in rel.parts))
+
+
 def expand_inputs(inputs, scale: int | None = None) -> Plan:
     """Files, folders and globs -> jobs (deduplicated, in order) and per-input errors."""
     from drn_tf.core.imageio import IMAGE_EXTENSIONS, is_image_name
+    from drn_tf.inference.video import is_video
 
     plan = Plan()
     seen = set()
@@ -64,7 +70,7 @@ def expand_inputs(inputs, scale: int | None = None) -> Plan:
 
     def add_dir(d: Path):
         try:
-            files = sorted(f for f in d.rglob("*") if is_image_name(f.relative_to(d)) and f.is_file())
+            files = sorted(f for f in d.rglob("*") if _wanted(f.relative_to(d), is_image_name, is_video) and f.is_file())
         except OSError as exc:
             plan.errors.append(f"{d}: cannot list folder: {exc.strerror or exc}")
             return
@@ -98,15 +104,17 @@ def expand_inputs(inputs, scale: int | None = None) -> Plan:
 
 def output_path(job: Job, *, scale: int, out: Path | None, out_is_file: bool, fmt: str | None) -> Path:
     from drn_tf.core.imageio import FORMAT_EXTENSIONS, FORMATS
+    from drn_tf.inference.video import VIDEO_EXTENSIONS
 
     if out is not None and out_is_file:
         return out
     ext = job.src.suffix.lower()
-    if fmt:
+    if fmt and ext not in VIDEO_EXTENSIONS:
         ext = FORMAT_EXTENSIONS[fmt]
-    elif ext not in FORMATS:
+    elif ext not in FORMATS and ext not in VIDEO_EXTENSIONS:
         ext = ".png"
-    name = f"{job.src.stem}_x{scale}{ext}"
+    tag = scale if isinstance(scale, str) else f"x{scale}"  # a size request's label: x1.5, w1000, ...
+    name = f"{job.src.stem}_{tag}{ext}"
     if out is None:
         return job.src.parent / name
     return out / job.rel.parent / name

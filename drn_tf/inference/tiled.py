@@ -29,7 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from drn_tf.core.protocol import model_input
+from drn_tf.core.metrics import to_uint8
+from drn_tf.core.protocol import model_input, model_output, to_float01
 from drn_tf.core.tiling import dihedral, tile_starts, undihedral
 from drn_tf.inference.runtime import Runtime, as_runtime
 
@@ -152,4 +153,60 @@ def super_resolve(
     return out
 
 
-__all__ = ["iter_tiles", "predict_image", "super_resolve"]
+def upscale_array(
+    image: np.ndarray,
+    model,
+    *,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    self_ensemble: bool = False,
+    progress=None,
+    dtype=np.uint8,
+) -> np.ndarray:
+    """Upscale an image of any channel layout with a resolved model.
+
+    ``image``: ``(H, W)``, ``(H, W, 1)`` grey, ``(H, W, 2)`` grey+alpha,
+    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8, uint16, or float in
+    [0, 1]. Grey is replicated to RGB for the model and averaged back
+    (:func:`drn_tf.core.protocol.model_input`, :func:`~drn_tf.core.protocol.model_output`); alpha
+    is upscaled with MATLAB bicubic (:func:`drn_tf.core.imresize.imresize`).
+    Returns ``dtype`` (uint8: rounded; float32: clipped to [0, 1]) in the
+    same layout. Tiles are converted as they come, so with tiling the peak
+    memory is one tile's activations plus the output array in ``dtype``.
+    """
+    from drn_tf.core.imresize import imresize
+
+    arr = np.asarray(image)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an (H, W) or (H, W, 1|2|3|4) image, got shape {np.asarray(image).shape}")
+    h, w, c = arr.shape
+    if h < 2 or w < 2:
+        raise ValueError(f"image of {w}x{h} pixels is too small (at least 2x2 needed)")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.float32)):
+        raise ValueError("dtype must be uint8 or float32")
+    runtime = as_runtime(model)
+    s = runtime.scale
+    has_alpha = c in (2, 4)
+    grey = c - has_alpha == 1
+    rgb = model_input(arr[..., : c - 1] if has_alpha else arr)
+    out = np.empty((h * s, w * s, c), dtype)
+    tiles = iter_tiles(runtime, rgb, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
+    total = next(tiles)
+    for done, (a0, a1, b0, b1, block) in enumerate(tiles, 1):
+        out[a0 * s : a1 * s, b0 * s : b1 * s, : c - has_alpha] = model_output(block, grey, dtype)
+        del block
+        if progress is not None:
+            progress(done, total)
+    del rgb
+    if has_alpha:
+        alpha = to_float01(arr[..., -1]).astype(np.float64)
+        alpha = np.clip(imresize(alpha, float(s), output_shape=(h * s, w * s)), 0.0, 1.0)
+        out[..., -1] = to_uint8(alpha) if dtype == np.uint8 else alpha
+    return out[..., 0] if squeeze else out
+
+
+__all__ = ["iter_tiles", "predict_image", "super_resolve", "upscale_array"]

@@ -1,7 +1,8 @@
-"""The ``drn_tf.upscale`` Python API and :func:`upscale_array`: images of any
-channel layout through any runtime, by the one tiling assembly
-(:mod:`drn_tf.inference.tiled`, whose :func:`super_resolve` and
-:func:`iter_tiles` are re-exported here).
+"""The ``drn_tf.upscale`` Python API: images of any channel layout through any
+runtime, by the one tiling assembly (:mod:`drn_tf.inference.tiled`, whose
+:func:`upscale_array`, :func:`super_resolve` and :func:`iter_tiles` are
+re-exported here), at the model's scale or any output size
+(:mod:`drn_tf.inference.outsize`).
 """
 
 from __future__ import annotations
@@ -9,69 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from drn_tf.core.metrics import to_uint8
-from drn_tf.core.protocol import model_input, model_output, to_float01
+from drn_tf.core.protocol import to_float01
 from drn_tf.core.tiling import auto_tile
-from drn_tf.inference.runtime import as_runtime
-from drn_tf.inference.tiled import iter_tiles, predict_image, super_resolve
+from drn_tf.inference.tiled import iter_tiles, predict_image, super_resolve, upscale_array
 
 
 # ---------------------------------------------------------------- the Python API
-
-
-def upscale_array(
-    image: np.ndarray,
-    model,
-    *,
-    tile: int | None = None,
-    tile_overlap: int | None = None,
-    self_ensemble: bool = False,
-    progress=None,
-    dtype=np.uint8,
-) -> np.ndarray:
-    """Upscale an image of any channel layout with a resolved model.
-
-    ``image``: ``(H, W)``, ``(H, W, 1)`` grey, ``(H, W, 2)`` grey+alpha,
-    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8, uint16, or float in
-    [0, 1]. Grey is replicated to RGB for the model and averaged back
-    (:func:`drn_tf.core.protocol.model_input`, :func:`~drn_tf.core.protocol.model_output`); alpha
-    is upscaled with MATLAB bicubic (:func:`drn_tf.core.imresize.imresize`).
-    Returns ``dtype`` (uint8: rounded; float32: clipped to [0, 1]) in the
-    same layout. Tiles are converted as they come, so with tiling the peak
-    memory is one tile's activations plus the output array in ``dtype``.
-    """
-    from drn_tf.core.imresize import imresize
-
-    arr = np.asarray(image)
-    squeeze = arr.ndim == 2
-    if squeeze:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an (H, W) or (H, W, 1|2|3|4) image, got shape {np.asarray(image).shape}")
-    h, w, c = arr.shape
-    if h < 2 or w < 2:
-        raise ValueError(f"image of {w}x{h} pixels is too small (at least 2x2 needed)")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.uint8), np.dtype(np.float32)):
-        raise ValueError("dtype must be uint8 or float32")
-    runtime = as_runtime(model)
-    s = runtime.scale
-    has_alpha = c in (2, 4)
-    grey = c - has_alpha == 1
-    rgb = model_input(arr[..., : c - 1] if has_alpha else arr)
-    out = np.empty((h * s, w * s, c), dtype)
-    tiles = iter_tiles(runtime, rgb, tile=tile, overlap=tile_overlap, self_ensemble=self_ensemble)
-    total = next(tiles)
-    for done, (a0, a1, b0, b1, block) in enumerate(tiles, 1):
-        out[a0 * s : a1 * s, b0 * s : b1 * s, : c - has_alpha] = model_output(block, grey, dtype)
-        del block
-        if progress is not None:
-            progress(done, total)
-    del rgb
-    if has_alpha:
-        alpha = to_float01(arr[..., -1]).astype(np.float64)
-        alpha = np.clip(imresize(alpha, float(s), output_shape=(h * s, w * s)), 0.0, 1.0)
-        out[..., -1] = to_uint8(alpha) if dtype == np.uint8 else alpha
-    return out[..., 0] if squeeze else out
 
 
 def upscale(
@@ -85,6 +29,9 @@ def upscale(
     self_ensemble: bool = False,
     runtime: str = "keras",
     kind: str = "auto",
+    outscale: float | None = None,
+    size: tuple | None = None,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """Super-resolve an image array; returns uint8 in the input's channel layout.
 
@@ -104,6 +51,11 @@ def upscale(
     same output within float rounding; ``"litert-int8"``: full-integer, faster,
     slightly different output) or ``"auto"`` (the faster float runtime on this
     CPU; ``drn upscale``'s default). TFLite files are built on first use and cached.
+
+    Any output size (instead of ``scale``): ``outscale`` (a factor, e.g. 1.5 or 8), ``size`` ``(width,
+    height)`` (one of them None: by the aspect ratio; both: exactly that box) or ``max_side``; the bundled
+    models of ``preset``'s family (``model`` alone when given) run in a row for factors above 4, then
+    MATLAB bicubic gives the exact size (:mod:`drn_tf.inference.outsize`); uint16 input gives uint16.
     """
     import os
 
@@ -125,12 +77,39 @@ def upscale(
             preset, _ = preset_for_kind(preset or f"drn_x{2 if scale is None else int(scale)}", chosen)
         except ValueError as exc:
             raise ModelError(str(exc)) from None
+    if outscale is not None or size is not None or max_side is not None:
+        return _upscale_to(np.asarray(image), outscale, size, max_side, model=model, preset=preset, tile=tile,
+                           tile_overlap=tile_overlap, self_ensemble=self_ensemble, runtime=runtime)
     m = load_runtime(model, preset, scale, runtime)
     arr = np.asarray(image)
     overlap = tile_overlap if tile_overlap is not None else m.receptive_radius
     return upscale_array(
         arr, m, tile=auto_tile(arr.shape, tile, overlap), tile_overlap=overlap, self_ensemble=self_ensemble
     )
+
+
+def _upscale_to(arr, outscale, size, max_side, *, model, preset, tile, tile_overlap, self_ensemble, runtime):
+    """:func:`upscale` to any size: a :class:`~drn_tf.inference.picture.Upscaler` over the preset family."""
+    from drn_tf.inference.outsize import SizeRequest, preset_for_scale
+    from drn_tf.inference.picture import Upscaler, upscale_image
+    from drn_tf.inference.runtimes import load_runtime
+
+    width, height = size if size is not None else (None, None)
+    request = SizeRequest(outscale=outscale, width=width, height=height, max_side=max_side)
+    loaded: dict = {}
+    if model is not None:
+        only = load_runtime(model, None, None, runtime)
+        loaded[only.scale] = only
+    scales = tuple(loaded) or (2, 3, 4)
+
+    def runtime_for(s):
+        if s not in loaded:
+            loaded[s] = load_runtime(None, preset_for_scale(preset, s), s, runtime)
+        return loaded[s]
+
+    up = Upscaler(runtime_for=runtime_for, scale=scales[0], scales=scales, request=request, tile=tile,
+                  tile_overlap=tile_overlap, self_ensemble=self_ensemble)
+    return upscale_image(arr if arr.dtype in (np.uint8, np.uint16) else to_uint8(to_float01(arr)), up)
 
 
 __all__ = ["iter_tiles", "predict_image", "super_resolve", "upscale", "upscale_array"]

@@ -28,11 +28,11 @@ from pathlib import Path
 from drn_tf.inference.files import (
     _GLOB_CHARS,
     Job,
-    check_output_size,
     expand_inputs,
     output_path,
 )
 from drn_tf.inference.runtimes import AUTO, runtime_names, runtimes_help
+from drn_tf.inference.video import is_video, video_output_path
 
 # The backend is started by run() itself, after the checks (see drn_tf.cli.main).
 NEEDS_BACKEND = False
@@ -62,13 +62,18 @@ def add_parser(sub, help_text):
             "recursively) or globs. Outputs go next to each input as NAME_x{s}.EXT unless -o is given "
             "(a file for a single input file, else a folder). Large images are processed in tiles "
             "(exactly the same result as whole-image inference, bounded memory). ICC profile, EXIF and "
-            "DPI are kept where the output format can store them. Animated GIFs and multi-page TIFFs: "
-            "the first frame only, with a warning; GIF output is palette-quantised (256 colours).", 79),
+            "DPI are kept where the output format can store them. Animated GIF / APNG / WebP and multi-page "
+            "TIFF: every frame, with durations, loop count and disposal where the output format stores "
+            "them; GIF output is palette-quantised (256 colours). 16-bit PNG/TIFF in: 16-bit out. Any "
+            "output size: --outscale, --width/--height or --max-side run the models (chained above x4) "
+            "and then resample to the exact size with MATLAB bicubic.", 79),
         epilog=_presets_epilog(),
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or globs")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (one input) or folder")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the model's, else 2)")
+    add_size_options(p)
+    add_video_options(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="FILE", help="a trained .keras model file")
     src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
@@ -112,6 +117,67 @@ def add_parser(sub, help_text):
     p.set_defaults(func=run)
 
 
+def add_size_options(p) -> None:
+    """The output-size options (any size: the models, chained, then MATLAB bicubic to the exact size)."""
+    import textwrap
+
+    g = p.add_argument_group(
+        "output size (instead of --scale; output named NAME_x1.5, NAME_w1000, NAME_h800, NAME_1000x800 or "
+        "NAME_max2048)",
+        textwrap.fill("The models whose scales multiply to the smallest factor at least the one needed run in a row "
+        "(x6: x2 then x3; x8: x2 then x4), then MATLAB bicubic (antialiased when shrinking) gives the exact "
+        "size. With --model, that model alone is chained; with --preset, its family (drn_s_x2: drn_s_x*).", 79))
+    g.add_argument("--outscale", type=float, metavar="F", help="any factor, e.g. 1.5, 2.5, 6, 8")
+    g.add_argument("--width", type=int, metavar="W",
+                   help="output width; the height follows the aspect ratio unless --height is given too "
+                   "(both: exactly W x H, the aspect ratio is not kept)")
+    g.add_argument("--height", type=int, metavar="H", help="output height; the width follows the aspect ratio")
+    g.add_argument("--max-side", type=int, metavar="N", help="the longer side becomes N pixels (aspect ratio kept)")
+
+
+def add_video_options(p) -> None:
+    import textwrap
+
+    from drn_tf.inference.video import CODECS, DEFAULT_CODEC, SEGMENT_FRAMES, VIDEO_EXTENSIONS
+
+    g = p.add_argument_group(
+        f"videos ({', '.join(VIDEO_EXTENSIONS)}; needs pip install 'drn-tf[video]')",
+        textwrap.fill("Every frame is upscaled as an image is (same runtimes, tiling and sizes); frame rate, time base and "
+        "rotation are kept, audio and subtitle streams copied unchanged. Work is kept in segments of "
+        f"{SEGMENT_FRAMES} frames in a hidden folder beside the output: a stopped job run again resumes.", 79))
+    g.add_argument("--video-codec", choices=tuple(CODECS), default=DEFAULT_CODEC,
+                   help="video encoder (default %(default)s; ffv1 is lossless and writes .mkv)")
+    g.add_argument("--crf", type=int, metavar="N",
+                   help="constant quality, lower is better (default: libx264 18, libx265 22, vp9 32)")
+    g.add_argument("--lossless", action="store_true",
+                   help="lossless video (libx264: libx264rgb -qp 0; libx265, vp9: lossless RGB; ffv1 always)")
+
+
+def video_options(args, error):
+    from drn_tf.inference.video import VideoOptions
+
+    if args.crf is not None and not 0 <= args.crf <= 63:
+        raise error(f"--crf must be between 0 and 63, got {args.crf}")
+    if args.crf is not None and args.lossless:
+        raise error("--crf and --lossless exclude each other")
+    return VideoOptions(codec=args.video_codec, crf=args.crf, lossless=args.lossless)
+
+
+def size_request(args, error):
+    """The :class:`~drn_tf.inference.outsize.SizeRequest` of the arguments, or None; ``error`` is raised."""
+    from drn_tf.inference.outsize import SizeRequest
+
+    values = {k: getattr(args, k, None) for k in ("outscale", "width", "height", "max_side")}
+    if all(v is None for v in values.values()):
+        return None
+    if args.scale is not None:
+        raise error("--scale picks one model; with --outscale/--width/--height/--max-side leave it out")
+    try:
+        return SizeRequest(**values)
+    except ValueError as exc:
+        raise error(str(exc).replace("output scale", "--outscale")) from None
+
+
 # ---------------------------------------------------------------- progress
 
 
@@ -152,6 +218,12 @@ class Progress:
             filled = int(m * done / total)
             self._draw(self._line(f"  tiles [{'#' * filled}{'.' * (m - filled)}] {done}/{total}"))
 
+    def frames(self, done: int, total, fps: float):
+        """A video's frames: done, in all, frames/s and the time left."""
+        from drn_tf.inference.video import eta_text
+
+        self._draw(self._line("  " + eta_text(done, total, fps)))
+
     def clear(self):
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
@@ -180,6 +252,15 @@ class Options:
     quality: int | None = None  # JPEG/WebP; None: drn_tf.core.imageio.DEFAULT_QUALITY
     keep_metadata: bool = True  # ICC profile, EXIF, DPI
     quiet: bool = False
+    request: object = None  # a drn_tf.inference.outsize.SizeRequest: any output size
+    runtime_for: object = None  # scale -> runtime, for chains of models (default: the one model)
+    video: object = None  # drn_tf.inference.video.VideoOptions
+    scales: tuple = ()  # the scales runtime_for has
+
+    @property
+    def label(self):
+        """The output name's tag: the scale, or the size request's label."""
+        return self.request.label() if self.request is not None else self.scale
 
 
 def _error(progress: Progress, text: str):
@@ -194,12 +275,18 @@ class _Skip(Exception):
     """The output exists and --skip-existing was given."""
 
 
+class _Exists(_Fail):
+    """The output exists and neither --overwrite nor --skip-existing was given."""
+
+
 def check_output(job: Job, opts: Options, inputs: set, claimed: set) -> Path:
     """The output path of ``job``, or :class:`_Fail` / :class:`_Skip`: the
     checks that need no pixels (run for every input before the model loads,
     and again right before each write). ``inputs``: real paths of this run's
     inputs; ``claimed``: real paths already written (or planned) in this run."""
-    dst = output_path(job, scale=opts.scale, out=opts.out, out_is_file=opts.out_is_file, fmt=opts.fmt)
+    dst = output_path(job, scale=opts.label, out=opts.out, out_is_file=opts.out_is_file, fmt=opts.fmt)
+    if opts.video is not None and is_video(job.src):
+        dst = video_output_path(dst, opts.video)
     real = os.path.realpath(dst)
     if real == os.path.realpath(job.src) or (dst.exists() and job.src.exists() and os.path.samefile(dst, job.src)):
         raise _Fail(f"{job.src}: output path {dst} is the input file itself; choose another -o")
@@ -210,7 +297,7 @@ def check_output(job: Job, opts: Options, inputs: set, claimed: set) -> Path:
     if dst.exists() and not opts.overwrite:
         if opts.skip_existing:
             raise _Skip(str(dst))
-        raise _Fail(f"{job.src}: output {dst} exists (pass --overwrite to replace it, or --skip-existing)")
+        raise _Exists(f"{job.src}: output {dst} exists (pass --overwrite to replace it, or --skip-existing)", dst)
     return dst
 
 
@@ -219,12 +306,16 @@ def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
     failed, skipped)``; failures are reported as they are found."""
     inputs = {os.path.realpath(j.src) for j in jobs}
     claimed: set = set()
-    left, failed, skipped = [], 0, 0
+    left, failed, skipped, exist = [], 0, 0, []
     for job in jobs:
         try:
             dst = check_output(job, opts, inputs, claimed)
         except _Skip:
             skipped += 1
+            continue
+        except _Exists as exc:
+            exist.append(exc)
+            failed += 1
             continue
         except _Fail as exc:
             _error(progress, str(exc))
@@ -232,6 +323,11 @@ def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
             continue
         claimed.add(os.path.realpath(dst))
         left.append(job)
+    if len(exist) == 1:
+        _error(progress, exist[0].args[0])
+    elif exist:  # a folder job run again: said once, not once per file
+        _error(progress, f"{len(exist)} outputs exist already (the first: {exist[0].args[1]}); pass "
+               "--skip-existing to leave them and do the rest, or --overwrite to replace them")
     return left, failed, skipped
 
 
@@ -240,25 +336,18 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
     """Upscale each job; returns (written, failed); a job skipped by
     ``opts.skip_existing`` counts as neither. ``on_image(i, job, ok)`` after each; ``first``: the number
     of the first job in the progress line (when a batch is upscaled in groups)."""
-    import warnings
-
-    from drn_tf.core.imageio import (
-        DEFAULT_QUALITY,
-        ImageReadError,
-        ImageWriteError,
-        format_for,
-        read_image,
-        read_metadata,
-        save_image,
-    )
-    from drn_tf.core.tiling import auto_tile
-    from drn_tf.inference.upscale import upscale_array
+    from drn_tf.core.imageio import ImageReadError, ImageWriteError
+    from drn_tf.inference.files import MAX_OUTPUT_PIXELS
+    from drn_tf.inference.picture import Upscaler
+    from drn_tf.inference.video import VideoError
 
     progress = progress or Progress(len(jobs), opts.quiet)
     inputs = {os.path.realpath(j.src) for j in jobs}
     written: set = set()
     ok = failed = 0
-    s = opts.scale
+    up = Upscaler(runtime_for=opts.runtime_for or (lambda s: model), scale=opts.scale,
+                  scales=opts.scales or (opts.scale,), request=opts.request, tile=opts.tile,
+                  tile_overlap=opts.tile_overlap, self_ensemble=opts.self_ensemble, max_pixels=MAX_OUTPUT_PIXELS)
     for i, job in enumerate(jobs, first):
         progress.start(i, str(job.src))
         success = False
@@ -266,53 +355,22 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
         try:
             dst = check_output(job, opts, inputs, written)
             real = os.path.realpath(dst)
-            fmt = format_for(dst)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                image, alpha = read_image(job.src, mode="keep", with_alpha=True)
-            for w in caught:
-                progress.message(f"drn upscale: warning: {w.message}", sys.stderr)
-            h, w_ = image.shape[:2]
-            try:
-                check_output_size(w_, h, s)
-            except ValueError as exc:
-                raise _Fail(f"{job.src}: {exc}") from None
-            import numpy as np
-
-            if alpha is not None:
-                image = np.concatenate([image, alpha[..., None]], axis=-1)
-                del alpha
-            sr = upscale_array(
-                image,
-                model,
-                tile=auto_tile(image.shape, opts.tile, opts.tile_overlap),
-                tile_overlap=opts.tile_overlap,
-                self_ensemble=opts.self_ensemble,
-                progress=progress.tile,
-            )
-            del image
             try:
                 dst.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise _Fail(f"{job.src}: cannot create output folder {dst.parent}: {exc.strerror or exc}") from None
-            note = save_image(
-                sr, dst, fmt=fmt, overwrite=opts.overwrite,
-                quality=opts.quality or DEFAULT_QUALITY,
-                metadata=read_metadata(job.src) if opts.keep_metadata else None,
-            )
-            del sr
-            if note:
-                progress.message(f"drn upscale: warning: {dst}: {note}", sys.stderr)
+                raise _Fail(f"{job.src}: cannot create output folder {dst.parent}: {_folder_problem(dst.parent, exc)}") from None
+            if is_video(job.src):
+                _video(job, dst, up, opts, progress, t0)
+            else:
+                _picture(job, dst, up, opts, progress, t0)
             written.add(real)
             success = True
             ok += 1
-            if not opts.quiet:
-                progress.message(f"{job.src} -> {dst} ({w_}x{h} -> {w_ * s}x{h * s}, {time.perf_counter() - t0:.1f} s)")
         except _Skip:
             success = True
         except _Fail as exc:
             _error(progress, str(exc))
-        except (ImageReadError, ImageWriteError, FileExistsError) as exc:
+        except (ImageReadError, ImageWriteError, FileExistsError, VideoError) as exc:
             _error(progress, str(exc))
         except MemoryError:
             _error(progress, f"{job.src}: out of memory; try a smaller --tile")
@@ -329,6 +387,48 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
             on_image(i, job, success)
     progress.clear()
     return ok, failed
+
+
+def _folder_problem(folder: Path, exc: OSError) -> str:
+    """Why ``folder`` could not be made, in words: a file in the way is named."""
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            return f"{p} is a file, not a folder"
+    return exc.strerror or str(exc)
+
+
+def _picture(job, dst, up, opts: Options, progress: Progress, t0: float) -> None:
+    """One image input (:func:`drn_tf.inference.picture.upscale_picture`: every frame, 16 bits kept)."""
+    from drn_tf.core.imageio import DEFAULT_QUALITY, format_for
+    from drn_tf.inference.picture import upscale_picture
+
+    done = upscale_picture(
+        job.src, dst, format_for(dst), up, overwrite=opts.overwrite,
+        quality=opts.quality or DEFAULT_QUALITY,
+        keep_metadata=opts.keep_metadata,
+        warn=lambda text: progress.message(f"drn upscale: warning: {text}", sys.stderr),
+        progress=progress.tile,
+    )
+    if done.note:
+        progress.message(f"drn upscale: warning: {dst}: {done.note}", sys.stderr)
+    if not opts.quiet:
+        (w, h), (ow, oh) = done.in_size, done.out_size
+        frames = f", {done.frames} frames" if done.frames > 1 else ""
+        progress.message(f"{job.src} -> {dst} ({w}x{h} -> {ow}x{oh}{frames}, {time.perf_counter() - t0:.1f} s)")
+
+
+def _video(job, dst, up, opts: Options, progress: Progress, t0: float) -> None:
+    """One video input (:func:`drn_tf.inference.video.upscale_video`), told as an image is."""
+    from drn_tf.inference.video import upscale_video
+
+    done = upscale_video(job.src, dst, up, opts.video, overwrite=opts.overwrite, progress=progress.frames)
+    for note in done.notes:
+        progress.message(f"drn upscale: warning: {dst}: {note}", sys.stderr)
+    if not opts.quiet:
+        (w, h), (ow, oh) = done.in_size, done.out_size
+        again = f", {done.resumed_frames} already done" if done.resumed_frames else ""
+        progress.message(f"{job.src} -> {dst} ({w}x{h} -> {ow}x{oh}, {done.frames} frames{again}, "
+                         f"{time.perf_counter() - t0:.1f} s)")
 
 
 def check_quality_and_tile(args, error) -> None:
@@ -371,21 +471,25 @@ def run(args):
 def _run(args):
     from drn_tf.cli.base import UserError
     from drn_tf.core.imageio import FORMAT_EXTENSIONS, FORMATS, format_for
+    from drn_tf.inference.video import VIDEO_EXTENSIONS
 
     # ---- arguments and the shape of the run, checked before loading anything
     out = Path(args.output) if args.output else None
     first = args.inputs[0]
     # one input naming a file (even a missing one: reported as "no such file", not as an -o problem)
     single = len(args.inputs) == 1 and not Path(first).is_dir() and (Path(first).exists() or not _GLOB_CHARS & set(first))
-    out_is_file = bool(out is not None and single and not out.is_dir() and out.suffix.lower() in FORMATS
+    named = set(FORMATS) | set(VIDEO_EXTENSIONS)  # -o with one of these extensions names a file
+    out_is_file = bool(out is not None and single and not out.is_dir() and out.suffix.lower() in named
                        and not args.output.endswith(("/", os.sep)))
-    if out is not None and not out_is_file and not out.is_dir() and out.suffix.lower() in FORMATS:
+    if out is not None and not out_is_file and not out.is_dir() and out.suffix.lower() in named:
         raise UserError(f"-o {out} names a file, but the inputs are not one image file; give a folder for -o")
-    if out_is_file and args.format and format_for(out) != format_for("x" + FORMAT_EXTENSIONS[args.format]):
+    if out_is_file and args.format and out.suffix.lower() in FORMATS and format_for(out) != format_for("x" + FORMAT_EXTENSIONS[args.format]):
         raise UserError(f"-o {out} has a {out.suffix} extension but --format is {args.format}")
     check_quality_and_tile(args, UserError)
     if args.tile_overlap is not None and args.tile_overlap < 0:
         raise UserError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+    request = size_request(args, UserError)
+    video = video_options(args, UserError)
 
     model = None
     scale = _scale_without_loading(args)
@@ -398,7 +502,7 @@ def _run(args):
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+            raise UserError(f"cannot create output folder {out}: {_folder_problem(out, exc)}; give a folder for -o") from None
         if not os.access(out, os.W_OK | os.X_OK):
             raise UserError(f"output folder {out} is not writable")
     elif out is not None:
@@ -422,6 +526,8 @@ def _run(args):
         skip_existing=args.skip_existing,
         quality=args.quality,
         quiet=args.quiet,
+        request=request,
+        video=video,
     )
     jobs, failed, skipped = precheck(plan.jobs, opts, progress)
 
@@ -435,6 +541,9 @@ def _run(args):
             if model_scale_ != scale:  # cannot happen when config.json told the truth
                 raise UserError(f"the model is x{model_scale_}, its file said x{scale}")
         opts.tile_overlap = _tile_overlap(args, model, tile, UserError)
+        if request is not None:
+            opts.runtime_for, opts.scales = _runtimes_by_scale(args, model, kind)
+            opts.tile_overlap = args.tile_overlap  # None: each model's own receptive radius
         ok_now, failed_now = upscale_files(group, model, opts, progress=progress, first=done + 1)
         done += len(group)
         ok += ok_now
@@ -443,10 +552,11 @@ def _run(args):
     failed += len(plan.errors)
     total = ok + failed + skipped
     also = f"; {skipped} skipped (output exists)" if skipped else ""
+    how = f"x{scale}" if request is None else f"to {request.label()}"
     if failed:
-        print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled x{scale}{also}", file=sys.stderr)
+        print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled {how}{also}", file=sys.stderr)
     elif not args.quiet:
-        print(f"upscaled {ok} input(s) x{scale}{also}")
+        print(f"upscaled {ok} input(s) {how}{also}")
     return 1 if failed else 0
 
 
@@ -503,6 +613,27 @@ def _load_model(args, kind: str | None = None):
     except ModelError as exc:
         raise UserError(str(exc)) from None
     return runtime, runtime.scale
+
+
+def _runtimes_by_scale(args, first, kind=None):
+    """``(scale -> runtime, scales)`` for chains of models: ``--model`` alone (its scale only), else the
+    preset family's bundled models (``drn_x2``/``drn_x3``/``drn_x4``, of the same ``kind``), each loaded on
+    first use as :func:`_load_model` loads the first."""
+    import argparse
+
+    from drn_tf.inference.outsize import preset_for_scale
+
+    if args.model:
+        return (lambda s: first), (first.scale,)
+    loaded = {first.scale: first}
+
+    def runtime_for(s: int):
+        if s not in loaded:
+            preset = preset_for_scale(args.preset, s) if args.preset else None
+            loaded[s] = _load_model(argparse.Namespace(**{**vars(args), "scale": s, "preset": preset}), kind)[0]
+        return loaded[s]
+
+    return runtime_for, (2, 3, 4)
 
 
 def _tile_overlap(args, runtime, tile, error) -> int:
