@@ -15,11 +15,13 @@ def m2(model_files):
     return str(model_files[2])
 
 
-def make_clip(path, n=12, w=32, h=24, fps=12):
+def make_clip(path, n=12, w=32, h=24, fps=12, rotation=0):
     """A small H.264 clip with a 440 Hz AAC sine track."""
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps, options={"crf": "10"})
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            v.set_display_rotation(rotation)
         a = out.add_stream("aac", rate=16000, layout="mono")
         base = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
         for i in range(n):
@@ -98,6 +100,16 @@ def test_a_stopped_job_resumes_without_redoing_finished_segments(tmp_path, m2):
     _, a, audio_a = facts(dst)
     _, b, audio_b = facts(tmp_path / "whole.mp4")
     assert len(a) == 10 and all(np.array_equal(x, y) for x, y in zip(a, b)) and audio_a == audio_b
+
+
+def test_rotation_is_kept(tmp_path, m2):
+    from drn_tf.inference.video import VideoOptions, upscale_video
+
+    clip = make_clip(tmp_path / "clip.mp4", n=3, rotation=90)
+    upscale_video(clip, tmp_path / "out.mp4", _upscaler(m2), VideoOptions())
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        frame = next(c.decode(video=0))
+    assert frame.rotation == 90 and (frame.width, frame.height) == (64, 48)
 
 
 def test_a_corrupt_video_is_one_line_and_the_batch_goes_on(tmp_path, capsys, m2):
