@@ -30,6 +30,7 @@ class Upscaler:
     tile_overlap: int | None = None
     self_ensemble: bool = False
     max_pixels: int | None = None
+    model_id: str = ""  # what names the models (file, preset, runtime): a video's work folder is kept only for the same
 
     def plan(self, w: int, h: int) -> tuple[tuple[int, int], tuple[int, ...]]:
         """``((width, height) of the output, chain of scales)``; ValueError for a refused size."""

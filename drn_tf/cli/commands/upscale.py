@@ -81,7 +81,8 @@ def add_parser(sub, help_text):
         "--kind", choices=("auto", "clean", "photo"), default="auto",
         help="which bundled model suits the inputs: photo (fine-tuned for JPEG-compressed inputs: removes "
         "compression artefacts instead of sharpening them), clean (for uncompressed images), auto (default: "
-        "photo for JPEG files, their quality read from the file, clean for the rest; a PNG that was once a "
+        "photo for JPEG files up to quality 90, their quality read from the file, clean for the rest; a PNG "
+        "that was once a "
         "JPEG needs --kind photo). Presets only: --model FILE is used as it is")
     p.add_argument(
         "--tile",
@@ -255,6 +256,7 @@ class Options:
     request: object = None  # a drn_tf.inference.outsize.SizeRequest: any output size
     runtime_for: object = None  # scale -> runtime, for chains of models (default: the one model)
     video: object = None  # drn_tf.inference.video.VideoOptions
+    model_id: str = ""  # the models' names (a video job resumes only with the same)
     scales: tuple = ()  # the scales runtime_for has
 
     @property
@@ -347,7 +349,8 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
     ok = failed = 0
     up = Upscaler(runtime_for=opts.runtime_for or (lambda s: model), scale=opts.scale,
                   scales=opts.scales or (opts.scale,), request=opts.request, tile=opts.tile,
-                  tile_overlap=opts.tile_overlap, self_ensemble=opts.self_ensemble, max_pixels=MAX_OUTPUT_PIXELS)
+                  tile_overlap=opts.tile_overlap, self_ensemble=opts.self_ensemble, max_pixels=MAX_OUTPUT_PIXELS,
+                  model_id=opts.model_id)
     for i, job in enumerate(jobs, first):
         progress.start(i, str(job.src))
         success = False
@@ -387,6 +390,15 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
             on_image(i, job, success)
     progress.clear()
     return ok, failed
+
+
+def _model_id(args, kind) -> str:
+    """The models a run uses, in words that change when they change (a model file: its size and time)."""
+    ident = f"{args.model or args.preset or 'default'}|{getattr(args, 'runtime', AUTO)}|{kind}"
+    if args.model and os.path.exists(args.model):
+        st = os.stat(args.model)
+        ident += f"|{st.st_size}|{st.st_mtime_ns}"
+    return ident
 
 
 def _folder_problem(folder: Path, exc: OSError) -> str:
@@ -541,6 +553,7 @@ def _run(args):
             if model_scale_ != scale:  # cannot happen when config.json told the truth
                 raise UserError(f"the model is x{model_scale_}, its file said x{scale}")
         opts.tile_overlap = _tile_overlap(args, model, tile, UserError)
+        opts.model_id = _model_id(args, kind)
         if request is not None:
             opts.runtime_for, opts.scales = _runtimes_by_scale(args, model, kind)
             opts.tile_overlap = args.tile_overlap  # None: each model's own receptive radius
@@ -577,7 +590,7 @@ def _jobs_by_kind(jobs, args, progress: Progress) -> list[tuple]:
     groups = [(k, [j for j, ik in zip(jobs, kinds) if ik.kind == k]) for k in ("clean", "photo")]
     groups = [(k, g) for k, g in groups if g]
     if asked == "auto" and not args.quiet:
-        qualities = sorted(ik.jpeg_quality for ik in kinds if ik.jpeg_quality is not None)
+        qualities = sorted(ik.jpeg_quality for ik in kinds if ik.kind == "photo")
         if qualities:
             q = f"~{qualities[0]}" if qualities[0] == qualities[-1] else f"~{qualities[0]}-{qualities[-1]}"
             progress.message(f"{len(qualities)} JPEG input(s) (quality {q}): the photo model; "
