@@ -355,3 +355,15 @@ def test_serve_answers_jpeg_bytes_with_the_photo_variant(tmp_path):
     image.save(png, format="PNG")
     assert m.upscaler_for(jpg.getvalue()) is photo and m.upscaler_for(png.getvalue()) is clean
     assert DrnModel("x", clean, None, runtime="keras", source="x").upscaler_for(jpg.getvalue()) is clean
+
+
+def test_auto_keeps_near_lossless_jpegs_on_the_clean_model(tmp_path, rng):
+    from PIL import Image
+
+    from drn_tf.core.degrade import PHOTO_MAX_QUALITY, input_kind
+
+    im = Image.fromarray(pairs(2, rng)[0][0])
+    im.save(tmp_path / "hi.jpg", quality=PHOTO_MAX_QUALITY + 5)
+    im.save(tmp_path / "edge.jpg", quality=PHOTO_MAX_QUALITY)
+    assert input_kind(tmp_path / "hi.jpg").kind == "clean" and input_kind(tmp_path / "edge.jpg").kind == "photo"
+    assert input_kind(tmp_path / "hi.jpg", "photo").kind == "photo"

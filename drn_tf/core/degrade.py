@@ -93,19 +93,31 @@ class InputKind:
             return "not a JPEG"
         return f"JPEG, quality ~{self.jpeg_quality}"
 
+    @property
+    def compressed(self) -> bool:
+        """A JPEG at a quality where the photo model is the better one."""
+        return self.jpeg_quality is not None and self.jpeg_quality <= PHOTO_MAX_QUALITY
+
 
 KINDS = ("auto", "clean", "photo")
 
+# Up to this JPEG quality the photo models beat the clean ones; above it (quality 95) the clean model is the
+# better one (docs/photos.md: drn_s_x2 35.88 / 32.13 dB against the photo model's 35.77 / 31.92 on Set5 /
+# Set14 at quality 95; at 85 the photo model leads by 1.2 / 0.6 dB).
+PHOTO_MAX_QUALITY = 90
+
 
 def input_kind(path, kind: str = "auto") -> InputKind:
-    """``kind`` ``clean``/``photo`` as given; ``auto``: ``photo`` for a JPEG file (read from its header),
-    ``clean`` otherwise (a PNG that was once a JPEG needs ``photo`` said)."""
+    """``kind`` ``clean``/``photo`` as given; ``auto``: ``photo`` for a JPEG file (its quality read from the
+    header) of quality up to :data:`PHOTO_MAX_QUALITY`, ``clean`` otherwise (a PNG that was once a JPEG
+    needs ``photo`` said)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
     quality = estimate_jpeg_quality(path)
     if kind != "auto":
         return InputKind(kind, quality)
-    return InputKind("photo" if quality is not None else "clean", quality)
+    found = InputKind("clean", quality)
+    return InputKind("photo", quality) if found.compressed else found
 
 
 # ------------------------------------------------------------------ measuring

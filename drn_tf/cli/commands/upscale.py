@@ -82,8 +82,7 @@ def add_parser(sub, help_text):
         help="which bundled model suits the inputs: photo (fine-tuned for JPEG-compressed inputs: removes "
         "compression artefacts instead of sharpening them), clean (for uncompressed images), auto (default: "
         "photo for JPEG files up to quality 90, their quality read from the file, clean for the rest; a PNG "
-        "that was once a "
-        "JPEG needs --kind photo). Presets only: --model FILE is used as it is")
+        "that was once a JPEG needs --kind photo). Presets only: --model FILE is used as it is")
     p.add_argument(
         "--tile",
         type=int,
