@@ -367,3 +367,16 @@ def test_auto_keeps_near_lossless_jpegs_on_the_clean_model(tmp_path, rng):
     im.save(tmp_path / "edge.jpg", quality=PHOTO_MAX_QUALITY)
     assert input_kind(tmp_path / "hi.jpg").kind == "clean" and input_kind(tmp_path / "edge.jpg").kind == "photo"
     assert input_kind(tmp_path / "hi.jpg", "photo").kind == "photo"
+
+
+def test_a_missing_photo_variant_falls_back_to_a_photo_model_of_the_same_scale(monkeypatch):
+    from drn_tf.models import drn
+    from drn_tf.models.resolve import preset_for_kind
+
+    have = {"drn_x2", "drn_s_x2", "drn_s_x2_photo", "drn_x3"}
+    monkeypatch.setattr(drn, "bundled_model_path", lambda n: f"/{n}.keras" if n in have else None)
+    assert preset_for_kind("drn_x2", "photo") == ("drn_s_x2_photo",
+                                                  "no photo model is bundled for drn_x2_photo: using drn_s_x2_photo")
+    assert preset_for_kind("drn_s_x2", "photo") == ("drn_s_x2_photo", None)
+    assert preset_for_kind("drn_x3", "photo")[0] == "drn_x3"  # none of x3: the clean preset
+    assert preset_for_kind("drn_s_x2_photo", "clean") == ("drn_s_x2", None)

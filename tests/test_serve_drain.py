@@ -19,7 +19,8 @@ pytest.importorskip("kserve")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("drain"), "drn_s_x2", "--runtime", "keras", "--grace", "60")
+    server = start_server(tmp_path_factory.mktemp("drain"), "drn_s_x2", "--runtime", "keras", "--grace", "300",
+                          "--timeout", "300", "--threads", "1", "--kind", "clean")
     yield server
     stop_server(server)
 
@@ -33,12 +34,13 @@ def _refused(port: int) -> bool:
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(server):
-    images = [png_bytes(np.random.default_rng(i).integers(0, 256, (96, 96, 3), dtype=np.uint8)) for i in range(6)]
+    # eight 384x384 images on one thread: some 80 GFLOP of work, seconds even on a fast CPU
+    images = [png_bytes(np.random.default_rng(i).integers(0, 256, (384, 384, 3), dtype=np.uint8)) for i in range(8)]
     body = {"signature_name": "upscale_bytes", "instances": [{"b64": b64(d)} for d in images]}
     answer = {}
     client = threading.Thread(target=lambda: answer.update(result=request(server, "POST", "/v1/models/drn_s_x2:predict", body)))
     client.start()
-    time.sleep(1.0)  # the request is being worked on (six images take seconds)
+    time.sleep(0.5)  # the request is being worked on (eight such images take seconds)
     assert client.is_alive(), "the request finished before SIGTERM; the test needs a longer one"
     server.proc.send_signal(signal.SIGTERM)
     port = int(server.url.rsplit(":", 1)[1])
@@ -47,8 +49,8 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(server):
         time.sleep(0.1)
     assert _refused(port), "new connections still accepted after SIGTERM"
     assert client.is_alive(), "the request in flight did not outlast the listener"
-    client.join(timeout=120)
+    client.join(timeout=300)
     status, data = answer["result"]
     assert status == 200, data
     assert len(json.loads(data)["predictions"]) == len(images)
-    assert server.proc.wait(timeout=60) == 0, server.tail()
+    assert server.proc.wait(timeout=120) == 0, server.tail()

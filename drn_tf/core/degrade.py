@@ -74,7 +74,7 @@ def estimate_jpeg_quality(path) -> int | None:
             if im.format != "JPEG" or not getattr(im, "quantization", None):
                 return None
             luma = np.asarray(im.quantization[0], np.int64)
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # size limits are checked elsewhere
         return None
     total = int(luma.sum())
     return min(_IJG_SUMS, key=lambda q: (abs(_IJG_SUMS[q] - total), -q))

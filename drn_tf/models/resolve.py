@@ -158,18 +158,22 @@ def _cached(key, load, cache: bool):
 
 def preset_for_kind(preset: str, kind: str | None) -> tuple[str, str | None]:
     """``(preset, note)``: the variant of ``preset`` trained for ``kind`` inputs (``clean`` | ``photo``; None:
-    ``preset`` itself); a photo variant without bundled weights falls back to the clean one, and ``note``
-    says so. Raises ValueError for an unknown preset or kind."""
+    ``preset`` itself). A photo variant without bundled weights falls back to a bundled photo model of the
+    same scale from another family (on JPEG inputs any photo model is far ahead of a clean one), else to
+    the clean preset; ``note`` says so. Raises ValueError for an unknown preset or kind."""
     from drn_tf.models import drn
-    from drn_tf.models.presets import variant
+    from drn_tf.models.presets import PRESETS, get_preset, variant
 
     if kind is None:
         return preset, None
     wanted = variant(preset, kind)
-    if kind == "photo" and drn.bundled_model_path(wanted) is None:
-        clean = variant(preset, "clean")
-        return clean, f"no photo model is bundled for {wanted}: using {clean}"
-    return wanted, None
+    if kind != "photo" or drn.bundled_model_path(wanted) is not None:
+        return wanted, None
+    scale = get_preset(preset)["config"]["scale"]
+    others = [n for n, p in sorted(PRESETS.items()) if p["kind"] == "photo" and p["config"]["scale"] == scale
+              and n != wanted and drn.bundled_model_path(n) is not None]
+    fallback = others[0] if others else variant(preset, "clean")
+    return fallback, f"no photo model is bundled for {wanted}: using {fallback}"
 
 
 def resolve(model=None, preset: str | None = None, scale: int | None = None, *,

@@ -79,6 +79,6 @@ class DrnModel(Model):
 
         from drn_tf.core.degrade import estimate_jpeg_quality
 
-        if self.photo is not None and estimate_jpeg_quality(io.BytesIO(data)) is not None:
+        if self.photo is not None and data[:2] == b"\xff\xd8" and estimate_jpeg_quality(io.BytesIO(data)) is not None:
             return self.photo
         return self.upscaler

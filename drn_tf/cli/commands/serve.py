@@ -147,17 +147,18 @@ def _photo_variant(preset: str, kind: str, runtime: str, limits):
 
     if kind != "auto" or get_preset(preset)["kind"] == "photo":
         return None
-    name, note = preset_for_kind(preset, "photo")
-    if note:
+    name, _ = preset_for_kind(preset, "photo")
+    if get_preset(name)["kind"] != "photo":  # no photo model of this scale is bundled
         return None
-    return Upscaler(runtime_model(resolve(None, name).model, runtime), limits)
+    upscaler = Upscaler(runtime_model(resolve(None, name).model, runtime), limits)
+    upscaler.preset = name
+    return upscaler
 
 
 def _load(specs, limits, pool, kind: str = "auto"):
     """The :class:`~drn_tf.serve.model.DrnModel` of each spec (each model file or preset loaded once); a preset
     is replaced by its ``kind`` variant (``clean``/``photo``), or (``auto``) serves JPEG bytes with its photo one."""
     from drn_tf.inference.runtimes import resolve_runtime, runtime_model
-    from drn_tf.models.presets import variant
     from drn_tf.models.resolve import ModelError, preset_for_kind, resolve
     from drn_tf.serve.model import DrnModel
     from drn_tf.serve.work import Upscaler
@@ -179,7 +180,7 @@ def _load(specs, limits, pool, kind: str = "auto"):
         models.append(DrnModel(name, Upscaler(rt, limits), pool, runtime=resolve_runtime(runtime), source=spec,
                                photo=photo))
         print(f"drn serve: {name}: {spec}, x{rt.scale}, runtime {rt.name}"
-              + (f"; JPEG requests: {variant(spec, 'photo')}" if photo else ""), file=sys.stderr)
+              + (f"; JPEG requests: {photo.preset}" if photo else ""), file=sys.stderr)
     return models
 
 
