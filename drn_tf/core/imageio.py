@@ -292,13 +292,8 @@ def header_size(path) -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller checks the size
             with Image.open(path) as im:
                 return im.size
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: refused, too many pixels ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if "cannot identify image file" in reason:
-            reason = "not an image file PIL can read"
-        raise ImageReadError(f"{path}: {reason}") from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise _read_error(path, exc) from None
 
 
 def _check_file(path) -> Path:
@@ -313,6 +308,18 @@ def _check_file(path) -> Path:
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     return path
+
+
+def _read_error(path, exc: Exception) -> ImageReadError:
+    """Pillow's failure to read ``path`` as one line: too many pixels, not an image, or its reason."""
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageReadError(f"{path}: refused, too many pixels ({exc})")
+    reason = str(exc) or type(exc).__name__
+    if "cannot identify image file" in reason:
+        reason = "not an image file PIL can read"
+    return ImageReadError(f"{path}: {reason}")
 
 
 def _pil():
@@ -360,13 +367,8 @@ def read_image(path, mode: str = "keep", max_pixels: int = MAX_PIXELS, with_alph
             image, alpha = _pil_to_arrays(im, path, keep_16bit)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: refused, too many pixels ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if "cannot identify image file" in reason:
-            reason = "not an image file PIL can read"
-        raise ImageReadError(f"{path}: {reason}") from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise _read_error(path, exc) from None
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ImageReadError(f"{path}: image has no pixels")
     if mode == "rgb" and image.shape[-1] == 1:
