@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("DRN_DATA", ROOT.parent / "shared" / "data"))
+from paths import DATA
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from drn_tf.bench import benchmark as B  # noqa: E402
 from drn_tf.models.analysis import count_macs  # noqa: E402
 from drn_tf.models.presets import get_preset  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT  # noqa: E402
 
 
 def _tool(name):

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+from paths import DATA, ROOT  # noqa: E402
 SCRIPT = ROOT / "training" / "bundle_run.py"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -15,7 +14,7 @@ from PIL import Image
 from drn_tf.cli.commands.demo import SAMPLE, pick_crop
 from drn_tf.cli.main import main
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT  # noqa: E402
 BUNDLED_X2 = ROOT / "assets" / "drn_x2.keras"
 
 

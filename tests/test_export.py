@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +30,7 @@ from drn_tf.inference import runtimes as R  # noqa: E402
 from drn_tf.inference.upscale import predict_image
 from drn_tf.models.drn import DRN  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT  # noqa: E402
 TWO_SIZES = ((16, 20), (37, 29))
 
 # Tolerances on the [0, 1] float outputs, against the Keras model's clipped output.

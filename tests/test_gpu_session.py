@@ -10,12 +10,10 @@ import json
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+from paths import DATA, ROOT  # noqa: E402
 
 
 @pytest.mark.slow

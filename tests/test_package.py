@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT  # noqa: E402
 
 
 def test_import_loads_no_framework_and_names_load_lazily():

@@ -7,7 +7,6 @@ never to the user's cache.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,7 +22,6 @@ from drn_tf.inference.upscale import upscale
 from drn_tf.models.drn import DRN
 from drn_tf.models.resolve import resolve_model
 
-ROOT = Path(__file__).resolve().parent.parent
 # the int8 promise, held by test_int8_runtime_tiling_and_quality (bundled drn_s_x2, the preset
 # with the least margin: measured 0.086 dB on Set5 x2, 0.065 on Set14; the recipe before was 0.20+).
 INT8_LOSS_DB = 0.10

@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 from concurrent import futures
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,7 +46,7 @@ from drn_tf.export import common as EC  # noqa: E402
 from drn_tf.export import savedmodel as ES  # noqa: E402
 from drn_tf.models.drn import DRN  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT  # noqa: E402
 MODEL_NAME = "drn"
 
 

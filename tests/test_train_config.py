@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +15,7 @@ from drn_tf.train.config import (
     resolve_config,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT  # noqa: E402
 CONFIGS = sorted((ROOT / "training" / "configs").glob("*.yaml"))
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import ROOT  # noqa: E402
 DRN = "import sys; from drn_tf.cli.main import main; sys.exit(main())"  # the `drn` console script
 
 # Runs the trainer, then reports what only this process can see: the per-replica copies
