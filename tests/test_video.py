@@ -38,12 +38,12 @@ def make_clip(path, n=12, w=32, h=24, fps=12, rotation=0):
 
 
 def facts(path):
-    with av.open(str(path)) as c:
-        v = c.streams.video[0]
+    with av.open(str(path)) as c:  # the rate read while the file is open (a closed container's streams are gone)
+        rate = c.streams.video[0].average_rate
         audio = [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size] if c.streams.audio else []
     with av.open(str(path)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    return v.average_rate, frames, audio
+    return rate, frames, audio
 
 
 def test_clip_comes_out_twice_the_size_with_its_frames_rate_and_audio(tmp_path, capsys, m2):
