@@ -44,3 +44,15 @@ def model_files(tmp_path_factory) -> dict:
         paths[s] = d / f"drn_s_x{s}.keras"
         DRN.from_preset(f"drn_s_x{s}", load_weights=False).save(paths[s])
     return paths
+
+
+@pytest.fixture(scope="session")
+def fresh_drn_s():
+    """``fresh_drn_s(scale=2, **overrides)``: a freshly initialised (untrained) ``drn_s`` model, new random
+    weights on every call: the tiny model most tests need."""
+    from drn_tf.models.drn import DRN
+
+    def make(scale: int = 2, **overrides):
+        return DRN.from_preset(f"drn_s_x{scale}", load_weights=False, **overrides)
+
+    return make

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 from drn_tf.cli.main import main
-from drn_tf.models.drn import DRN, load_model
+from drn_tf.models.drn import load_model
 
 
 @pytest.fixture(scope="module")
-def two_models(tmp_path_factory):
+def two_models(fresh_drn_s, tmp_path_factory):
     folder = tmp_path_factory.mktemp("average")
     paths = []
     for seed in (1, 2):
         import keras
 
         keras.utils.set_random_seed(seed)
-        m = DRN.from_preset("drn_s_x2", load_weights=False)
+        m = fresh_drn_s(2)
         m(np.zeros((1, 8, 8, 3), np.float32))
         paths.append(folder / f"m{seed}.keras")
         m.save(paths[-1])
@@ -36,9 +36,9 @@ def test_average_writes_the_mean_of_the_weights(two_models, tmp_path, capsys):
         np.testing.assert_allclose(m, (x.astype(np.float64) + y) / 2, rtol=1e-6, atol=1e-7)
 
 
-def test_average_errors_are_one_line(two_models, tmp_path, capsys):
+def test_average_errors_are_one_line(fresh_drn_s, two_models, tmp_path, capsys):
     other = tmp_path / "x3.keras"
-    m = DRN.from_preset("drn_s_x3", load_weights=False)
+    m = fresh_drn_s(3)
     m(np.zeros((1, 8, 8, 3), np.float32))
     m.save(other)
     junk = tmp_path / "junk.keras"

@@ -204,10 +204,9 @@ def test_cli_user_errors(capsys):
 # ---------------------------------------------------------------- measuring
 
 
-def test_conv_chain_has_the_models_convolutions():
-    from drn_tf.models.drn import DRN
+def test_conv_chain_has_the_models_convolutions(fresh_drn_s):
 
-    model = DRN.from_preset("drn_s_x3", load_weights=False)
+    model = fresh_drn_s(3)
     chain = D.conv_chain_model(model)
     # every weight of a DRN belongs to a convolution, so the chain has them all, in the same shapes
     assert chain.count_params() == model.count_params()
@@ -259,10 +258,9 @@ def test_rows_are_built_by_the_training_recipe_and_the_export_table():
     assert all(B.VARIANTS[n].description.startswith(FORMATS[n].description) for n in exported)
 
 
-def test_first_form_diagnostic_is_the_same_function():
-    from drn_tf.models.drn import DRN
+def test_first_form_diagnostic_is_the_same_function(fresh_drn_s):
 
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     x = np.random.default_rng(0).random((1, 9, 11, 3), dtype=np.float32)
     ref = model.predict_on_batch(x)
     first = D.first_form_copy(model)

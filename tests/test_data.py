@@ -314,16 +314,15 @@ def test_val_dataset(tmp_path, set5):
         np.testing.assert_allclose(hr[0] * 255, hr0, atol=1e-3)
 
 
-def test_model_evaluate_on_the_val_dataset_gives_the_protocol_numbers_grey_included(set14):
+def test_model_evaluate_on_the_val_dataset_gives_the_protocol_numbers_grey_included(fresh_drn_s, set14):
     # Set14 has a grey image (bridge): model.evaluate with the Keras metrics must equal drn evaluate
     import keras
 
     from drn_tf.inference.evaluation import evaluate_folder
-    from drn_tf.models.drn import DRN
     from drn_tf.models.metrics import YPSNR, YSSIM
 
     keras.utils.set_random_seed(0)
-    model = DRN.from_preset("drn_s_x3", load_weights=False)  # untrained: any deterministic model will do
+    model = fresh_drn_s(3)  # untrained: any deterministic model will do
     ds = make_val_dataset(set14, 3)
     shapes = [hr.shape[-1] for _, hr in ds.as_numpy_iterator()]
     assert 1 in shapes and 3 in shapes  # the set mixes grey and colour

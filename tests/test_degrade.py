@@ -265,7 +265,7 @@ def test_photo_presets_are_variants_and_resolve_falls_back(monkeypatch):
     assert resolve(preset="drn_s_x2", kind="clean").note is None
 
 
-def test_upscale_picks_the_photo_model_for_jpeg_inputs_and_says_so(tmp_path, monkeypatch, capsys):
+def test_upscale_picks_the_photo_model_for_jpeg_inputs_and_says_so(fresh_drn_s, tmp_path, monkeypatch, capsys):
     """drn upscale --kind auto: a JPEG goes through the photo variant, a PNG through the clean preset; --kind
     overrides. A fresh model stands in for the photo weights, so which model ran shows in the pixels."""
     from PIL import Image
@@ -273,12 +273,12 @@ def test_upscale_picks_the_photo_model_for_jpeg_inputs_and_says_so(tmp_path, mon
     from drn_tf.cli.main import main
     from drn_tf.inference.upscale import upscale_array
     from drn_tf.models import drn
-    from drn_tf.models.drn import DRN, load_model
+    from drn_tf.models.drn import load_model
 
     assets = tmp_path / "assets"
     assets.mkdir()
     (assets / "drn_s_x2.keras").symlink_to(drn.bundled_model_path("drn_s_x2"))
-    photo = DRN.from_preset("drn_s_x2", load_weights=False)
+    photo = fresh_drn_s(2)
     photo.save(assets / "drn_s_x2_photo.keras")
     monkeypatch.setattr(drn, "ASSETS_DIR", assets)
     rng = np.random.default_rng(3)
@@ -306,17 +306,16 @@ def test_upscale_picks_the_photo_model_for_jpeg_inputs_and_says_so(tmp_path, mon
     np.testing.assert_array_equal(got["a"], upscale_array(jpeg_pixels, clean))
 
 
-def test_api_kind_follows_the_file_and_is_explicit_for_arrays(tmp_path, monkeypatch):
+def test_api_kind_follows_the_file_and_is_explicit_for_arrays(fresh_drn_s, tmp_path, monkeypatch):
     from PIL import Image
 
     import drn_tf
     from drn_tf.models import drn
-    from drn_tf.models.drn import DRN
 
     assets = tmp_path / "assets"
     assets.mkdir()
     (assets / "drn_s_x2.keras").symlink_to(drn.bundled_model_path("drn_s_x2"))
-    DRN.from_preset("drn_s_x2", load_weights=False).save(assets / "drn_s_x2_photo.keras")
+    fresh_drn_s(2).save(assets / "drn_s_x2_photo.keras")
     monkeypatch.setattr(drn, "ASSETS_DIR", assets)
     image = pairs(2, np.random.default_rng(4))[0][0][:24, :24]
     Image.fromarray(image).save(tmp_path / "a.jpg", quality=60)

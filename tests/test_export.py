@@ -67,9 +67,9 @@ def numpy_pixel_shuffle(x: np.ndarray, s: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(fresh_drn_s):
     keras.utils.set_random_seed(7)
-    return DRN.from_preset("drn_s_x2", load_weights=False)
+    return fresh_drn_s(2)
 
 
 @pytest.fixture(scope="module")

@@ -80,17 +80,17 @@ def test_output_shape_on_odd_sizes(scale):
     assert model.input_shape == (None, None, None, 3)
 
 
-def test_model_learns_identity_of_mean_at_init():
+def test_model_learns_identity_of_mean_at_init(fresh_drn_s):
     """MeanShift around the body: with zero upsampler weights the output is the mean colour."""
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     for w in model.get_layer("upsampler").weights:
         w.assign(np.zeros(w.shape, "float32"))
     y = np.asarray(model.predict_on_batch(np.random.default_rng(0).random((1, 5, 5, 3)).astype("float32")))
     np.testing.assert_allclose(y, np.broadcast_to(np.array(model.mean, "float32"), y.shape), atol=1e-7)
 
 
-def test_keras_save_load_safe_mode_identical(tmp_path):
-    model = DRN.from_preset("drn_s_x3", load_weights=False)
+def test_keras_save_load_safe_mode_identical(fresh_drn_s, tmp_path):
+    model = fresh_drn_s(3)
     x = np.random.default_rng(1).random((1, 11, 9, 3)).astype("float32")
     path = tmp_path / "m.keras"
     model.save(path)
@@ -128,9 +128,9 @@ def test_from_preset_unknown_name_lists_choices():
         DRN.from_preset("drn_x5")
 
 
-def test_from_preset_loads_bundled_file(tmp_path):
+def test_from_preset_loads_bundled_file(fresh_drn_s, tmp_path):
     """A file assets_dir/<preset>.keras is what from_preset returns (weights included)."""
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     model.save(tmp_path / "drn_s_x2.keras")
     loaded = DRN.from_preset("drn_s_x2", assets_dir=tmp_path)
     for a, b in zip(loaded.get_weights(), model.get_weights()):
@@ -182,10 +182,10 @@ JAX_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_jax_backend_trains_and_weights_round_trip_to_tensorflow(tmp_path):
+def test_jax_backend_trains_and_weights_round_trip_to_tensorflow(fresh_drn_s, tmp_path):
     """TF weights -> JAX gives the same outputs; JAX trains; JAX-trained weights -> TF gives JAX's outputs."""
     pytest.importorskip("jax", reason="jax is not installed (pip install 'jax[cpu]')")
-    model = DRN.from_preset("drn_s_x3", load_weights=False)
+    model = fresh_drn_s(3)
     x = np.random.default_rng(5).random((1, 13, 10, 3)).astype("float32")
     weights = tmp_path / "w.weights.h5"
     model.save_weights(weights)
@@ -203,7 +203,7 @@ def test_jax_backend_trains_and_weights_round_trip_to_tensorflow(tmp_path):
     assert result["shape"] == [1, 39, 30, 3]
     assert result["after"] < result["before"]
     np.testing.assert_allclose(np.load(tmp_path / "x.npy.start.npy"), np.asarray(model.predict_on_batch(x)), atol=1e-5)
-    tf_model = DRN.from_preset("drn_s_x3", load_weights=False)
+    tf_model = fresh_drn_s(3)
     tf_model.load_weights(trained)
     y_tf = np.asarray(tf_model.predict_on_batch(x))
     y_jax = np.load(tmp_path / "x.npy.trained.npy")

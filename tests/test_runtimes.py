@@ -44,10 +44,10 @@ def test_runtime_names_and_auto_rule():
         R.resolve_runtime("tflite")
 
 
-def test_tflite_cache_hit_and_rebuild(tmp_path, monkeypatch):
+def test_tflite_cache_hit_and_rebuild(fresh_drn_s, tmp_path, monkeypatch):
     """The .tflite is converted once per weights: a hit never reconverts, changed weights rebuild."""
     model_path = tmp_path / "m.keras"
-    DRN.from_preset("drn_s_x2", load_weights=False).save(model_path)
+    fresh_drn_s(2).save(model_path)
     calls = []
     convert = E.convert_tflite
 
@@ -68,7 +68,7 @@ def test_tflite_cache_hit_and_rebuild(tmp_path, monkeypatch):
     again = R.runtime_model(resolve_model(str(model_path)), "litert", cache_dir=cache)
     assert again.path == first.path
 
-    changed = DRN.from_preset("drn_s_x2", load_weights=False)  # new random weights, same file name
+    changed = fresh_drn_s(2)  # new random weights, same file name
     changed.save(model_path)
     os.utime(model_path, ns=(1, 1))  # a different mtime, so resolve_model reloads the file
     monkeypatch.setattr(E, "convert_tflite", counting)
@@ -78,12 +78,12 @@ def test_tflite_cache_hit_and_rebuild(tmp_path, monkeypatch):
     assert files == sorted([first.path.name, rebuilt.path.name])  # no temporary files left
 
 
-def test_concurrent_misses_convert_once(tmp_path, monkeypatch):
+def test_concurrent_misses_convert_once(fresh_drn_s, tmp_path, monkeypatch):
     """Two runs missing the cache at once: the second waits for the first's file instead of converting again."""
     import threading
     import time
 
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     calls = []
     convert = E.convert_tflite
 
@@ -103,24 +103,24 @@ def test_concurrent_misses_convert_once(tmp_path, monkeypatch):
     assert calls == ["float32"] and len(set(paths)) == 1 and paths[0].is_file()
 
 
-def test_int8_cache_key_follows_the_calibration_images(tmp_path, monkeypatch):
+def test_int8_cache_key_follows_the_calibration_images(fresh_drn_s, tmp_path, monkeypatch):
     from PIL import Image
 
     train = tmp_path / "data" / "train"
     train.mkdir(parents=True)
     Image.new("RGB", (64, 64), (10, 20, 30)).save(train / "a.png")
     monkeypatch.setenv("DRN_DATA", str(tmp_path / "data"))
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     key = R.tflite_cache_key(model, "int8")
     assert R.tflite_cache_key(model, "int8") == key and R.tflite_cache_key(model, "float32") != key
     Image.new("RGB", (64, 64), (200, 20, 30)).save(train / "b.png")  # a new calibration image
     assert R.tflite_cache_key(model, "int8") != key
 
 
-def test_unwritable_cache_still_runs(tmp_path, rng):
+def test_unwritable_cache_still_runs(fresh_drn_s, tmp_path, rng):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")  # the cache folder cannot be created under a file
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     with pytest.warns(UserWarning, match="cache .* not used"):
         lite = R.runtime_model(model, "litert", cache_dir=blocker / "cache")
     assert lite.path.is_file() and not (blocker / "cache").exists()
@@ -128,9 +128,9 @@ def test_unwritable_cache_still_runs(tmp_path, rng):
     assert not lite.path.exists()
 
 
-def test_litert_runtime_matches_keras(tmp_path, rng):
+def test_litert_runtime_matches_keras(fresh_drn_s, tmp_path, rng):
     """float32 LiteRT through drn_tf.upscale: the Keras output within float rounding, tiled or not."""
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     image = rng.integers(0, 256, size=(41, 58, 3), dtype=np.uint8)
     keras_out = upscale(image, model=model, tile=None)
     lite = R.runtime_model(model, "litert", cache_dir=tmp_path)
@@ -139,14 +139,14 @@ def test_litert_runtime_matches_keras(tmp_path, rng):
     assert np.abs(tiled.astype(int) - keras_out).max() <= 1
 
 
-def test_cli_runtime(tmp_path, monkeypatch, rng):
+def test_cli_runtime(fresh_drn_s, tmp_path, monkeypatch, rng):
     from PIL import Image
 
     from drn_tf.cli.main import main
 
     monkeypatch.setenv("DRN_CACHE_DIR", str(tmp_path / "cache"))
     model_path = tmp_path / "m.keras"
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     model.save(model_path)
     src = tmp_path / "in.png"
     image = rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)

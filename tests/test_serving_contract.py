@@ -44,16 +44,15 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # 
 
 from drn_tf.export import common as EC  # noqa: E402
 from drn_tf.export import savedmodel as ES  # noqa: E402
-from drn_tf.models.drn import DRN  # noqa: E402
 
 from paths import ROOT  # noqa: E402
 MODEL_NAME = "drn"
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(fresh_drn_s):
     keras.utils.set_random_seed(11)
-    return DRN.from_preset("drn_s_x2", load_weights=False)
+    return fresh_drn_s(2)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import pytest
 
 from drn_tf.export import tflite_metadata as M
 from drn_tf.export.tflite import convert_tflite, tflite_metadata
-from drn_tf.models.drn import DRN
 from drn_tf.models.resolve import model_receptive_radius
 
 # Field ids as declared in tensorflow_lite_support/metadata/metadata_schema.fbs (schema 1.1.0): a table's
@@ -36,8 +35,8 @@ SCHEMA_IDS = {
 
 
 @pytest.fixture(scope="module")
-def model():
-    return DRN.from_preset("drn_s_x2", load_weights=False)
+def model(fresh_drn_s):
+    return fresh_drn_s(2)
 
 
 def _raw_input_tensor(flat: bytes):

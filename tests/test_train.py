@@ -11,7 +11,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from drn_tf.models.drn import DRN, load_model  # noqa: E402
+from drn_tf.models.drn import load_model  # noqa: E402
 from drn_tf.train import state  # noqa: E402
 from drn_tf.train.config import ConfigError, load_config, resolve_config  # noqa: E402
 from drn_tf.train.engine import train  # noqa: E402
@@ -121,11 +121,11 @@ def test_strategy_run_loop_matches_model_fit(fit_run, data_dir, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_init_from_copies_matching_layers_but_not_the_upsampler(fit_run, tmp_path):
+def test_init_from_copies_matching_layers_but_not_the_upsampler(fresh_drn_s, fit_run, tmp_path):
     _, res = fit_run
     src = load_model(res.run_dir / "model.keras")
     keras.utils.set_random_seed(5)
-    x3 = DRN.from_preset("drn_s_x3", load_weights=False, **TINY_OVERRIDES)
+    x3 = fresh_drn_s(3, **TINY_OVERRIDES)
     before = {layer.name: layer.get_weights() for layer in x3.layers}
     report = init_from(x3, res.run_dir)  # a run directory: its model.keras
     assert report["skipped"] == ["upsampler"]
@@ -139,13 +139,13 @@ def test_init_from_copies_matching_layers_but_not_the_upsampler(fit_run, tmp_pat
     # a .weights.h5 file: only what the file holds is copied
     h5 = tmp_path / "x2.weights.h5"
     src.save_weights(h5)
-    x3b = DRN.from_preset("drn_s_x3", load_weights=False, **TINY_OVERRIDES)
+    x3b = fresh_drn_s(3, **TINY_OVERRIDES)
     report = init_from(x3b, h5)
     assert report["skipped"] == ["upsampler"] and "rdg_0" in report["loaded"]
     np.testing.assert_array_equal(x3b.get_layer("lfe").get_weights()[0], src.get_layer("lfe").get_weights()[0])
 
     # same scale: the upsampler comes too
-    x2 = DRN.from_preset("drn_s_x2", load_weights=False, **TINY_OVERRIDES)
+    x2 = fresh_drn_s(2, **TINY_OVERRIDES)
     assert "upsampler" in init_from(x2, res.run_dir / "model.keras")["loaded"]
     with pytest.raises(FileNotFoundError):
         init_from(x2, tmp_path / "missing.keras")
@@ -166,7 +166,7 @@ def test_init_from_in_a_run(fit_run, data_dir, tmp_path):
     assert np.abs(got - src).max() < 0.01 < np.abs(src).max()
 
 
-def test_average_models_over_the_engine_files(fit_run, tmp_path):
+def test_average_models_over_the_engine_files(fresh_drn_s, fit_run, tmp_path):
     """A run directory averages its kept checkpoints (weights of epochs 1 and 2, read through the run's
     config); .keras files average as themselves; other architectures are refused."""
     _, res = fit_run
@@ -189,7 +189,7 @@ def test_average_models_over_the_engine_files(fit_run, tmp_path):
     for got, want in zip(load_model(tmp_path / "same.keras").get_weights(), res.model.get_weights()):
         np.testing.assert_array_equal(got, want)
 
-    other = DRN.from_preset("drn_s_x2", load_weights=False, **dict(TINY_OVERRIDES, channels=8))
+    other = fresh_drn_s(2, **dict(TINY_OVERRIDES, channels=8))
     other.save(tmp_path / "other.keras")
     with pytest.raises(ValueError, match="not the architecture of"):
         average_models([run / "last.keras", tmp_path / "other.keras"], tmp_path / "bad.keras")
@@ -227,9 +227,9 @@ def test_sampler_stream_is_the_global_batch_sequence_with_and_without_threads(se
             np.testing.assert_array_equal(hr, whr)
 
 
-def test_weight_values_are_the_ema_when_the_optimizer_keeps_one():
+def test_weight_values_are_the_ema_when_the_optimizer_keeps_one(fresh_drn_s):
     keras.utils.set_random_seed(0)
-    model = DRN.from_preset("drn_s_x2", load_weights=False, **TINY_OVERRIDES)
+    model = fresh_drn_s(2, **TINY_OVERRIDES)
     model.compile(optimizer=keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=0.5), loss="mae")
     rng = np.random.default_rng(0)
     x = rng.random((2, 8, 8, 3), dtype=np.float32)
@@ -270,11 +270,10 @@ def test_mixed_precision_run_saves_a_float32_model(data_dir, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_training_validation_matches_drn_evaluate_on_grey_and_rgb(tmp_path, set14):
+def test_training_validation_matches_drn_evaluate_on_grey_and_rgb(fresh_drn_s, tmp_path, set14):
     """train.evaluate_pairs on data.validation_pairs == drn_tf.inference.evaluation (grey kept single-channel)."""
     from PIL import Image
 
-    from drn_tf import DRN
     from drn_tf.core.protocol import validation_pairs
     from drn_tf.inference.evaluation import evaluate_folder
     from drn_tf.train.callbacks import evaluate_pairs
@@ -283,7 +282,7 @@ def test_training_validation_matches_drn_evaluate_on_grey_and_rgb(tmp_path, set1
     Image.open(set14 / "baboon.png").convert("RGB").crop((0, 0, 38, 40)).save(tmp_path / "rgb.png")
     lrs, hrs, names = validation_pairs([tmp_path], 2)
     assert sorted(h.shape[-1] for h in hrs) == [1, 3]
-    model = DRN.from_preset("drn_s_x2", load_weights=False)
+    model = fresh_drn_s(2)
     psnr, ssim = evaluate_pairs(model, lrs, hrs, 2)
     ref = evaluate_folder(tmp_path, 2, model)
     assert psnr == pytest.approx(ref.psnr, abs=1e-9)
