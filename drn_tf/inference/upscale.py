@@ -74,7 +74,7 @@ def upscale(
         chosen = "clean" if kind == "auto" else kind  # an array tells nothing of its past
     if model is None:
         try:
-            preset, _ = preset_for_kind(preset or f"drn_x{2 if scale is None else int(scale)}", chosen)
+            preset, _ = preset_for_kind(preset, chosen, scale)
         except ValueError as exc:
             raise ModelError(str(exc)) from None
     if outscale is not None or size is not None or max_side is not None:

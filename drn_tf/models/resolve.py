@@ -156,14 +156,21 @@ def _cached(key, load, cache: bool):
     return _MODEL_CACHE[key]
 
 
-def preset_for_kind(preset: str, kind: str | None) -> tuple[str, str | None]:
+def default_preset(preset: str | None, scale: int | None = None) -> str:
+    """``preset``, else the default model of ``scale``: ``drn_x{scale}`` (``drn_x2`` without a scale)."""
+    return preset or f"drn_x{2 if scale is None else int(scale)}"
+
+
+def preset_for_kind(preset: str | None, kind: str | None, scale: int | None = None) -> tuple[str, str | None]:
     """``(preset, note)``: the variant of ``preset`` trained for ``kind`` inputs (``clean`` | ``photo``; None:
     ``preset`` itself). A photo variant without bundled weights falls back to a bundled photo model of the
     same scale from another family (on JPEG inputs any photo model is far ahead of a clean one), else to
-    the clean preset; ``note`` says so. Raises ValueError for an unknown preset or kind."""
+    the clean preset; ``note`` says so. ``preset`` None: the default of ``scale`` (:func:`default_preset`).
+    Raises ValueError for an unknown preset or kind."""
     from drn_tf.models import drn
     from drn_tf.models.presets import PRESETS, get_preset, variant
 
+    preset = default_preset(preset, scale)
     if kind is None:
         return preset, None
     wanted = variant(preset, kind)
@@ -204,7 +211,7 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
     from drn_tf.models import build, drn
     from drn_tf.models.presets import get_preset
 
-    name = preset or f"drn_x{2 if scale is None else int(scale)}"
+    name = default_preset(preset, scale)
     try:
         preset_scale = int(get_preset(name)["config"]["scale"])
         name, note = preset_for_kind(name, kind)

@@ -142,7 +142,7 @@ def _run(args):
 
         import_backend_quietly()  # finding the bundled files loads the model module (Keras)
         try:
-            preset, note = preset_for_kind(preset or f"drn_x{args.scale or 2}", kind)
+            preset, note = preset_for_kind(preset, kind, args.scale)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if note:

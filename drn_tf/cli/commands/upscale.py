@@ -613,7 +613,7 @@ def _load_model(args, kind: str | None = None):
         from drn_tf.models.resolve import preset_for_kind
 
         try:
-            preset, note = preset_for_kind(args.preset or f"drn_x{args.scale or 2}", kind)
+            preset, note = preset_for_kind(args.preset, kind, args.scale)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if note and not quiet:
