@@ -97,6 +97,20 @@ def test_missing_and_invalid_files(tmp_path):
         load_config(bad)
 
 
+def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  preset: drn_s_x2\n   scale: 2\n")
+    rc, out, err = _drn(capsys, "--config", str(bad), "--print-config")
+    assert rc == 2 and out == ""
+    assert err.strip() == f"drn train: error: {bad}:3:9: not valid YAML: mapping values are not allowed here"
+    bad.write_text("train:\n  steps: 5\n  batch_size: [4\n")
+    rc, _, err = _drn(capsys, "--config", str(bad), "--out", str(tmp_path / "run"))
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"drn train: error: {bad}:4:1: not valid YAML: expected ',' or ']'") and \
+        "flow sequence started at line 3, column 15" in err
+    assert not (tmp_path / "run").exists()
+
+
 def _drn(capsys, *args):
     """``drn train ARGS`` in this process: (exit status, stdout, stderr)."""
     from drn_tf.cli.main import main

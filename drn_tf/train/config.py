@@ -167,7 +167,7 @@ def load_config(path=None, overrides=(), sets=()) -> dict:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            raise ConfigError(yaml_problem(path, exc)) from None
         cfg = merge(cfg, data, str(path))
     if overrides:
         cfg = merge(cfg, overrides, "options")
@@ -175,6 +175,18 @@ def load_config(path=None, overrides=(), sets=()) -> dict:
         sec, k, v = parse_override(text)
         cfg = merge(cfg, {sec: {k: v}}, f"--set {text}")
     return cfg
+
+
+def yaml_problem(path, exc) -> str:
+    """A YAML syntax error in one line: ``FILE:LINE:COLUMN: not valid YAML: the problem (the context and where
+    it started)``; PyYAML's own message spans seven lines with the text quoted."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None and (mark is None or (start.line, start.column) != (mark.line, mark.column)):
+        context += f" started at line {start.line + 1}, column {start.column + 1}"
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 def dump_config(cfg: dict) -> str:
