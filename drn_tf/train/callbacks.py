@@ -152,7 +152,8 @@ class Checkpoint(keras.callbacks.Callback):
     """The end of every epoch's files (:func:`drn_tf.train.rundir.commit_epoch`: ``last.keras``, an improved
     model, the resumable ``ckpt-<epoch>.weights.h5`` with the optimizer state, ``state.json`` naming them,
     each written atomically). A kill at any point leaves a consistent state; a full disk
-    (:class:`drn_tf.train.state.DiskSpaceError`) leaves the committed state and no temporary file. Before
+    (:class:`drn_tf.train.state.DiskSpaceError`) leaves the committed state, no temporary file and no file of
+    the failed epoch. Before
     training and before every epoch the disk must have ``need`` bytes free. ``extra``: more keys for
     ``state.json``; ``plan`` (a :class:`drn_tf.train.budget.RunPlan`) adds the planned step count once a
     wall-clock budget fitted it."""

@@ -18,7 +18,8 @@ removed. A killed run started again loads the checkpoint named by ``state.json``
 step, losing at most the epoch in progress; the history rows after that epoch are dropped
 (:func:`trim_history`) and ``best.keras`` is restored from the committed best (:func:`restore_best`).
 Temporary files of earlier killed runs (``.NAME.tmpPID``) are removed at the start
-(:func:`remove_stale_temp_files`); a failed write removes its own.
+(:func:`remove_stale_temp_files`); a failed write removes its own, and a failed epoch end removes the
+``best-<epoch>.keras`` and ``ckpt-<epoch>.weights.h5`` it wrote before ``state.json`` could name them.
 
 Bytes reach the disk through :func:`drn_tf.train.state.write_file` (atomic; a full disk is a
 :class:`drn_tf.train.state.DiskSpaceError`). No Keras import: ``drn plot`` reads histories with this module.
@@ -176,13 +177,32 @@ def commit_epoch(run_dir, *, epoch: int, step: int, model_file: bytes, weights_f
     optimizer state. Returns the state written."""
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / CHECKPOINT
-    if improved:
-        best_file = best_name(epoch)
-        write_file(ckpt_dir / best_file, model_file, need)
-    write_file(run_dir / LAST, model_file, need)
     name = checkpoint_name(epoch)
-    write_file(ckpt_dir / name, weights_file, need)
-    state = {
+    new_files = ([best_name(epoch)] if improved else []) + [name]  # named by no state.json until the commit point
+    try:
+        if improved:
+            best_file = best_name(epoch)
+            write_file(ckpt_dir / best_file, model_file, need)
+        write_file(run_dir / LAST, model_file, need)
+        write_file(ckpt_dir / name, weights_file, need)
+        state = _epoch_state(epoch, step, name, best_psnr, best_epoch, best_file, wall_s, backend, extra)
+        write_state(run_dir, state, need)
+    except BaseException:  # a full disk, an interrupt: the epoch's files go, the committed state stays whole
+        _remove_uncommitted(run_dir, new_files)
+        raise
+    if improved:
+        write_file(run_dir / BEST, model_file, need)
+    for old in checkpoint_files(run_dir)[:-keep]:
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    for old in ckpt_dir.glob("best-*.keras"):
+        if old.name != best_file:
+            old.unlink(missing_ok=True)
+    return state
+
+
+def _epoch_state(epoch, step, name, best_psnr, best_epoch, best_file, wall_s, backend, extra) -> dict:
+    return {
         "epoch": epoch,
         "step": step,
         "weights": name,
@@ -194,16 +214,21 @@ def commit_epoch(run_dir, *, epoch: int, step: int, model_file: bytes, weights_f
         "backend": backend,
         **extra,
     }
-    write_state(run_dir, state, need)
-    if improved:
-        write_file(run_dir / BEST, model_file, need)
-    for old in checkpoint_files(run_dir)[:-keep]:
-        if old.name != name:
-            old.unlink(missing_ok=True)
-    for old in ckpt_dir.glob("best-*.keras"):
-        if old.name != best_file:
-            old.unlink(missing_ok=True)
-    return state
+
+
+def _remove_uncommitted(run_dir, names) -> None:
+    """After a failed epoch end: remove the files of ``names`` in ``checkpoint/`` that the committed
+    ``state.json`` does not name (a ``best-<epoch>.keras`` or ``ckpt-<epoch>.weights.h5`` written before the
+    failure would otherwise lie beside a state that never points at it)."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT
+    try:
+        committed = json.loads((ckpt_dir / STATE).read_text())
+    except (OSError, ValueError):
+        committed = {}
+    kept = {committed.get("weights"), committed.get("best_file")}
+    for n in names:
+        if n not in kept:
+            (ckpt_dir / n).unlink(missing_ok=True)
 
 
 def restore_best(run_dir, state: dict | None) -> str | None:
