@@ -397,6 +397,28 @@ def test_tiny_or_unreadable_validation_images_are_skipped_by_name(data_dir, tmp_
             train(cfg, tmp_path / "run2", verbose=0, quiet=True)
 
 
+def test_a_failed_first_start_leaves_no_run_folder_but_keeps_one_that_existed(data_dir, tmp_path):
+    """The validation folder holds no usable image, found after the run folder was made: the folder (and the
+    parents made for it) go; a folder that was there before stays, with what it held."""
+    val = tmp_path / "val"
+    val.mkdir()
+    (val / "broken.png").write_bytes(b"no")
+    cfg = tiny_config(data_dir, tmp_path / "cache", data={"val": [str(val)]}, train={"steps": 5})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(FileNotFoundError, match="no usable validation image"):
+            train(cfg, tmp_path / "runs" / "new", verbose=0, quiet=True)
+        assert not (tmp_path / "runs").exists()
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("x")
+        with pytest.raises(FileNotFoundError, match="no usable validation image"):
+            train(cfg, mine, verbose=0, quiet=True)
+    assert (mine / "notes.txt").read_text() == "x" and (mine / "config.yaml").is_file()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs (needs root and the right to mount; skipped elsewhere)."""

@@ -78,3 +78,29 @@ def test_an_interrupt_mid_epoch_end_removes_the_epochs_files_too(tmp_path, monke
         _commit(run, 2, best_file=first["best_file"])
     assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["best-000001.keras", "ckpt-000001.weights.h5",
                                                                       "state.json"]
+
+
+def test_a_failed_start_removes_only_the_folders_it_made_and_never_a_checkpoint(tmp_path):
+    run = tmp_path / "a" / "b" / "run"
+    created = rundir.missing_folders(run)
+    assert created == [run, run.parent, run.parent.parent]
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("x")
+    (run / "checkpoint").mkdir()
+    assert rundir.remove_failed_start(run, created) and not (tmp_path / "a").exists()
+
+    run.mkdir(parents=True)
+    (tmp_path / "a" / "mine.txt").write_text("x")  # a parent that holds something else stays
+    assert rundir.remove_failed_start(run, created) and not run.parent.exists() and (tmp_path / "a").is_dir()
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "config.yaml").write_text("x")
+    assert rundir.missing_folders(existing) == []
+    assert not rundir.remove_failed_start(existing, []) and (existing / "config.yaml").exists()
+
+    with_ckpt = tmp_path / "ckpt"
+    created = rundir.missing_folders(with_ckpt)
+    (with_ckpt / "checkpoint").mkdir(parents=True)
+    (with_ckpt / "checkpoint" / "ckpt-000001.weights.h5").write_bytes(b"w")
+    assert not rundir.remove_failed_start(with_ckpt, created) and (with_ckpt / "checkpoint").is_dir()

@@ -77,6 +77,7 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
 
     saved_policy = keras.config.dtype_policy()
     saved_distribution = keras.distribution.distribution()
+    run = None
     try:
         run = _Run(cfg, run_dir, data_root=data_root, quiet=quiet)
         run.place(strategy, cpu_replicas, verbose)
@@ -88,6 +89,10 @@ def train(cfg: dict, run_dir, *, data_root=None, fresh=False, verbose="auto", st
         run.make_callbacks()
         run.fit()
         return run.finish()
+    except BaseException:
+        if run is not None and run.created:  # a first start that failed leaves no folder behind
+            rundir.remove_failed_start(run.run_dir, run.created)
+        raise
     finally:
         keras.config.set_dtype_policy(saved_policy)  # the global policy as it was (a mixed-precision run sets it)
         if keras.distribution.distribution() is not saved_distribution:  # a JAX DataParallel run sets one
@@ -108,6 +113,7 @@ class _Run:
         self.cfg = resolve_config(cfg)
         self.t = self.cfg["train"]
         self.run_dir = Path(run_dir)
+        self.created: list[Path] = []  # the folders open() made (the run directory and missing parents)
         self.train_dirs, self.val_dirs, root = data_paths(self.cfg, data_root)
         self.cfg["data"]["root"] = str(root)
         for p in self.train_dirs + self.val_dirs:
@@ -140,7 +146,9 @@ class _Run:
     def open(self, fresh: bool) -> TrainResult | None:
         """The checkpoint to resume from and the run's plan; a :class:`TrainResult` when nothing is left to do."""
         run_dir, t, chief = self.run_dir, self.t, self.dist.chief
+        missing = rundir.missing_folders(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.created = missing if chief else []  # workers other than the chief share it and remove nothing
         if chief:
             for f in rundir.remove_stale_temp_files(run_dir):
                 self.log(f"[train] removed {f}, a temporary file of an earlier run that was stopped while writing it")

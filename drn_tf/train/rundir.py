@@ -111,6 +111,35 @@ def discard(run_dir) -> None:
     shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
 
 
+def missing_folders(run_dir) -> list[Path]:
+    """``run_dir`` and those of its parents that do not exist yet, innermost first."""
+    out = []
+    p = Path(run_dir).absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def remove_failed_start(run_dir, created) -> bool:
+    """After a start that failed: remove ``run_dir`` when this start ``created`` it (:func:`missing_folders`,
+    taken before making it) and it holds no checkpoint, then the parents made with it that are empty now.
+    A folder that existed before, or one with a checkpoint, is kept. True when ``run_dir`` went."""
+    import shutil
+
+    run_dir = Path(run_dir).absolute()
+    ckpt_dir = run_dir / CHECKPOINT
+    if run_dir not in created or (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (run_dir / MODEL).exists():
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in created[created.index(run_dir) + 1:]:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+    return not run_dir.exists()
+
+
 # ------------------------------------------------------------------ config.yaml
 
 
