@@ -3,6 +3,8 @@ and checkpoint cases tests/test_train.py covers)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,61 @@ def test_average_errors_are_one_line(fresh_drn_s, two_models, tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("drn average: error: ") and message in err[0], err
     assert exists.read_bytes() == b"keep"
     assert not (tmp_path / "a.keras").exists() and not (tmp_path / "b.keras").exists()
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("drn average: error: ") and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.fixture
+def no_averaging(monkeypatch):
+    import drn_tf.train.warmstart
+
+    def fail(*a, **k):
+        raise AssertionError("the checkpoints were read although the output cannot be written")
+
+    monkeypatch.setattr(drn_tf.train.warmstart, "average_models", fail)
+
+
+def test_an_unwritable_output_folder_is_refused_up_front_in_one_line(two_models, tmp_path, capsys, no_averaging):
+    import os
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    cases = [(blocker / "avg.keras", f"-o {blocker / 'avg.keras'}: {blocker} is a file, not a folder"),
+             (tmp_path / "dir.keras", "is a folder, expected a file name")]
+    (tmp_path / "dir.keras").mkdir()
+    if os.path.isdir("/sys"):  # sysfs takes no new file, not even from root
+        cases.append((Path("/sys/avg.keras"), "-o /sys/avg.keras: cannot write in /sys: "))
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        cases.append((ro / "avg.keras", f"-o {ro / 'avg.keras'}: cannot write in {ro}: Permission denied"))
+    for out, message in cases:
+        assert main(["average", "-o", str(out), *map(str, two_models)]) == 2
+        line = _one_error_line(capsys)
+        assert message in line and ".tmp" not in line, line
+
+
+def test_overwrite_never_replaces_a_source(two_models, tmp_path, capsys, no_averaging):
+    import shutil
+
+    src = tmp_path / "m.keras"
+    shutil.copy(two_models[0], src)
+    before = src.read_bytes()
+    (tmp_path / "link.keras").symlink_to(src)
+    (tmp_path / "hard.keras").hardlink_to(src)
+    for out in (src, tmp_path / "." / "m.keras", tmp_path / "link.keras", tmp_path / "hard.keras"):
+        assert main(["average", "--overwrite", "-o", str(out), str(two_models[1]), str(src)]) == 2
+        line = _one_error_line(capsys)
+        assert f"-o {out} is the source {src} itself" in line, line
+    assert src.read_bytes() == before
+
+
+def test_a_pattern_that_matches_nothing_creates_no_output_folder(two_models, tmp_path, capsys):
+    out = tmp_path / "new" / "sub" / "avg.keras"
+    assert main(["average", "-o", str(out), str(tmp_path / "runs" / "*.keras")]) == 2
+    assert "no file matches this pattern" in _one_error_line(capsys)
+    assert not (tmp_path / "new").exists()

@@ -59,6 +59,8 @@ def average_models(sources, out, preset=None) -> list[Path]:
             files += found
         elif src.is_file():
             files.append(src)
+        elif set("*?[") & set(str(src)):
+            raise FileNotFoundError(f"{src}: no file matches this pattern")
         else:
             raise FileNotFoundError(f"{src}: no such file or run directory")
     first, total = None, None

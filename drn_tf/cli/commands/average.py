@@ -31,7 +31,7 @@ def add_parser(sub, help_text):
     p.add_argument("sources", nargs="+", metavar="SOURCE", help=".keras file, run directory or .weights.h5 file")
     p.add_argument("-o", "--output", required=True, help="the .keras file to write")
     p.add_argument("--preset", help="the preset of bare .weights.h5 sources (not needed for .keras files and runs)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never a source)")
     p.set_defaults(func=run)
 
 
@@ -40,9 +40,18 @@ def run(args):
 
     from drn_tf.cli.base import UserError
 
+    from drn_tf.inference.files import output_file_problem, same_file
+
     out = Path(args.output)
     if out.suffix != ".keras":
         raise UserError(f"{out}: the output must be a .keras file")
+    # before any checkpoint is read, and creating nothing (a source that matches nothing leaves no folder)
+    for src in args.sources:
+        if same_file(out, src):
+            raise UserError(f"-o {out} is the source {src} itself; refusing to overwrite an input, choose another -o")
+    problem = output_file_problem(out)
+    if problem:
+        raise UserError(f"-o {out}: {problem}")
     if out.exists() and not args.overwrite:
         raise UserError(f"{out}: output exists (pass --overwrite to replace it)")
     if args.preset is not None:
