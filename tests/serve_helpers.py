@@ -37,16 +37,16 @@ class Server:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def start_server(tmp: Path, *args: str, ready_within: float = 180.0) -> Server:
+def start_server(tmp: Path, *args: str, ready_within: float = 180.0, env: dict | None = None) -> Server:
     """``drn serve ARGS`` on a free port; returns once ``/v2/health/ready`` answers (bounded wait)."""
-    return wait_ready(spawn_server(tmp, *args), ready_within)
+    return wait_ready(spawn_server(tmp, *args, env=env), ready_within)
 
 
-def spawn_server(tmp: Path, *args: str) -> Server:
-    """``drn serve ARGS`` on a free port, started (not yet ready)."""
+def spawn_server(tmp: Path, *args: str, env: dict | None = None) -> Server:
+    """``drn serve ARGS`` on a free port, started (not yet ready); ``env``: more environment variables."""
     port = free_port()
     log = tmp / f"serve_{port}.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "drn_tf.cli", "serve", *args, "--port", str(port)],
                                 stdout=fh, stderr=subprocess.STDOUT, cwd=tmp, env=env)

@@ -10,8 +10,8 @@ answers. What is added here, on kserve's FastAPI app before it starts:
   is read, for chunked bodies): 413 with a JSON error;
 * :class:`~drn_tf.serve.work.RequestError` answered with its status and ``{"error": ...}``;
 * the page at ``/`` (:mod:`drn_tf.serve.ui`) and ``/ui/models``, the list it shows;
-* the drain on SIGTERM/SIGINT: uvicorn stops accepting connections, lets the requests in flight
-  finish (up to ``grace`` seconds), then gRPC stops the same way, and the process exits 0.
+* the drain on SIGTERM/SIGINT: uvicorn stops accepting connections and gRPC refuses new calls, the
+  requests in flight on both finish (up to ``grace`` seconds), and the process exits 0.
 """
 
 from __future__ import annotations
@@ -122,11 +122,11 @@ def add_routes(app, models: list, *, body_limit: int, ui: bool) -> None:
 
 def grpc_server(host: str, port: int, server, body_limit: int):
     """kserve's V2 gRPC server, listening on ``host`` (kserve's own binds every interface); requests over
-    ``body_limit`` bytes are refused by gRPC itself (RESOURCE_EXHAUSTED)."""
+    ``body_limit`` bytes are refused by gRPC itself (RESOURCE_EXHAUSTED). Answers are not capped (kserve's
+    cap of 8 MB would fail a batch of large PNGs): their size follows from the request's limits."""
     from concurrent import futures
 
     from grpc import aio
-    from kserve.constants.constants import MAX_GRPC_MESSAGE_LENGTH
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
     from kserve.protocol.grpc.server import GRPCServer
@@ -137,7 +137,7 @@ def grpc_server(host: str, port: int, server, body_limit: int):
             self._server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                       interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
                                       options=[("grpc.max_receive_message_length", body_limit),
-                                               ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_LENGTH)])
+                                               ("grpc.max_send_message_length", -1)])  # bounded by the limits
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
                 InferenceServicer(self._data_plane, self._model_repository_extension), self._server)
             self._server.add_insecure_port(f"{host}:{self._port}")
@@ -162,8 +162,8 @@ def serve(models: list, *, host: str, port: int, body_limit: int, grace: int, gr
         signalled: list = []
 
         def start(self, models):
-            """kserve's start, with both servers on ``host`` and the drain in order: REST first
-            (uvicorn: no new connections, requests in flight finish), then gRPC (the same, up to ``grace``)."""
+            """kserve's start, with both servers on ``host`` and both drained on the signal (no new
+            connections or calls, those in flight finish, up to ``grace``)."""
             self._register_and_check_atleast_one_model_is_ready(models)
             self._rest_server = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
                                            self.http_port, grace_period=self.grace_period,
@@ -176,11 +176,15 @@ def serve(models: list, *, host: str, port: int, body_limit: int, grace: int, gr
 
         async def _run(self):
             rest = asyncio.ensure_future(self._rest_server.start())
-            grpc = asyncio.ensure_future(self._grpc_server.start(self.max_threads)) if self._grpc_server else None
-            await rest
-            if grpc is not None:
-                await self._grpc_server.stop()
-                await grpc
+            if self._grpc_server is None:
+                return await rest
+            grpc = asyncio.ensure_future(self._grpc_server.start(self.max_threads))
+            uvicorn_server = self._rest_server._server  # its should_exit is set by the signal
+            while not (rest.done() or uvicorn_server.should_exit):
+                await asyncio.sleep(0.05)
+            # both drain at once: gRPC refuses new calls from the signal on and lets those in flight finish
+            await asyncio.gather(self._grpc_server.stop(), rest)
+            await grpc
 
         def register_signal_handler(self):
             # uvicorn drains on SIGINT/SIGTERM and raises the signal again once it is done; it lands here
