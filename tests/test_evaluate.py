@@ -275,6 +275,21 @@ def test_cli_output_paths_checked_before_the_evaluation(tmp_path, set5, capsys, 
     assert err.startswith("drn evaluate: error: --save-images ") and "Traceback" not in err
 
 
+def test_cli_json_under_a_regular_file_is_one_clear_line_before_any_work(tmp_path, set5, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setattr(ev, "evaluate_folders", lambda *a, **k: pytest.fail("evaluated before the --json check"))
+    base = ["evaluate", "--data", str(set5), "--scale", "2", "--method", "bicubic", "--quiet"]
+    for out in (afile / "res.json", afile / "sub" / "res.json"):
+        assert main([*base, "--json", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"drn evaluate: error: --json {out}: {afile} is a file, not a folder"]
+    assert afile.read_text() == "x"
+    fresh = tmp_path / "new" / "res.json"  # a folder to make: made when the results are written, not before
+    monkeypatch.setattr(ev, "evaluate_folders", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("no data")))
+    assert main([*base, "--json", str(fresh)]) == 2 and not fresh.parent.exists()
+
+
 def test_cli_save_images_write_error_names_the_option(tmp_path, set5, capsys, monkeypatch):
     one = tmp_path / "one"
     one.mkdir()
