@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from paths import DATA
+
+# `--runtime auto` by the CPU-flag rule in tests (no measuring, no conversions, the same runtime on every
+# run); tests/test_autoselect.py tests the measuring with fake timings.
+os.environ.setdefault("DRN_AUTO_RUNTIME", "rule")
 
 
 @pytest.fixture(scope="session")

@@ -153,6 +153,35 @@ def test_v2_grpc_uint8_and_bytes(served):
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not an image" in caught.value.details()
 
 
+def test_kserve_grpc_client_gives_drn_upscale_files_and_pixels(served):
+    """KServe's own V2 gRPC client (``kserve.InferenceGRPCClient``), as a KServe user would call the server."""
+    import asyncio
+
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    server, inputs, refs = served
+    port = server.proc.args[server.proc.args.index("--grpc-port") + 1]
+    pixels = decode(inputs["rgb.png"])
+
+    async def ask():
+        client = InferenceGRPCClient(f"{HOST}:{port}", timeout=120)
+        try:
+            files = await client.infer(InferRequest(model_name=MODEL, infer_inputs=[
+                InferInput("image_bytes", [2], "BYTES", [inputs["photo.jpg"], inputs["rgba.png"]])]))
+            arrays = await client.infer(InferRequest(model_name=MODEL, infer_inputs=[
+                InferInput("images", [1, *pixels.shape], "UINT8", pixels[None].reshape(-1).tolist())]))
+            return files, arrays
+        finally:
+            await client.close()
+
+    files, arrays = asyncio.run(ask())
+    assert files.outputs[0].name == "sr_image_bytes"
+    assert list(files.outputs[0].data) == [refs["photo.jpg"], refs["rgba.png"]]
+    out = arrays.outputs[0]
+    assert (out.name, out.datatype, list(out.shape)) == ("sr_images", "UINT8", [1, 40, 52, 3])
+    np.testing.assert_array_equal(np.asarray(out.as_numpy()).reshape(40, 52, 3), decode(refs["rgb.png"]))
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_with_tf_serving_bodies(served, tmp_path):
     server, inputs, refs = served

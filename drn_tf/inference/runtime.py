@@ -68,15 +68,25 @@ class KerasRuntime(Runtime):
 
     name = "keras"
 
-    def __init__(self, model):
+    def __init__(self, model, device: str | None = None, name: str | None = None):
+        """``device``: a TensorFlow device name (``/GPU:0``, ``/CPU:0``; :mod:`drn_tf.inference.devices`) every
+        forward pass is placed on (None: TensorFlow's choice); ``name``: the runtime's name (``keras-bf16``)."""
         from drn_tf.models.resolve import model_receptive_radius, model_scale
 
         self.model = model
+        self.device = device
+        if name is not None:
+            self.name = name
         self.scale = model_scale(model)
         self.receptive_radius = model_receptive_radius(model)
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(float_pixels(batch)), dtype=np.float32)
+        if self.device is None:
+            return np.asarray(self.model.predict_on_batch(float_pixels(batch)), dtype=np.float32)
+        import tensorflow as tf
+
+        with tf.device(self.device):
+            return np.asarray(self.model.predict_on_batch(float_pixels(batch)), dtype=np.float32)
 
 
 def as_runtime(model) -> Runtime:

@@ -11,8 +11,9 @@
 * ``onnxruntime``: the ONNX export (:mod:`drn_tf.export.onnx`) in ONNX Runtime's CPU provider;
 * ``openvino`` / ``openvino-bf16``: the OpenVINO IR on OpenVINO's CPU plugin, computing in float32 or
   (CPUs with AVX512_BF16 / AMX only; refused elsewhere) bfloat16;
-* ``auto`` (not an entry: a choice among them): the faster float runtime on
-  this CPU, :func:`default_runtime`.
+* ``auto`` (not an entry: a choice among them): the fastest float runtime on this machine, measured on
+  first use and cached (:mod:`drn_tf.inference.autoselect`); the Keras model where a GPU is visible; the
+  CPU-flag rule :func:`default_runtime` where nothing can be measured.
 
 Every entry builds a :class:`drn_tf.inference.runtime.Runtime` from a Keras
 model, so tiling, channels and outputs are the same whatever runs the network
@@ -44,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from drn_tf.inference import autoselect
+
 
 @dataclass(frozen=True)
 class RuntimeEntry:
@@ -56,10 +59,20 @@ class RuntimeEntry:
     export: str = ""  # the `drn export` command that writes the file it runs
 
 
-def _keras(model, cache_dir=None, progress=None):
+def _keras(model, cache_dir=None, progress=None, device=None):
+    from drn_tf.inference.devices import check_device
     from drn_tf.inference.runtime import KerasRuntime
 
-    return KerasRuntime(model)
+    return KerasRuntime(model, device=check_device(device))
+
+
+def _keras_bf16(model, cache_dir=None, progress=None, device=None):
+    from drn_tf.inference.bf16 import bf16_model, check_bf16_cpu
+    from drn_tf.inference.devices import check_device
+    from drn_tf.inference.runtime import KerasRuntime
+
+    check_bf16_cpu()
+    return KerasRuntime(bf16_model(model), device=check_device(device), name="keras-bf16")
 
 
 def _litert(quantize: str) -> Callable:
@@ -95,6 +108,8 @@ def _openvino(precision: str) -> Callable:
 RUNTIMES: dict[str, RuntimeEntry] = {
     "keras": RuntimeEntry("the Keras model (TensorFlow, oneDNN): the reference", _keras,
                           "model.save (a .keras file)"),
+    "keras-bf16": RuntimeEntry("the Keras model under the mixed_bfloat16 policy (CPUs with AVX512_BF16 or AMX "
+                               "only): a slightly different output", _keras_bf16, "model.save (a .keras file)"),
     "litert": RuntimeEntry("the float32 TFLite export in LiteRT (XNNPACK): the same output within float rounding",
                            _litert("float32"), "drn export tflite"),
     "litert-int8": RuntimeEntry("the full-integer TFLite export in LiteRT (uint8 pixels in and out): faster, a "
@@ -107,12 +122,8 @@ RUNTIMES: dict[str, RuntimeEntry] = {
                                   "faster, a slightly different output", _openvino("bf16"), "drn export openvino"),
 }
 AUTO = "auto"
-
-# What `auto` picks, from the CPU flags, measured 256x256 x2 with drn_x2 (keras `predict_on_batch` against
-# LiteRT float32 `invoke`, interleaved): AVX-512 (AMD EPYC, avx512f + avx512_vnni, 2 cores): Keras 720 ms,
-# LiteRT 824 ms (assets/benchmark.md) -> keras; AVX2 only (same machine kind, no AVX-512): Keras 1,398 ms,
-# LiteRT 1,096 ms -> litert. oneDNN's AVX-512 convolutions are what put Keras ahead.
-AUTO_RULE = "keras on CPUs with AVX-512 (avx512f), litert otherwise"
+KERAS_RUNTIMES = ("keras", "keras-bf16")  # the entries that run the Keras model itself (--device applies)
+AUTO_RULE = autoselect.AUTO_RULE  # what `auto` picks where nothing is measured (the CPU flags)
 
 
 def runtime_names() -> tuple[str, ...]:
@@ -126,40 +137,86 @@ def runtimes_help() -> str:
 
 
 def default_runtime(flags=None) -> str:
-    """The faster float runtime on this CPU (see :data:`AUTO_RULE`)."""
-    from drn_tf.core.utils import cpu_flags
-
-    flags = cpu_flags() if flags is None else flags
-    return "keras" if "avx512f" in flags else "litert"
+    """The faster float runtime on this CPU by the CPU-flag rule (:data:`AUTO_RULE`): ``auto`` where nothing
+    can be measured."""
+    return autoselect.rule_runtime(flags)
 
 
-def resolve_runtime(name: str | None) -> str:
-    """``auto``/None -> :func:`default_runtime`; other names checked against :data:`RUNTIMES`."""
+def resolve_runtime(name: str | None, *, precision: str | None = None, device: str | None = None,
+                    tag: str | None = None, measure=None, progress=None) -> str:
+    """The entry of :data:`RUNTIMES` that runs ``name`` in ``precision`` (``float32`` | ``bf16``,
+    :func:`drn_tf.inference.bf16.runtime_for_precision`) on ``device`` (``cpu`` | ``gpu[:N]``, Keras only).
+
+    ``auto``/None: the Keras model on a GPU (``device`` gpu, or a GPU visible where ``device`` is None:
+    :func:`drn_tf.inference.devices.gpu_visible`), else :func:`drn_tf.inference.autoselect.choose` for the
+    model ``tag`` (default: the default preset's) with ``measure(names)`` (None: the cached choice, else
+    the CPU-flag rule). ValueError (one line) for an unknown name or precision, a malformed device, bf16 on a
+    CPU without it, a GPU for a runtime that is not Keras. Imports no framework unless a GPU driver is present.
+    """
+    from drn_tf.inference import bf16, devices
+
     name = name or AUTO
     if name not in runtime_names():
         raise ValueError(f"runtime must be one of {', '.join(runtime_names())}; got {name!r}")
-    return default_runtime() if name == AUTO else name
+    precision = precision or "float32"
+    if precision not in bf16.PRECISIONS:
+        raise bf16.PrecisionError(f"precision must be one of {', '.join(bf16.PRECISIONS)}; got {precision!r}")
+    if precision == "bf16" or name.endswith("-bf16"):
+        bf16.check_bf16_cpu()
+    devices.parse_device(device)
+    if name == AUTO:
+        if devices.is_gpu(device) or (device is None and devices.gpu_visible()):
+            name = "keras"
+        else:
+            return autoselect.choose(tag or autoselect.model_tag(), measure, precision=precision,
+                                     progress=progress).runtime
+    elif devices.is_gpu(device) and bf16.runtime_for_precision(name, precision) not in KERAS_RUNTIMES:
+        raise devices.DeviceError(f"--device {device} runs the Keras model (--runtime keras or auto); "
+                                  f"{name} runs on the CPU")
+    return bf16.runtime_for_precision(name, precision)
 
 
 _LOADED: dict = {}  # the last runtime built from a Keras model by a converting entry: (model, runtime)
 
 
-def runtime_model(model, runtime: str | None = AUTO, cache_dir=None, progress=None):
+def auto_measure(get_model, cache_dir=None, progress=None) -> Callable:
+    """``measure(names)`` for :func:`drn_tf.inference.autoselect.choose`: each runtime built from the Keras
+    model ``get_model()`` (called only if something is measured) and timed
+    (:func:`drn_tf.inference.autoselect.measure_runtimes`)."""
+
+    def measure(names):
+        model = get_model()
+        return autoselect.measure_runtimes(
+            lambda n: runtime_model(model, n, cache_dir=cache_dir, progress=progress), names)
+
+    return measure
+
+
+def runtime_model(model, runtime: str | None = AUTO, cache_dir=None, progress=None, *, precision=None, device=None):
     """The :class:`~drn_tf.inference.runtime.Runtime` named ``runtime`` (:data:`RUNTIMES`, or ``auto``)
-    running the Keras ``model``; a runtime passed as ``model`` is returned as it is.
+    running the Keras ``model`` in ``precision`` on ``device`` (:func:`resolve_runtime`); a runtime passed as
+    ``model`` is returned as it is.
 
     Raises :class:`drn_tf.models.resolve.ModelError` when the model cannot be
-    converted (the message says why), ValueError for an unknown runtime.
+    converted or run as asked (the message says why), ValueError for an unknown runtime.
     """
     from drn_tf.export.common import ExportError
     from drn_tf.inference.runtime import Runtime
     from drn_tf.models.resolve import ModelError
 
-    name = resolve_runtime(runtime)
     if isinstance(model, Runtime):
+        resolve_runtime(runtime)  # an unknown name is still an error
         return model
-    if name == "keras":
-        return RUNTIMES[name].build(model)
+    try:
+        name = resolve_runtime(runtime, precision=precision, device=device,
+                               tag=autoselect.model_tag(model) if (runtime or AUTO) == AUTO else None,
+                               measure=auto_measure(lambda: model, cache_dir, progress), progress=progress)
+        if name in KERAS_RUNTIMES:
+            return RUNTIMES[name].build(model, device=device)
+    except ValueError as exc:  # bf16 or the device refused: one line
+        if isinstance(exc, ModelError) or str(exc).startswith("runtime must be"):
+            raise
+        raise ModelError(str(exc)) from None
     key = (id(model), name, str(cache_dir))
     if key in _LOADED and _LOADED[key][0] is model and _LOADED[key][1].path.is_file():
         return _LOADED[key][1]
@@ -173,17 +230,28 @@ def runtime_model(model, runtime: str | None = AUTO, cache_dir=None, progress=No
 
 
 def load_runtime(model=None, preset: str | None = None, scale: int | None = None, runtime: str | None = AUTO,
-                 cache_dir=None, progress=None):
+                 cache_dir=None, progress=None, *, precision=None, device=None):
     """The runtime of ``drn_tf.upscale``'s arguments: a :class:`~drn_tf.inference.runtime.Runtime` passed as
     ``model`` as it is (its scale checked against ``scale``), else the model
-    :func:`drn_tf.models.resolve.resolve_model` picks in the runtime named ``runtime``."""
+    :func:`drn_tf.models.resolve.resolve_model` picks in the runtime named ``runtime`` (``auto``: chosen
+    before the model loads, :func:`resolve_runtime`), ``precision`` and ``device``."""
     from drn_tf.inference.runtime import Runtime, check_runtime_scale
-    from drn_tf.models.resolve import resolve_model
+    from drn_tf.models.resolve import ModelError, resolve_model
 
     if isinstance(model, Runtime):
         resolve_runtime(runtime)  # an unknown name is still an error
         return check_runtime_scale(model, scale)
-    return runtime_model(resolve_model(model, preset, scale), runtime, cache_dir=cache_dir, progress=progress)
+    try:
+        runtime = resolve_runtime(runtime, precision=precision, device=device,
+                                  tag=autoselect.model_tag(model, preset, scale),
+                                  measure=auto_measure(lambda: resolve_model(model, preset, scale), cache_dir,
+                                                       progress), progress=progress)
+    except ValueError as exc:
+        if str(exc).startswith("runtime must be"):
+            raise
+        raise ModelError(str(exc)) from None
+    return runtime_model(resolve_model(model, preset, scale), runtime, cache_dir=cache_dir, progress=progress,
+                         device=device)
 
 
 def __getattr__(name):

@@ -4,13 +4,14 @@ their answers out; the work runs in the server's worker pool, off the event loop
 from __future__ import annotations
 
 import asyncio
+import sys
 from concurrent.futures import Executor
 
 import orjson
 from kserve import InferRequest, Model
 
 from drn_tf.serve.protocol import Batch, answer_v1, answer_v2, parse_v1, parse_v2
-from drn_tf.serve.work import Deadline, RequestError, Upscaler
+from drn_tf.serve.work import CLIENT_GONE, GONE, Deadline, RequestError, Upscaler
 
 
 def json_body(payload):
@@ -24,7 +25,7 @@ def json_body(payload):
         raise RequestError(f"request body is not JSON: {exc}") from None
 
 
-GRPC_STATUS = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 504: "DEADLINE_EXCEEDED"}
+GRPC_STATUS = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 504: "DEADLINE_EXCEEDED"}
 
 
 def grpc_error(exc: RequestError):
@@ -59,19 +60,28 @@ class DrnModel(Model):
             raise
 
     async def _predict(self, payload):
-        deadline = Deadline(self.upscaler.limits.timeout)
+        deadline = Deadline(self.upscaler.limits.timeout, GONE.get())  # GONE: set by the HTTP middleware
         limit = self.upscaler.limits.max_batch
         batch = parse_v2(payload, limit) if isinstance(payload, InferRequest) else parse_v1(json_body(payload), limit)
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self.pool, self._run, batch, deadline)
+        try:
+            results = await loop.run_in_executor(self.pool, self._run, batch, deadline)
+        except asyncio.CancelledError:  # a gRPC call its client cancelled: the work stops at the next tile
+            deadline.gone.set()
+            raise
         if isinstance(payload, InferRequest):
             return answer_v2(batch, results, self.name, payload)
         return answer_v1(batch, results)
 
     def _run(self, batch: Batch, deadline: Deadline) -> list:
-        if batch.kind != "bytes":
-            return [self.upscaler.upscale_pixels(item, deadline) for item in batch.items]
-        return [self.upscaler_for(item).upscale_file_bytes(item, deadline) for item in batch.items]
+        try:
+            if batch.kind != "bytes":
+                return [self.upscaler.upscale_pixels(item, deadline) for item in batch.items]
+            return [self.upscaler_for(item).upscale_file_bytes(item, deadline) for item in batch.items]
+        except RequestError as exc:
+            if exc.status == CLIENT_GONE:
+                print(f"drn serve: {self.name}: {exc}", file=sys.stderr, flush=True)
+            raise
 
     def upscaler_for(self, data: bytes) -> Upscaler:
         """The photo variant for an encoded JPEG (read from its header), when one is loaded; else the model."""

@@ -7,7 +7,8 @@ answers. What is added here, on kserve's FastAPI app before it starts:
 * the listening address: kserve binds every interface; this server binds ``host`` (default 127.0.0.1),
   for HTTP and for the optional V2 gRPC server;
 * a body-size limit, checked from ``Content-Length`` before the body is read (and counted while it
-  is read, for chunked bodies): 413 with a JSON error;
+  is read, for chunked bodies): 413 with a JSON error; a body not received within the request timeout:
+  408; a client gone before its answer: its work stops (:class:`RequestGuard`);
 * :class:`~drn_tf.serve.work.RequestError` answered with its status and ``{"error": ...}``;
 * the page at ``/`` (:mod:`drn_tf.serve.ui`) and ``/ui/models``, the list it shows;
 * the drain on SIGTERM/SIGINT: uvicorn stops accepting connections and gRPC refuses new calls, the
@@ -16,12 +17,14 @@ answers. What is added here, on kserve's FastAPI app before it starts:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 
-from drn_tf.serve.work import RequestError
+from drn_tf.serve.work import GONE, RequestError
 
 
 @contextmanager
@@ -43,27 +46,52 @@ def import_kserve():
     return kserve
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over ``limit`` bytes, from its ``Content-Length``
-    before anything is read, else while it is read."""
+class RequestGuard:
+    """ASGI middleware around each HTTP request:
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    * a body over ``limit`` bytes: 413, from its ``Content-Length`` before anything is read, else while
+      it is read;
+    * a body not received within ``body_seconds`` of the request's headers (a slow or stalled client):
+      408, and the connection closed;
+    * a client that goes away before its answer: :data:`~drn_tf.serve.work.GONE` of the request is set,
+      and its work stops at the next tile (:class:`~drn_tf.serve.work.Deadline`)."""
+
+    def __init__(self, app, limit: int, body_seconds: float):
+        self.app, self.limit, self.body_seconds = app, limit, body_seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or ()).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send, length.decode("latin-1"))
-        seen, started = 0, False
+            return await _refuse(send, 413, f"request body of {length.decode('latin-1')} bytes is over this "
+                                            f"server's limit of {self.limit} bytes")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.body_seconds
+        gone = threading.Event()
+        seen, started, watcher = 0, False, None
+
+        async def watch():
+            message = await receive()  # after the body: http.disconnect, when the client leaves or is answered
+            if message["type"] == "http.disconnect":
+                gone.set()
+            return message
 
         async def counted():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, watcher
+            if watcher is not None:  # the body is in: the app listens for the disconnect too
+                return await asyncio.shield(watcher)
+            try:
+                message = await asyncio.wait_for(receive(), max(end - loop.time(), 0.0))
+            except asyncio.TimeoutError:
+                raise _SlowBody() from None
             seen += len(message.get("body", b""))
             if seen > self.limit:
                 raise _TooLong()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            elif not message.get("more_body", False):
+                watcher = asyncio.ensure_future(watch())
             return message
 
         async def watched(message):
@@ -71,21 +99,36 @@ class BodyLimit:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        token = GONE.set(gone)
         try:
             await self.app(scope, counted, watched)
         except _TooLong:
             if not started:
-                await self._refuse(send, f"over {self.limit}")
+                await _refuse(send, 413, f"request body of over {self.limit} bytes is over this server's limit "
+                                         f"of {self.limit} bytes")
+        except _SlowBody:
+            if not started:
+                await _refuse(send, 408, f"request body not received within {self.body_seconds:g} s")
+        finally:
+            GONE.reset(token)
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
 
-    async def _refuse(self, send, length: str):
-        body = json.dumps({"error": f"request body of {length} bytes is over this server's limit of "
-                                    f"{self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+
+async def _refuse(send, status: int, error: str) -> None:
+    """A JSON error, and the connection closed (the rest of the body is not read)."""
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLong(Exception):
+    pass
+
+
+class _SlowBody(Exception):
     pass
 
 
@@ -103,7 +146,7 @@ def add_routes(app, models: list, *, body_limit: int, ui: bool) -> None:
 
     app.add_exception_handler(RequestError, request_error)
     app.add_exception_handler(RequestValidationError, malformed)  # V2 bodies FastAPI cannot parse
-    app.add_middleware(BodyLimit, limit=body_limit)
+    app.add_middleware(RequestGuard, limit=body_limit, body_seconds=models[0].upscaler.limits.timeout)
     if not ui:
         return
     from drn_tf.serve.ui import PAGE
@@ -151,8 +194,6 @@ def grpc_server(host: str, port: int, server, body_limit: int):
 def serve(models: list, *, host: str, port: int, body_limit: int, grace: int, grpc_port: int | None = None,
           ui: bool = True) -> int:
     """Serve ``models`` (:class:`~drn_tf.serve.model.DrnModel`) until SIGTERM/SIGINT; returns 0 after the drain."""
-    import asyncio
-
     kserve = import_kserve()
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.model_server import app

@@ -5,7 +5,7 @@ in and out (:meth:`Upscaler.upscale_pixels`, exactly ``drn_tf.upscale``'s array)
 Limits are checked before anything is decoded: the pixel count from the image's header (PIL reads
 the header alone on open), the output size by :func:`drn_tf.inference.files.check_output_size`.
 The request's deadline is checked before the work starts and after every tile, so a timed-out
-request stops within one tile. The model runs under a lock (one model instance, all intra-op
+request, or one whose client has gone, stops within one tile. The model runs under a lock (one model instance, all intra-op
 threads); decoding, tiling and PNG encoding of other requests go on meanwhile.
 """
 
@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,13 +76,23 @@ def header_size(data: bytes) -> tuple[int, int]:
         raise RequestError("not an image file (PNG, JPEG, BMP, GIF, WebP, TIFF ...)") from None
 
 
-class Deadline:
-    """The request's time limit: :meth:`check` raises 504 once it has passed."""
+#: The HTTP request being answered: an event set when its client goes away (the server's middleware sets it)
+GONE: ContextVar[threading.Event | None] = ContextVar("drn_serve_client_gone", default=None)
 
-    def __init__(self, seconds: float):
+CLIENT_GONE = 499  # the status of work abandoned because nobody waits for it (nginx's "client closed request")
+
+
+class Deadline:
+    """The request's time limit: :meth:`check` raises 504 once it has passed, and 499 once ``gone`` is set
+    (the client closed the connection or cancelled the call: nobody waits for the answer)."""
+
+    def __init__(self, seconds: float, gone: threading.Event | None = None):
         self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.gone = gone if gone is not None else threading.Event()
 
     def check(self, *_):
+        if self.gone.is_set():
+            raise RequestError("the client went away; the request was abandoned", CLIENT_GONE)
         if time.monotonic() > self.end:
             raise RequestError(f"request took longer than the {self.seconds:g} s limit; try a smaller image", 504)
 

@@ -102,8 +102,10 @@ def add_parser(sub, help_text):
         choices=runtime_names(),
         default=AUTO,
         help=f"what runs the network: {runtimes_help()}. TFLite models are built on first use and cached. "
-        "Default auto: the faster float runtime on this CPU",
+        "Default auto: the fastest float runtime on this machine, measured on the first run and cached "
+        "(DRN_AUTO_RUNTIME=remeasure measures again, =rule uses the CPU flags); keras where a GPU is visible",
     )
+    add_precision_device_options(p)
     p.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: the input's)")
     p.add_argument("--quality", type=int, metavar="Q",
                    help="JPEG/WebP quality, 1-100 (default: 95); ignored for lossless formats")
@@ -115,6 +117,20 @@ def add_parser(sub, help_text):
                    help="print only warnings and errors: no per-image lines, no progress bar, no summary "
                    "unless something failed")
     p.set_defaults(func=run)
+
+
+def add_precision_device_options(p) -> None:
+    """--precision and --device (what computes the network: :mod:`drn_tf.inference.bf16`, :mod:`.devices`)."""
+    p.add_argument(
+        "--precision", choices=("float32", "bf16"), default="float32",
+        help="float32 (default), or bf16 on CPUs with AVX512_BF16 or AMX (refused elsewhere): faster, a slightly "
+        "different output; with --runtime auto the faster bf16 engine here (keras-bf16 or openvino-bf16, "
+        "measured once), with keras or openvino their bf16 form")
+    p.add_argument(
+        "--device", metavar="cpu|gpu[:N]",
+        help="where the Keras model runs (--runtime keras or auto): cpu, gpu (the first GPU) or gpu:N; an "
+        "absent device is refused with the visible ones listed (default: TensorFlow's choice; auto picks keras "
+        "when a GPU is visible)")
 
 
 def add_size_options(p) -> None:
@@ -394,6 +410,8 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
 def _model_id(args, kind) -> str:
     """The models a run uses, in words that change when they change (a model file: its size and time)."""
     ident = f"{args.model or args.preset or 'default'}|{getattr(args, 'runtime', AUTO)}|{kind}"
+    if getattr(args, "precision", None) == "bf16":
+        ident += "|bf16"
     if args.model and os.path.exists(args.model):
         st = os.stat(args.model)
         ident += f"|{st.st_size}|{st.st_mtime_ns}"
@@ -620,6 +638,7 @@ def _load_model(args, kind: str | None = None):
             print(f"drn upscale: {note}", file=sys.stderr, flush=True)
     try:
         runtime = load_runtime(args.model, preset, args.scale, getattr(args, "runtime", AUTO),
+                               precision=getattr(args, "precision", None), device=getattr(args, "device", None),
                                progress=None if quiet else lambda msg: print(f"drn upscale: {msg}", file=sys.stderr,
                                                                              flush=True))
     except ModelError as exc:
