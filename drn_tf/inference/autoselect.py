@@ -171,9 +171,8 @@ def cache_path() -> Path:
     """``auto_runtime.json`` in the user cache folder (``DRN_CACHE_DIR``, else ``~/.cache/drn_tf``)."""
     try:
         from drn_tf.core.utils import default_cache_dir  # framework-free
-    except ImportError:
-        from drn_tf.data.patches import default_cache_dir
-
+    except ImportError:  # drn_tf.data.patches' rule, without importing what that module imports
+        return Path(os.environ.get("DRN_CACHE_DIR", Path.home() / ".cache" / "drn_tf")) / CACHE_NAME
     return default_cache_dir() / CACHE_NAME
 
 
