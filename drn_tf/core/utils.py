@@ -64,6 +64,12 @@ def assets_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "assets"
 
 
+def default_cache_dir() -> Path:
+    """The user cache folder (cached LR images, converted TFLite/ONNX/OpenVINO files): ``$DRN_CACHE_DIR``, else
+    ``~/.cache/drn_tf``."""
+    return Path(os.environ.get("DRN_CACHE_DIR", Path.home() / ".cache" / "drn_tf"))
+
+
 def default_data_root() -> Path:
     """The project's data folder (``train/``, ``benchmark/``): ``$DRN_DATA``, else ``../shared/data``
     from the working directory, else ``shared/data`` beside the checkout."""

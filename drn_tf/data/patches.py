@@ -31,12 +31,9 @@ from drn_tf.core.degrade import TrainDegradation, degraded_copies, version_rng
 from drn_tf.core.imageio import ImageReadError, list_images, read_image
 from drn_tf.core.imresize import bicubic_degrade, modcrop
 from drn_tf.core.tiling import dihedral
+from drn_tf.core.utils import default_cache_dir  # noqa: F401  (where it was found before)
 
 # ------------------------------------------------------------------ LR/HR pairs
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DRN_CACHE_DIR", Path.home() / ".cache" / "drn_tf"))
 
 
 def _cache_key(path: Path, scale: int) -> str:

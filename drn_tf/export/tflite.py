@@ -256,17 +256,11 @@ def _postprocess(tflite_bytes: bytes, metadata: dict, pixel_io: bool, standard: 
 
 
 def tflite_metadata(tflite) -> dict:
-    """The ``drn_tf`` metadata of a TFLite file or bytes (empty dict if none)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    """The ``drn_tf`` metadata of a TFLite file or bytes (empty dict if none); read without TensorFlow
+    (:func:`drn_tf.export.tflite_metadata.drn_metadata`)."""
+    from drn_tf.export.tflite_metadata import drn_metadata
 
-    data = Path(tflite).read_bytes() if isinstance(tflite, (str, os.PathLike)) else bytes(tflite)
-    model = schema.Model.GetRootAsModel(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if (entry.Name() or b"").decode() == METADATA_NAME:
-            buffer = model.Buffers(entry.Buffer())
-            return json.loads(bytes(buffer.DataAsNumpy()).decode())
-    return {}
+    return drn_metadata(tflite)
 
 
 def convert_tflite(

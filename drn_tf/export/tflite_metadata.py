@@ -16,6 +16,13 @@ model: mean 0, std 1, uint8 pixels) and the value range in ``stats``.
 
 The field ids (a table's fields numbered in declaration order; a union field
 takes two ids, its type then its value) are in :data:`FIELDS`.
+
+The model's own metadata list (TFLite's ``schema.fbs``: ``Model.metadata`` naming
+``Model.buffers``) is read the same way, without TensorFlow: :func:`metadata_entries`
+(every entry's bytes) and :func:`drn_metadata` (the ``drn_tf`` JSON entry that
+:func:`drn_tf.export.tflite.convert_tflite` writes: scale, receptive radius,
+quantization, int8 recipe), so the LiteRT runtime opens a file with the
+``flatbuffers`` package alone.
 """
 
 from __future__ import annotations
@@ -38,7 +45,13 @@ FIELDS = {
     "ProcessUnit": ("options_type", "options"),
     "NormalizationOptions": ("mean", "std"),
     "Stats": ("max", "min"),
+    # schema.fbs (the TFLite model itself): the tables that lead to the metadata entries
+    "Model": ("version", "operator_codes", "subgraphs", "description", "buffers", "metadata_buffer", "metadata",
+              "signature_defs"),
+    "Buffer": ("data", "offset", "size"),
+    "Metadata": ("name", "buffer"),
 }
+TFLITE_IDENTIFIER = b"TFL3"
 CONTENT_IMAGE = 2  # union ContentProperties { FeatureProperties = 1, ImageProperties = 2, BoundingBoxProperties = 3 }
 OPTIONS_NORMALIZATION = 1  # union ProcessUnitOptions { NormalizationOptions = 1, ... }
 COLOR_SPACES = {0: "UNKNOWN", 1: "RGB", 2: "GRAYSCALE"}  # enum ColorSpaceType : byte
@@ -229,20 +242,52 @@ def parse_metadata_flatbuffer(data: bytes) -> dict:
     return out
 
 
-def read_metadata(tflite) -> dict | None:
-    """The ``TFLITE_METADATA`` entry of a TFLite file or its bytes, parsed (None if it has none)."""
+def _model_bytes(tflite) -> bytes:
     import os
     from pathlib import Path
 
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    data = Path(tflite).read_bytes() if isinstance(tflite, (str, os.PathLike)) else bytes(tflite)
-    model = schema.Model.GetRootAsModel(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if (entry.Name() or b"").decode() == METADATA_ENTRY:
-            return parse_metadata_flatbuffer(bytes(model.Buffers(entry.Buffer()).DataAsNumpy()))
-    return None
+    return Path(tflite).read_bytes() if isinstance(tflite, (str, os.PathLike)) else bytes(tflite)
 
 
-__all__ = ["FIELDS", "METADATA_ENTRY", "describe", "metadata_flatbuffer", "parse_metadata_flatbuffer", "read_metadata"]
+def metadata_entries(tflite) -> dict[str, bytes]:
+    """Every entry of a TFLite model's ``metadata`` list (a file or its bytes): name -> the bytes of the buffer
+    it names (a buffer stored past the flatbuffer, ``offset``/``size``, included). ValueError for bytes that are
+    not a TFLite model."""
+    import flatbuffers
+
+    data = _model_bytes(tflite)
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise ValueError(f"not a TFLite model (file identifier {data[4:8]!r}, expected {TFLITE_IDENTIFIER!r})")
+    model = _Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0), "Model")
+    buffers = model.tables("buffers", "Buffer")
+    out = {}
+    for entry in model.tables("metadata", "Metadata"):
+        index = entry.scalar("buffer", "Uint32")
+        if not 0 <= index < len(buffers):
+            continue
+        buffer = buffers[index]
+        start, n = buffer.vector("data")
+        offset, size = buffer.scalar("offset", "Uint64"), buffer.scalar("size", "Uint64")
+        out[entry.string("name") or ""] = data[start:start + n] if n or offset <= 1 else data[offset:offset + size]
+    return out
+
+
+def drn_metadata(tflite) -> dict:
+    """The ``drn_tf`` metadata of a TFLite file or its bytes (JSON: scale, receptive radius, quantization, the
+    int8 recipe, ...); an empty dict if it has none."""
+    import json
+
+    from drn_tf.export.common import METADATA_NAME
+
+    entry = metadata_entries(tflite).get(METADATA_NAME)
+    return json.loads(entry.decode()) if entry is not None else {}
+
+
+def read_metadata(tflite) -> dict | None:
+    """The ``TFLITE_METADATA`` entry of a TFLite file or its bytes, parsed (None if it has none)."""
+    entry = metadata_entries(tflite).get(METADATA_ENTRY)
+    return parse_metadata_flatbuffer(entry) if entry is not None else None
+
+
+__all__ = ["FIELDS", "METADATA_ENTRY", "describe", "drn_metadata", "metadata_entries", "metadata_flatbuffer",
+           "parse_metadata_flatbuffer", "read_metadata"]

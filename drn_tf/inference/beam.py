@@ -138,8 +138,8 @@ def load_upscaling_model(model=None, preset: str | None = None, scale: int | Non
     from drn_tf.models.resolve import ModelError
 
     resolve_runtime(runtime)  # an unknown name fails before anything loads
-    import_backend_quietly()
     if model is not None and saved_model_version_dir(model) is not None:
+        import_backend_quietly()  # a SavedModel runs in TensorFlow; other models start it only if they load
         if runtime not in (None, AUTO, "keras"):
             raise BeamError(f"{model}: a SavedModel runs in TensorFlow; --runtime {runtime} needs a .keras model "
                             "or a preset")

@@ -10,6 +10,10 @@ that size that overlap by the receptive radius, so every kept output pixel
 sees all the input it depends on and the result equals a whole-image run;
 images smaller than the tile are edge-padded. This is the procedure an
 Android app follows.
+
+Opening a file imports neither TensorFlow nor Keras: the LiteRT interpreter
+(``ai-edge-litert``) runs it and its ``drn_tf`` metadata is read with the
+``flatbuffers`` package (:func:`drn_tf.export.tflite_metadata.drn_metadata`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from drn_tf.core.tiling import FALLBACK_OVERLAP
 from drn_tf.core.utils import quiet_stderr
-from drn_tf.export.tflite import tflite_metadata
+from drn_tf.export.tflite_metadata import drn_metadata
 from drn_tf.inference.runtime import Runtime, float_pixels, uint8_pixels
 from drn_tf.inference.tiled import super_resolve
 
@@ -42,7 +46,7 @@ class LiteRTRuntime(Runtime):
 
         self.path = Path(model) if isinstance(model, (str, os.PathLike)) else None
         data = self.path.read_bytes() if self.path is not None else bytes(model)
-        self.metadata = tflite_metadata(data)
+        self.metadata = drn_metadata(data)  # read without TensorFlow
         with quiet_stderr():
             self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count())
         self.input = self.interpreter.get_input_details()[0]
@@ -54,7 +58,8 @@ class LiteRTRuntime(Runtime):
         radius = self.metadata.get("receptive_radius")
         self.receptive_radius = None if radius is None else int(radius)
         self.overlap = int(overlap if overlap is not None else FALLBACK_OVERLAP if radius is None else radius)
-        self.interpreter.allocate_tensors()
+        with quiet_stderr():  # LiteRT says "Created TensorFlow Lite XNNPACK delegate" here
+            self.interpreter.allocate_tensors()
         self._shape = None
         self.scale = int(self.metadata.get("scale") or 0) or self._probe_scale()
 

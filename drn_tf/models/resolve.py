@@ -23,6 +23,7 @@ short form that returns the model alone (refusing random weights). Also here:
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,9 @@ class Resolved:
         return self.name
 
 
-def load_model_file(path, scale: int | None = None):
-    """Load a ``.keras`` file with a clear :class:`ModelError` for every failure."""
+def check_model_file(path) -> Path:
+    """The checks of a model file that need no Keras (missing, a folder, empty, a ``.keras`` that is not a zip),
+    each a one-line :class:`ModelError`; returns the path."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model file not found")
@@ -134,6 +136,28 @@ def load_model_file(path, scale: int | None = None):
         raise ModelError(f"{path}: empty model file (0 bytes)")
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise ModelError(f"{path}: not a valid .keras model file (not a zip archive: corrupt or truncated?)")
+    return path
+
+
+def model_file_config(path) -> dict:
+    """The model's configuration in a ``.keras`` file's ``config.json`` (``config``: scale, name, ...), read
+    without Keras; an empty dict when it cannot be read."""
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json")).get("config")
+    except Exception:  # noqa: BLE001 - loading the model says what is wrong
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def load_model_file(path, scale: int | None = None):
+    """Load a ``.keras`` file with a clear :class:`ModelError` for every failure."""
+    path = check_model_file(path)
+    from drn_tf.models.backend import import_backend_quietly
+
+    import_backend_quietly()  # Keras starts here, without its start-up chatter
     from drn_tf.models.drn import load_model
 
     try:
@@ -156,6 +180,20 @@ def _cached(key, load, cache: bool):
     return _MODEL_CACHE[key]
 
 
+def bundled_file(name: str) -> Path | None:
+    """The bundled ``.keras`` file of preset ``name`` (None: no trained weights bundled), found without importing
+    Keras: :func:`drn_tf.models.drn.bundled_model_path` when that module is loaded already (its ``ASSETS_DIR``
+    is where tools and tests point the presets), else the same rule (``assets_dir() / <asset>``) here."""
+    drn = sys.modules.get("drn_tf.models.drn")
+    if drn is not None:
+        return drn.bundled_model_path(name)
+    from drn_tf.core.utils import assets_dir
+    from drn_tf.models.presets import get_preset
+
+    path = assets_dir() / get_preset(name)["asset"]
+    return path if path.is_file() else None
+
+
 def default_preset(preset: str | None, scale: int | None = None) -> str:
     """``preset``, else the default model of ``scale``: ``drn_x{scale}`` (``drn_x2`` without a scale)."""
     return preset or f"drn_x{2 if scale is None else int(scale)}"
@@ -167,18 +205,17 @@ def preset_for_kind(preset: str | None, kind: str | None, scale: int | None = No
     same scale from another family (on JPEG inputs any photo model is far ahead of a clean one), else to
     the clean preset; ``note`` says so. ``preset`` None: the default of ``scale`` (:func:`default_preset`).
     Raises ValueError for an unknown preset or kind."""
-    from drn_tf.models import drn
     from drn_tf.models.presets import PRESETS, get_preset, variant
 
     preset = default_preset(preset, scale)
     if kind is None:
         return preset, None
     wanted = variant(preset, kind)
-    if kind != "photo" or drn.bundled_model_path(wanted) is not None:
+    if kind != "photo" or bundled_file(wanted) is not None:
         return wanted, None
     scale = get_preset(preset)["config"]["scale"]
     others = [n for n, p in sorted(PRESETS.items()) if p["kind"] == "photo" and p["config"]["scale"] == scale
-              and n != wanted and drn.bundled_model_path(n) is not None]
+              and n != wanted and bundled_file(n) is not None]
     fallback = others[0] if others else variant(preset, "clean")
     return fallback, f"no photo model is bundled for {wanted}: using {fallback}"
 
@@ -208,8 +245,11 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
             return Resolved(loaded, True, "file", str(model), path)
         check_scale(model, scale)
         return Resolved(model, True, "object", str(getattr(model, "name", type(model).__name__)))
-    from drn_tf.models import build, drn
+    from drn_tf.models.backend import import_backend_quietly
     from drn_tf.models.presets import get_preset
+
+    import_backend_quietly()  # Keras starts here, without its start-up chatter
+    from drn_tf.models import build, drn
 
     name = default_preset(preset, scale)
     try:
@@ -233,6 +273,37 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
     loaded = _cached(("preset", name, str(path)), load, cache)
     check_scale(loaded, scale, f"preset {name}")
     return Resolved(loaded, True, "bundled", name, path, note)
+
+
+def locate(model=None, preset: str | None = None, scale: int | None = None, *, kind: str | None = None
+           ) -> Resolved | None:
+    """:func:`resolve` without loading anything: the ``.keras`` file it would load, as a :class:`Resolved`
+    whose ``model`` is None (``source`` ``file`` or ``bundled``, ``path`` the file), its scale checked from
+    the preset or the file's ``config.json``. None where only loading can tell (a model object, a file that
+    is not a ``.keras`` zip with a config). Raises :class:`ModelError` (one line) as :func:`resolve` does:
+    a missing or empty file, a wrong scale, a preset without bundled weights."""
+    if model is not None:
+        if not isinstance(model, (str, os.PathLike)):
+            return None
+        path = check_model_file(model)
+        file_scale = model_file_config(path).get("scale") if path.suffix.lower() == ".keras" else None
+        if not isinstance(file_scale, int):
+            return None
+        _check_scale_value(file_scale, scale, str(model))
+        return Resolved(None, True, "file", str(model), path)
+    from drn_tf.models.presets import get_preset
+
+    name = default_preset(preset, scale)
+    try:
+        preset_scale = int(get_preset(name)["config"]["scale"])
+        name, note = preset_for_kind(name, kind)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    _check_scale_value(preset_scale, scale, f"preset {name}")
+    path = bundled_file(name)
+    if path is None:
+        raise NoTrainedModelError(name)
+    return Resolved(None, True, "bundled", name, path, note)
 
 
 def resolve_model(model=None, preset: str | None = None, scale: int | None = None):

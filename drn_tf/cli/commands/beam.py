@@ -138,10 +138,7 @@ def _run(args):
     preset = args.preset
     if args.model is None:
         kind = _batch_kind(args.kind, [m.path for m in matched])
-        from drn_tf.models.backend import import_backend_quietly
-
-        import_backend_quietly()  # finding the bundled files loads the model module (Keras)
-        try:
+        try:  # finding the bundled files needs no Keras (drn_tf.models.resolve.bundled_file)
             preset, note = preset_for_kind(preset, kind, args.scale)
         except ValueError as exc:
             raise UserError(str(exc)) from None
