@@ -21,15 +21,14 @@ model, so tiling, channels and outputs are the same whatever runs the network
 interface and one entry here (its name, a line of description, the function
 that builds it from a Keras model).
 
-The TFLite, ONNX and OpenVINO files are converted on first use and cached under
-``<cache>/tflite/``, ``<cache>/onnx/``, ``<cache>/openvino/`` (the user cache folder of
-:func:`drn_tf.data.patches.default_cache_dir`; all in ``cache_dir`` when given),
-named by a hash of the model's weights and configuration, the export
-settings and the versions of drn_tf, TensorFlow and the converter (LiteRT, tf2onnx, onnx, OpenVINO), and
-written atomically, so a second run loads the file and a changed model gets a new one. The builders take
-the Keras model (the key hashes its weights), so TensorFlow is loaded even when the file is cached; the
-runtime classes themselves open an exported file without TensorFlow. A runtime whose package is missing
-is refused with the ``pip install`` line that adds it.
+The TFLite, ONNX and OpenVINO files come from :mod:`drn_tf.inference.export_cache`: shipped with the
+package for the bundled presets (``assets/tflite/``), else converted on first use and cached under
+``<cache>/tflite/``, ``<cache>/onnx/``, ``<cache>/openvino/`` (all in ``cache_dir`` when given), keyed by the
+``.keras`` file's bytes (a model in memory: its weights and configuration), the export settings and the
+versions of drn_tf, TensorFlow and the converter, so a second run loads the file and a changed model gets
+a new one. A preset or a ``.keras`` path in a runtime other than ``keras`` (:func:`load_runtime`) opens that
+file without importing TensorFlow or Keras; they load only to convert a file once. A runtime whose package
+is missing is refused with the ``pip install`` line that adds it.
 
 This module imports no framework and no numpy at load time (``drn upscale
 --help`` reads the names): the builders import what they run.
@@ -37,15 +36,27 @@ This module imports no framework and no numpy at load time (``drn upscale
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from drn_tf.inference import autoselect
+from drn_tf.inference.export_cache import (  # noqa: F401  (also where they were found before)
+    INT8_MANIFEST,
+    ModelFile,
+    bundled_int8_ranges,
+    cached_export,
+    cached_onnx,
+    cached_openvino,
+    cached_tflite,
+    default_cache_root,
+    export_cache_key,
+    keras_model,
+    remove_scratch,
+    tflite_cache_dir,
+    tflite_cache_key,
+    weights_digest,
+)
+from drn_tf.inference.export_cache import versions as _versions  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -212,13 +223,14 @@ def runtime_model(model, runtime: str | None = AUTO, cache_dir=None, progress=No
                                tag=autoselect.model_tag(model) if (runtime or AUTO) == AUTO else None,
                                measure=auto_measure(lambda: model, cache_dir, progress), progress=progress)
         if name in KERAS_RUNTIMES:
-            return RUNTIMES[name].build(model, device=device)
+            return RUNTIMES[name].build(keras_model(model), device=device)
     except ValueError as exc:  # bf16 or the device refused: one line
         if isinstance(exc, ModelError) or str(exc).startswith("runtime must be"):
             raise
         raise ModelError(str(exc)) from None
-    key = (id(model), name, str(cache_dir))
-    if key in _LOADED and _LOADED[key][0] is model and _LOADED[key][1].path.is_file():
+    same_file = isinstance(model, ModelFile)  # a .keras file: the same path, size and time is the same model
+    key = (model.identity if same_file else id(model), name, str(cache_dir))
+    if key in _LOADED and (same_file or _LOADED[key][0] is model) and _LOADED[key][1].path.is_file():
         return _LOADED[key][1]
     try:
         built = RUNTIMES[name].build(model, cache_dir=cache_dir, progress=progress)
@@ -236,7 +248,7 @@ def load_runtime(model=None, preset: str | None = None, scale: int | None = None
     :func:`drn_tf.models.resolve.resolve_model` picks in the runtime named ``runtime`` (``auto``: chosen
     before the model loads, :func:`resolve_runtime`), ``precision`` and ``device``."""
     from drn_tf.inference.runtime import Runtime, check_runtime_scale
-    from drn_tf.models.resolve import ModelError, resolve_model
+    from drn_tf.models.resolve import ModelError, locate, resolve_model
 
     if isinstance(model, Runtime):
         resolve_runtime(runtime)  # an unknown name is still an error
@@ -250,6 +262,11 @@ def load_runtime(model=None, preset: str | None = None, scale: int | None = None
         if str(exc).startswith("runtime must be"):
             raise
         raise ModelError(str(exc)) from None
+    found = locate(model, preset, scale) if runtime not in KERAS_RUNTIMES else None
+    if found is not None:  # a preset or a .keras file in a runtime that is not Keras: its export, by the file's bytes
+        source = ModelFile(found.path, found.name if found.source == "bundled" else None)
+        built = runtime_model(source, runtime, cache_dir=cache_dir, progress=progress)
+        return check_runtime_scale(built, scale, found.name if found.source == "file" else f"preset {found.name}")
     return runtime_model(resolve_model(model, preset, scale), runtime, cache_dir=cache_dir, progress=progress,
                          device=device)
 
@@ -260,223 +277,3 @@ def __getattr__(name):
 
         return getattr(litert, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ---------------------------------------------------------------- the TFLite cache
-
-
-def tflite_cache_dir() -> Path:
-    from drn_tf.data.patches import default_cache_dir
-
-    return default_cache_dir() / "tflite"
-
-
-def _versions(packages=("tensorflow", "ai-edge-litert")) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from drn_tf.core.version import VERSION
-
-    out = [f"drn_tf={VERSION}"]
-    for pkg in packages:
-        try:
-            out.append(f"{pkg}={version(pkg)}")
-        except PackageNotFoundError:
-            out.append(f"{pkg}=?")
-    return ";".join(out)
-
-
-def weights_digest(model) -> str:
-    """SHA-256 of the model's configuration and every weight (names, shapes, dtypes, values)."""
-    import numpy as np
-
-    h = hashlib.sha256()
-    try:
-        h.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
-    except Exception:  # noqa: BLE001 - a model without a config: the weights alone
-        pass
-    for w in model.weights:
-        value = np.ascontiguousarray(np.asarray(w))
-        h.update(f"{w.path}|{value.shape}|{value.dtype}".encode())
-        h.update(value.tobytes())
-    return h.hexdigest()
-
-
-def tflite_cache_key(model, quantize: str) -> str:
-    """Cache key of the TFLite export of ``model``: weights, export settings, versions."""
-    from drn_tf.export.common import default_data_dir
-    from drn_tf.export.int8 import CALIBRATION_COUNT, CALIBRATION_PATCH, INT8_RECIPE
-
-    settings = {"quantize": quantize, "format": "dynamic-size, builtin ops", "metadata": "drn_tf, TFLITE_METADATA"}
-    if quantize == "int8":
-        ranges = bundled_int8_ranges(model)
-        if ranges is not None:  # the bundled calibration: no data involved
-            settings.update(recipe=INT8_RECIPE, ranges=ranges)
-        else:
-            train = default_data_dir() / "train"
-            settings.update(recipe=INT8_RECIPE, count=CALIBRATION_COUNT, patch=CALIBRATION_PATCH,
-                            data=str(train), calibration_files=_listing(train))
-    raw = json.dumps([weights_digest(model), settings, _versions()], sort_keys=True)
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def _listing(folder: Path) -> str:
-    """Digest of the image files under ``folder`` (relative path, size, modification time): new or
-    changed calibration images make a new int8 file."""
-    from drn_tf.core.imageio import list_images
-
-    h = hashlib.sha256()
-    try:
-        files = list_images(folder) if folder.is_dir() else []
-    except Exception:  # noqa: BLE001 - unreadable folder: the conversion will say why
-        files = []
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _conversion_lock(folder: Path, name: str):
-    """An exclusive lock per cache file while it is converted: a second process waits for the first
-    and then finds the file instead of converting it again. No lock where the folder is not writable."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fh = open(folder / f".{name}.lock", "a+")
-    except OSError:
-        yield
-        return
-    with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-INT8_MANIFEST = "int8.json"  # in the assets folder: the bundled models' int8 ranges (converters/bundle_int8.py)
-
-
-def bundled_int8_ranges(model) -> dict | None:
-    """The calibrated int8 tap ranges shipped for ``model`` (``assets/int8.json``: per bundled preset the
-    SHA-256 of its weights, the int8 recipe and the ranges, calibrated on the 291 training images by
-    ``converters/bundle_int8.py``), when ``model`` has exactly those weights and the recipe is the current
-    one; else None. With them the int8 export needs no calibration images (a fresh install converts
-    without data) and is the same model as one calibrated on the training images."""
-    from drn_tf.core.utils import assets_dir
-    from drn_tf.export.int8 import INT8_RECIPE
-
-    manifest = assets_dir() / INT8_MANIFEST
-    if not manifest.is_file():
-        return None
-    try:
-        entries = json.loads(manifest.read_text())
-    except ValueError:
-        return None
-    digest = None
-    for entry in entries.values():
-        if entry.get("recipe") != INT8_RECIPE or not isinstance(entry.get("ranges"), dict):
-            continue
-        digest = digest or weights_digest(model)
-        if entry.get("weights") == digest:
-            return {k: (float(lo), float(hi)) for k, (lo, hi) in entry["ranges"].items()}
-    return None
-
-
-def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
-    """Path of the cached TFLite export of ``model`` (``float32`` or ``int8``), converting it on a miss."""
-
-    def make():
-        from drn_tf.export.tflite import convert_tflite
-
-        ranges = bundled_int8_ranges(model) if quantize == "int8" else None
-        return {".tflite": convert_tflite(model, quantize, int8_ranges=ranges)}
-
-    folder = Path(cache_dir) if cache_dir is not None else tflite_cache_dir()
-    return cached_export(model, folder, f"{quantize}-{tflite_cache_key(model, quantize)}", ".tflite", make,
-                         f"TFLite {quantize}", progress)
-
-
-def export_cache_key(model, settings: dict, packages=()) -> str:
-    """Cache key of an export of ``model`` (as :func:`tflite_cache_key`): weights, ``settings``, the versions
-    of drn_tf, TensorFlow and ``packages``."""
-    raw = json.dumps([weights_digest(model), settings, _versions(("tensorflow", *packages))], sort_keys=True)
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def cached_onnx(model, cache_dir=None, progress=None) -> Path:
-    """Path of the cached ONNX export of ``model`` (dynamic size, :func:`drn_tf.export.onnx.convert_onnx`)."""
-    from drn_tf.export import onnx as export_onnx
-
-    settings = {"format": "onnx, dynamic-size", "opset": export_onnx.ONNX_OPSET}
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_root() / "onnx"
-    return cached_export(model, folder, export_cache_key(model, settings, ("tf2onnx", "onnx")), ".onnx",
-                         lambda: {".onnx": export_onnx.convert_onnx(model)}, "ONNX", progress)
-
-
-def cached_openvino(model, cache_dir=None, progress=None) -> Path:
-    """Path of the cached OpenVINO IR (``.xml``; its ``.bin`` beside it) of ``model``, float32 weights."""
-    import tempfile
-
-    from drn_tf.export import onnx as export_onnx
-
-    settings = {"format": "openvino IR from onnx, dynamic-size, fp32 weights", "opset": export_onnx.ONNX_OPSET}
-
-    def make():
-        with tempfile.TemporaryDirectory(prefix="drn-openvino-") as tmp:
-            xml = export_onnx.convert_openvino(model, tmp)
-            return {".bin": xml.with_suffix(".bin").read_bytes(), ".xml": xml.read_bytes()}
-
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_root() / "openvino"
-    key = export_cache_key(model, settings, ("tf2onnx", "onnx", "openvino"))
-    return cached_export(model, folder, key, ".xml", make, "OpenVINO IR", progress)
-
-
-def default_cache_root() -> Path:
-    from drn_tf.data.patches import default_cache_dir
-
-    return default_cache_dir()
-
-
-def cached_export(model, folder: Path, tag: str, suffix: str, make, what: str, progress=None) -> Path:
-    """The file ``folder/<model name>-<tag><suffix>``, made on a miss by ``make()`` -> ``{suffix: bytes}`` (the
-    main ``suffix`` last, so it exists only once its companions do), each written atomically under a per-file lock.
-    Where ``folder`` cannot be written the files go to a temporary folder removed at exit (a warning says so)."""
-    from drn_tf.core.utils import write_atomic
-
-    name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in (getattr(model, "name", None) or "model"))
-    path = folder / f"{name}-{tag}{suffix}"
-    if path.is_file() and path.stat().st_size > 0:
-        return path
-    with _conversion_lock(folder, path.name):
-        if path.is_file() and path.stat().st_size > 0:  # another process converted it meanwhile
-            return path
-        if progress is not None:
-            progress(f"converting the model to {what} (once; cached in {folder}) ...")
-        files = make()
-        try:
-            for ext, data in files.items():
-                written = write_atomic(path.with_suffix(ext), data)
-            return written
-        except OSError as exc:  # a read-only or full cache: use the model without caching it
-            import atexit
-            import tempfile
-            import warnings
-
-            warnings.warn(f"{what} cache {folder} not used: {exc.strerror or exc}", stacklevel=3)
-            if not _SCRATCH:
-                atexit.register(remove_scratch)  # nothing left in /tmp at exit
-            _SCRATCH.append(tempfile.mkdtemp(prefix="drn-export-"))
-            for ext, data in files.items():
-                written = write_atomic(Path(_SCRATCH[-1]) / path.with_suffix(ext).name, data)
-            return written
-
-
-_SCRATCH: list = []  # temporary folders of models that could not be cached
-
-
-def remove_scratch() -> None:
-    """Remove the temporary copies made where the cache could not be written (runs at exit)."""
-    import shutil
-
-    while _SCRATCH:
-        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)

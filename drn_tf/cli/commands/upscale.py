@@ -616,12 +616,10 @@ def _jobs_by_kind(jobs, args, progress: Progress) -> list[tuple]:
 
 
 def _load_model(args, kind: str | None = None):
-    """Start the backend (quietly) and resolve the model in the runtime asked for: ``(runtime, scale)``.
+    """Resolve the model in the runtime asked for: ``(runtime, scale)``. A runtime that is not Keras opens the
+    model's exported file without TensorFlow; the backend starts (quietly) only where a model loads.
     ``kind``: the preset's variant for that kind of input (a fallback to the clean one is said once)."""
     from drn_tf.cli.base import UserError
-    from drn_tf.models.backend import import_backend_quietly
-
-    import_backend_quietly()
     from drn_tf.inference.runtimes import load_runtime
     from drn_tf.models.resolve import ModelError
 
