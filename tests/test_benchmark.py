@@ -382,3 +382,52 @@ def test_drn_benchmark_quick_reports_every_field(tmp_path):
     assert f"this run: drn_x2 at {h}x{w} on {m['cores']} cores" in notes
     for heading in ("### Goals", "### Notes", "On the JAX backend (`train-jax`"):
         assert heading in notes
+
+
+# ---------------------------------------------------------------- drn benchmark --runtimes
+
+
+def test_auto_verdict_within_tolerance_of_the_fastest_float_runtime():
+    from drn_tf.bench.runtime_table import RuntimeRow, auto_verdict
+
+    rows = {n: RuntimeRow(n, "", median_ms=ms) for n, ms in
+            (("keras", 100.0), ("litert", 104.0), ("onnxruntime", 120.0), ("litert-int8", 30.0))}
+    assert auto_verdict(rows, "keras") == {"fastest": "keras", "ratio": 1.0, "within": True}  # int8 is not a candidate
+    assert auto_verdict(rows, "litert")["within"] is True
+    assert auto_verdict(rows, "onnxruntime") == {"fastest": "keras", "ratio": 1.2, "within": False}
+    assert auto_verdict(rows, "openvino") == {"fastest": "keras", "ratio": None, "within": None}
+
+
+def test_runtime_table_reports_every_runtime_with_auto(fresh_drn_s, tmp_path, monkeypatch):
+    """Fake timings (keras 200 ms, litert 100 ms): x keras, the diffs, auto's verdict and the markdown."""
+    from drn_tf.bench import runtime_table as T
+    from drn_tf.inference import autoselect as A
+    from drn_tf.inference import devices
+
+    monkeypatch.setenv("DRN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(A.ENV, "measure")
+    monkeypatch.setattr(devices, "gpu_visible", lambda devices=None: False)
+    model = fresh_drn_s(2)
+    tag = A.model_tag(model)
+    A.choose(tag, lambda names: {n: (0.1 if n == "keras" else 0.2) for n in names})  # auto's cached pick: keras
+    seconds = {"keras": 0.2, "litert": 0.1, "keras-bf16": 0.05}
+    result = T.run_runtime_table(model, tag, size=(12, 12), runs=3, warmup=0, cache_dir=tmp_path / "files",
+                                 names=("keras", "litert", "keras-bf16"),
+                                 timer=lambda fns, runs, warmup: {n: [seconds[n]] * runs for n in fns})
+    rows = result["rows"]
+    assert rows["keras"]["x_keras"] == 1.0 and rows["litert"]["x_keras"] == pytest.approx(2.0)
+    assert rows["keras"]["max_diff_levels"] == 0 and 0 <= rows["litert"]["max_diff_levels"] < 0.5
+    assert result["auto"] == {"runtime": "keras", "how": "cached", "note": "", "fastest": "litert",
+                              "ratio": pytest.approx(2.0), "within": False}
+    assert ("keras-bf16" in rows) != ("keras-bf16" in result["skipped"])  # runs or is refused, per CPU
+    text = T.table_markdown(result, "drn_s", "drn benchmark --runtimes")
+    assert "| keras (**auto**) | 200 | 200 | 1.00 | 0.00 |" in text and "| litert | 100 |" in text
+    assert "the fastest float runtime is litert; auto's is 100.0 % slower: **not** within 5%" in text
+    assert result["cpu_model"] in text and ", ".join(result["cpu_flags"]) in text
+
+
+def test_drn_benchmark_runtimes_cli_errors(capsys):
+    from drn_tf.cli.main import main
+
+    assert main(["benchmark", "--runtimes", "--preset", "drn_x9"]) != 0
+    assert "drn_x9" in capsys.readouterr().err

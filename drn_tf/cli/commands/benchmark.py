@@ -45,6 +45,14 @@ def add_parser(sub, help_text):
     p.add_argument("--train-batch", type=int, metavar="N", help="training batch (default 16; --quick 4)")
     p.add_argument("--train-patch", type=int, metavar="N", help="training LR patch side (default 48; --quick 24)")
     p.add_argument("--no-profile", action="store_true", help="skip the tf.profiler breakdown")
+    p.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="instead: every runtime of drn upscale --runtime timed on one input (default 256x256; --runs rounds, "
+        "default 5; --warmup, default 1), interleaved in this process: median, x keras, max difference from Keras, "
+        "the CPU model and flags, what --runtime auto picks here and whether it is within 5%% of the fastest "
+        "float runtime",
+    )
     p.set_defaults(func=run)
 
 
@@ -91,6 +99,8 @@ def run(args):
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
+    if args.runtimes:
+        return run_runtimes(args, size)
     from drn_tf.bench import benchmark as B
 
     settings = B.Settings.quick(size or (32, 32)) if args.quick else B.Settings(size=size or (256, 256))
@@ -124,5 +134,44 @@ def run(args):
         say(f"wrote {args.json}")
     if args.markdown:
         B.write_text(text, args.markdown)
+        say(f"wrote {args.markdown}")
+    return 0
+
+
+def run_runtimes(args, size):
+    """``drn benchmark --runtimes``: :mod:`drn_tf.bench.runtime_table` on the preset or model file."""
+    import shlex
+    import time
+
+    from drn_tf.bench import runtime_table as T
+    from drn_tf.bench.benchmark import load_benchmark_model, write_json, write_text
+    from drn_tf.cli.base import UserError
+    from drn_tf.inference.autoselect import model_tag
+    from drn_tf.models.backend import import_backend_quietly
+    from drn_tf.models.resolve import ModelError
+
+    t0 = time.monotonic()
+
+    def say(msg):
+        print(f"[benchmark {time.monotonic() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    import_backend_quietly()
+    try:
+        resolved = load_benchmark_model(args.preset, args.model)
+        result = T.run_runtime_table(resolved.model, model_tag(resolved.model), size=size or (256, 256),
+                                     runs=args.runs or 5, warmup=1 if args.warmup is None else args.warmup,
+                                     progress=say)
+    except (OSError, ValueError, ModelError) as exc:
+        raise UserError(str(exc)) from None
+    argv = sys.argv[1:] if sys.argv[1:2] == ["benchmark"] else None
+    command = "drn " + " ".join(shlex.quote(a) for a in argv) if argv else "drn benchmark --runtimes"
+    what = f"{resolved.name}{'' if resolved.trained else ' (untrained)'}"
+    text = T.table_markdown(result, what, command)
+    print(text, end="")
+    if args.json:
+        write_json(result, args.json)
+        say(f"wrote {args.json}")
+    if args.markdown:
+        write_text(text, args.markdown)
         say(f"wrote {args.markdown}")
     return 0
