@@ -1,6 +1,7 @@
 """``drn serve``'s time bounds on a real server (``drn_s_x2`` on one thread, ``--timeout 8``, on 127.0.0.1):
 a request over the timeout gets a 504 JSON error (DEADLINE_EXCEEDED over gRPC, through KServe's gRPC
-client), a client that stalls while sending its body gets a 408 and does not hold up anyone else, and
+client), a client that stalls while sending its headers or its body (or sends nothing) gets a 408 and
+does not hold up anyone else, and
 a request whose client goes away mid-way (connection closed, gRPC call cancelled) is abandoned at the
 next tile. After each, the next request is answered."""
 
@@ -85,11 +86,16 @@ def test_over_the_timeout_504_json_then_served(server):
     assert decode(answer.outputs[0].data[0]).shape == (48, 40, 3)
 
 
-def test_a_stalled_body_gets_408_and_holds_no_one_up(server):
+HEAD = f"POST {PREDICT} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize("sent, what", [(HEAD + "Content-Length: 1000\r\n\r\n{\"instances\": [", "body"),
+                                        (HEAD, "headers"), ("", "headers")],
+                         ids=["stalled body", "stalled headers", "silent connection"])
+def test_a_stalled_client_gets_408_and_holds_no_one_up(server, sent, what):
     port = int(server.url.rsplit(":", 1)[1])
     with socket.create_connection((HOST, port), timeout=TIMEOUT + 60) as slow:
-        slow.sendall((f"POST {PREDICT} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-                      "Content-Length: 1000\r\n\r\n").encode() + b'{"instances": [')  # and then nothing
+        slow.sendall(sent.encode())  # and then nothing
         t0 = time.monotonic()
         _small_is_answered(server)  # meanwhile, others are served
         data = b""
@@ -98,7 +104,7 @@ def test_a_stalled_body_gets_408_and_holds_no_one_up(server):
         waited = time.monotonic() - t0
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.split(b" ", 2)[1] == b"408", data
-    assert f"not received within {TIMEOUT} s" in json.loads(body)["error"]
+    assert f"request {what} not received within {TIMEOUT} s" in json.loads(body)["error"]
     assert waited < TIMEOUT + 30  # bounded by the timeout, not by the client
     _small_is_answered(server)
 

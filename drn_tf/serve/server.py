@@ -8,7 +8,8 @@ answers. What is added here, on kserve's FastAPI app before it starts:
   for HTTP and for the optional V2 gRPC server;
 * a body-size limit, checked from ``Content-Length`` before the body is read (and counted while it
   is read, for chunked bodies): 413 with a JSON error; a body not received within the request timeout:
-  408; a client gone before its answer: its work stops (:class:`RequestGuard`);
+  408; a client gone before its answer: its work stops (:class:`RequestGuard`); request headers not
+  received within the timeout: 408 (:func:`headers_bounded`);
 * :class:`~drn_tf.serve.work.RequestError` answered with its status and ``{"error": ...}``;
 * the page at ``/`` (:mod:`drn_tf.serve.ui`) and ``/ui/models``, the list it shows;
 * the drain on SIGTERM/SIGINT: uvicorn stops accepting connections and gRPC refuses new calls, the
@@ -132,6 +133,55 @@ class _SlowBody(Exception):
     pass
 
 
+def headers_bounded(seconds: float):
+    """uvicorn's httptools protocol with a time limit on request headers: from the connection, or from a
+    request's first byte, the headers must be in within ``seconds``, else a 408 and the connection closed
+    (uvicorn alone waits for them as long as a client likes). None when httptools is missing."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return None
+    body = json.dumps({"error": f"request headers not received within {seconds:g} s"}).encode()
+    late = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    class HeadersBounded(HttpToolsProtocol):
+        _headers_timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self):
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self):
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self):
+            if self._headers_timer is None:
+                self._headers_timer = self.loop.call_later(seconds, self._too_late)
+
+        def _disarm(self):
+            if self._headers_timer is not None:
+                self._headers_timer.cancel()
+                self._headers_timer = None
+
+        def _too_late(self):
+            self._headers_timer = None
+            if not self.transport.is_closing():
+                self.transport.write(late)
+                self.transport.close()
+
+    return HeadersBounded
+
+
 def add_routes(app, models: list, *, body_limit: int, ui: bool) -> None:
     """The additions to kserve's app (before kserve adds its own routes, so ``/`` is the page)."""
     from fastapi.exceptions import RequestValidationError
@@ -210,6 +260,7 @@ def serve(models: list, *, host: str, port: int, body_limit: int, grace: int, gr
                                            self.http_port, grace_period=self.grace_period,
                                            timeout_keep_alive=self.timeout_keep_alive)
             self._rest_server.config.host = host  # kserve builds it for 0.0.0.0
+            self._rest_server.config.http = headers_bounded(models[0].upscaler.limits.timeout) or "auto"
             self._grpc_server = grpc_server(host, grpc_port, self, body_limit) if grpc_port else None
             self.setup_event_loop()
             self.register_signal_handler()
