@@ -1,7 +1,7 @@
 """``drn serve``'s time bounds on a real server (``drn_s_x2`` on one thread, ``--timeout 8``, on 127.0.0.1):
 a request over the timeout gets a 504 JSON error (DEADLINE_EXCEEDED over gRPC, through KServe's gRPC
-client), a client that stalls while sending its headers or its body (or sends nothing) gets a 408 and
-does not hold up anyone else, and
+client), a client that stalls while sending its headers or its body gets a 408 (one that connects and
+sends nothing is disconnected) and does not hold up anyone else, and
 a request whose client goes away mid-way (connection closed, gRPC call cancelled) is abandoned at the
 next tile. After each, the next request is answered."""
 
@@ -92,7 +92,7 @@ HEAD = f"POST {PREDICT} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/js
 @pytest.mark.parametrize("sent, what", [(HEAD + "Content-Length: 1000\r\n\r\n{\"instances\": [", "body"),
                                         (HEAD, "headers"), ("", "headers")],
                          ids=["stalled body", "stalled headers", "silent connection"])
-def test_a_stalled_client_gets_408_and_holds_no_one_up(server, sent, what):
+def test_a_stalled_client_is_bounded_and_holds_no_one_up(server, sent, what):
     port = int(server.url.rsplit(":", 1)[1])
     with socket.create_connection((HOST, port), timeout=TIMEOUT + 60) as slow:
         slow.sendall(sent.encode())  # and then nothing
@@ -102,10 +102,13 @@ def test_a_stalled_client_gets_408_and_holds_no_one_up(server, sent, what):
         while chunk := slow.recv(65536):  # the server answers, then closes the connection
             data += chunk
         waited = time.monotonic() - t0
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.split(b" ", 2)[1] == b"408", data
-    assert f"request {what} not received within {TIMEOUT} s" in json.loads(body)["error"]
     assert waited < TIMEOUT + 30  # bounded by the timeout, not by the client
+    if not sent:  # a connection that never started a request is closed without an answer
+        assert data == b""
+    else:  # a request started: a 408 with a JSON error
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split(b" ", 2)[1] == b"408", data
+        assert f"request {what} not received within {TIMEOUT} s" in json.loads(body)["error"]
     _small_is_answered(server)
 
 

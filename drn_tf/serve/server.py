@@ -134,9 +134,10 @@ class _SlowBody(Exception):
 
 
 def headers_bounded(seconds: float):
-    """uvicorn's httptools protocol with a time limit on request headers: from the connection, or from a
-    request's first byte, the headers must be in within ``seconds``, else a 408 and the connection closed
-    (uvicorn alone waits for them as long as a client likes). None when httptools is missing."""
+    """uvicorn's httptools protocol with a time limit on request headers: from a request's first byte
+    they must be in within ``seconds``, else a 408 and the connection closed; a new connection that sends
+    nothing for ``seconds`` is closed (uvicorn alone waits for either as long as a client likes). None
+    when httptools is missing."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:
@@ -146,7 +147,7 @@ def headers_bounded(seconds: float):
             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
     class HeadersBounded(HttpToolsProtocol):
-        _headers_timer = None
+        _headers_timer, _begun = None, False
 
         def connection_made(self, transport):
             super().connection_made(transport)
@@ -154,9 +155,11 @@ def headers_bounded(seconds: float):
 
         def on_message_begin(self):
             super().on_message_begin()
+            self._begun = True
             self._arm()
 
         def on_headers_complete(self):
+            self._begun = False
             self._disarm()
             super().on_headers_complete()
 
@@ -176,7 +179,8 @@ def headers_bounded(seconds: float):
         def _too_late(self):
             self._headers_timer = None
             if not self.transport.is_closing():
-                self.transport.write(late)
+                if self._begun:  # a request started: it gets an answer
+                    self.transport.write(late)
                 self.transport.close()
 
     return HeadersBounded
