@@ -129,7 +129,8 @@ def test_import_drn_tf_keeps_tensorflows_start_up_log_quiet():
 def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(tmp_path):
     """Build the wheel, install it (not editable) into a fresh virtual environment
     and run ``drn upscale`` from a folder outside the checkout: the bundled trained
-    model must come with the package (the checkout's own output, not random weights)."""
+    model must come with the package (the checkout's own output, not random weights), and its
+    TFLite files, so ``--runtime litert-int8`` runs without TensorFlow or Keras."""
     src = _source_tree(tmp_path / "src")
     dist = tmp_path / "dist"
     # offline with this interpreter's setuptools (+ wheel) when it can build the
@@ -180,3 +181,20 @@ def test_wheel_installs_and_upscales_with_bundled_weights_outside_the_checkout(t
     assert np.abs(out - expected).max() <= 1
     random_weights = upscale_array(image, DRN.from_preset("drn_x2", load_weights=False)).astype(int)
     assert np.abs(out - random_weights).mean() > 5  # not an untrained model
+
+    # the bundled models' TFLite files came along: --runtime litert-int8 runs with TensorFlow and Keras
+    # unimportable, converting nothing (an empty cache stays empty), and gives the checkout's output
+    from drn_tf.inference import export_cache as X
+
+    shipped = {f"drn_tf/assets/{X.BUNDLED_EXPORTS}/{item['file']}" for entry in X.bundled_manifest().values()
+               for item in entry["files"].values()}
+    assert shipped and shipped | {f"drn_tf/assets/{X.BUNDLED_EXPORTS}/{X.BUNDLED_MANIFEST}"} <= names
+    blocked = ("import sys\nsys.modules['tensorflow'] = sys.modules['keras'] = None\n"
+               "from drn_tf.cli.main import main\nsys.exit(main())\n")
+    r = subprocess.run([str(py), "-c", blocked, "upscale", "photo.png", "--runtime", "litert-int8", "-o", "int8.png"],
+                       cwd=work, env=dict(env, DRN_CACHE_DIR=str(tmp_path / "cache")), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert not (tmp_path / "cache").exists()
+    np.testing.assert_array_equal(np.asarray(Image.open(work / "int8.png")),
+                                  drn_tf.upscale(image, scale=2, runtime="litert-int8"))
