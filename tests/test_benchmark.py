@@ -421,7 +421,7 @@ def test_runtime_table_reports_every_runtime_with_auto(fresh_drn_s, tmp_path, mo
                               "ratio": pytest.approx(2.0), "within": False}
     assert ("keras-bf16" in rows) != ("keras-bf16" in result["skipped"])  # runs or is refused, per CPU
     text = T.table_markdown(result, "drn_s", "drn benchmark --runtimes")
-    assert "| keras (**auto**) | 200 | 200 | 1.00 | 0.00 |" in text and "| litert | 100 |" in text
+    assert "| keras (**auto**) | 200 | 200 | 1.00 | 0 |" in text and "| litert | 100 |" in text
     assert "the fastest float runtime is litert; auto's is 100.0 % slower: **not** within 5%" in text
     assert result["cpu_model"] in text and ", ".join(result["cpu_flags"]) in text
 

@@ -1,8 +1,8 @@
 """``drn benchmark --runtimes``: every runtime of ``drn upscale --runtime`` (:data:`drn_tf.inference.runtimes.RUNTIMES`)
 timed on this machine, in one process, round after round, beside what ``--runtime auto`` picks here.
 
-Per runtime: the median (and fastest) seconds of one ``run_batch`` on one ``H x W`` input (a fixed random image,
-float32 in [0, 1]), its speed against Keras (``x keras`` = Keras median / its median), and the largest
+Per runtime: the median (and fastest) seconds of one ``run_batch`` on one ``H x W`` input (:func:`sample_input`:
+the centre of ``assets/sample.jpg``, a photograph, float32 in [0, 1]), its speed against Keras (``x keras`` = Keras median / its median), and the largest
 absolute difference of its output from the Keras model's on that input, in 8-bit levels (outputs clipped to
 [0, 1]; 1 level = 1/255). A runtime that cannot run here (its package missing, bf16 on a CPU without it) is
 listed under the table with the reason.
@@ -37,6 +37,25 @@ class RuntimeRow:
     best_ms: float | None = None
     x_keras: float | None = None
     max_diff_levels: float | None = None
+
+
+def sample_input(size) -> np.ndarray:
+    """``(1, h, w, 3)`` float32 in [0, 1]: the centre of ``assets/sample.jpg`` (tiled by reflection where the
+    photograph is smaller), else a fixed random image where the file is missing."""
+    from drn_tf.core.utils import assets_dir
+
+    h, w = size
+    try:
+        from drn_tf.core.imageio import read_image
+
+        img = read_image(assets_dir() / "sample.jpg")[..., :3]
+    except Exception:  # noqa: BLE001 - no sample: noise (a harsher input for the differences)
+        return np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
+    ph, pw = max(0, h - img.shape[0]), max(0, w - img.shape[1])
+    if ph or pw:
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return (img[None, top:top + h, left:left + w].astype(np.float32) / 255.0).copy()
 
 
 def build_runtimes(model, names, cache_dir=None, progress=None) -> tuple[dict, dict]:
@@ -99,7 +118,7 @@ def run_runtime_table(model, tag: str, size=(256, 256), runs: int = 5, warmup: i
     if "keras" not in built:
         raise ValueError(f"the Keras model does not run here: {skipped.get('keras', 'not asked for')}")
     h, w = size
-    x = np.random.default_rng(0).random((1, h, w, 3), dtype=np.float32)
+    x = sample_input((h, w))
     reference = np.clip(built["keras"].run_batch(x), 0, 1)
     rows = {}
     for name, rt in built.items():
@@ -139,7 +158,7 @@ def table_markdown(result: dict, description: str = "", command: str = "drn benc
         f"Machine: {result['cpu_model']}, {result['cores']} cores, flags {flags}; {result['system']}; load average "
         f"{result['load_average_start']} at the start, {result['load_average_end']} at the end. Versions: {versions}.",
         "",
-        f"One {h}x{w} input (random, float32), one `run_batch` per runtime, {result['warmup']} warm-up then "
+        f"One {h}x{w} input (the centre of assets/sample.jpg, float32), one `run_batch` per runtime, {result['warmup']} warm-up then "
         f"{result['runs']} rounds with the runtimes in turn (a load change hits them alike); median and fastest "
         "run; x keras = Keras's median / the runtime's; max diff: the largest absolute difference from the Keras "
         "model's output on that input, in 8-bit levels (1 = 1/255).",
@@ -151,7 +170,7 @@ def table_markdown(result: dict, description: str = "", command: str = "drn benc
     for name, r in result["rows"].items():
         mark = " (**auto**)" if name == auto["runtime"] else ""
         lines.append(f"| {name}{mark} | {r['median_ms']:.0f} | {r['best_ms']:.0f} | {r['x_keras']:.2f} | "
-                     f"{r['max_diff_levels']:.2f} |")
+                     f"{r['max_diff_levels']:.3g} |")
     lines.append("")
     how = {"cached": "measured on this machine on first use and cached", "rule": "the CPU-flag rule",
            "gpu": "a GPU is visible", "only": "the one float runtime installed", "measured": "measured now"}
