@@ -325,3 +325,20 @@ def test_bf16_model_computes_in_bf16_with_the_same_weights(fresh_drn_s):
     out = np.asarray(half.predict_on_batch(x), dtype=np.float32)
     diff = np.abs(out - ref).max()
     assert 0 < diff < 0.05
+
+
+def test_python_api_takes_precision_and_device(fresh_drn_s, monkeypatch):
+    from drn_tf import upscale
+    from drn_tf.core import utils
+    from drn_tf.models.resolve import ModelError
+
+    model = fresh_drn_s(2)
+    img = (np.random.default_rng(2).random((10, 12, 3)) * 255).astype(np.uint8)
+    on_cpu = upscale(img, model=model, runtime="keras", device="cpu")
+    np.testing.assert_array_equal(on_cpu, upscale(img, model=model, runtime="keras"))
+    monkeypatch.setattr(utils, "cpu_flags", lambda: ["avx2"])
+    with pytest.raises(ModelError, match="--precision bf16 needs a CPU with AVX512_BF16"):
+        upscale(img, model=model, runtime="keras", precision="bf16")
+    monkeypatch.setattr(D, "list_devices", lambda: ["CPU:0"])
+    with pytest.raises(ModelError, match="visible devices: CPU:0"):
+        upscale(img, model=model, runtime="keras", device="gpu", outscale=1.5)

@@ -32,6 +32,8 @@ def upscale(
     outscale: float | None = None,
     size: tuple | None = None,
     max_side: int | None = None,
+    precision: str = "float32",
+    device: str | None = None,
 ) -> np.ndarray:
     """Super-resolve an image array; returns uint8 in the input's channel layout.
 
@@ -51,6 +53,9 @@ def upscale(
     same output within float rounding; ``"litert-int8"``: full-integer, faster,
     slightly different output) or ``"auto"`` (the faster float runtime on this
     CPU; ``drn upscale``'s default). TFLite files are built on first use and cached.
+    ``precision``: ``"float32"``, or ``"bf16"`` on CPUs with AVX512_BF16 / AMX (:mod:`drn_tf.inference.bf16`;
+    :class:`ModelError` elsewhere). ``device``: ``"cpu"``, ``"gpu"`` or ``"gpu:N"`` for the Keras model
+    (:mod:`drn_tf.inference.devices`; :class:`ModelError` naming the visible devices when absent).
 
     Any output size (instead of ``scale``): ``outscale`` (a factor, e.g. 1.5 or 8), ``size`` ``(width,
     height)`` (one of them None: by the aspect ratio; both: exactly that box) or ``max_side``; the bundled
@@ -79,8 +84,9 @@ def upscale(
             raise ModelError(str(exc)) from None
     if outscale is not None or size is not None or max_side is not None:
         return _upscale_to(np.asarray(image), outscale, size, max_side, model=model, preset=preset, tile=tile,
-                           tile_overlap=tile_overlap, self_ensemble=self_ensemble, runtime=runtime)
-    m = load_runtime(model, preset, scale, runtime)
+                           tile_overlap=tile_overlap, self_ensemble=self_ensemble, runtime=runtime,
+                           precision=precision, device=device)
+    m = load_runtime(model, preset, scale, runtime, precision=precision, device=device)
     arr = np.asarray(image)
     overlap = tile_overlap if tile_overlap is not None else m.receptive_radius
     return upscale_array(
@@ -88,7 +94,8 @@ def upscale(
     )
 
 
-def _upscale_to(arr, outscale, size, max_side, *, model, preset, tile, tile_overlap, self_ensemble, runtime):
+def _upscale_to(arr, outscale, size, max_side, *, model, preset, tile, tile_overlap, self_ensemble, runtime,
+                precision=None, device=None):
     """:func:`upscale` to any size: a :class:`~drn_tf.inference.picture.Upscaler` over the preset family."""
     from drn_tf.inference.outsize import SizeRequest, preset_for_scale
     from drn_tf.inference.picture import Upscaler, upscale_image
@@ -98,13 +105,14 @@ def _upscale_to(arr, outscale, size, max_side, *, model, preset, tile, tile_over
     request = SizeRequest(outscale=outscale, width=width, height=height, max_side=max_side)
     loaded: dict = {}
     if model is not None:
-        only = load_runtime(model, None, None, runtime)
+        only = load_runtime(model, None, None, runtime, precision=precision, device=device)
         loaded[only.scale] = only
     scales = tuple(loaded) or (2, 3, 4)
 
     def runtime_for(s):
         if s not in loaded:
-            loaded[s] = load_runtime(None, preset_for_scale(preset, s), s, runtime)
+            loaded[s] = load_runtime(None, preset_for_scale(preset, s), s, runtime, precision=precision,
+                                     device=device)
         return loaded[s]
 
     up = Upscaler(runtime_for=runtime_for, scale=scales[0], scales=scales, request=request, tile=tile,
