@@ -189,6 +189,23 @@ def test_cli_on_a_bundled_preset_without_tensorflow(runtime, tmp_path, rng):
     np.testing.assert_array_equal(out, drn_tf.upscale(image, preset="drn_s_x2", runtime=runtime, kind="clean"))
 
 
+def test_api_on_a_bundled_preset_without_tensorflow(tmp_path):
+    """``drn_tf.upscale(..., runtime="litert-int8")`` with TensorFlow and Keras unimportable."""
+    if "drn_s_x2" not in _bundled():
+        pytest.skip("drn_s_x2 not bundled")
+    code = ("import sys\n"
+            f"for name in {BLOCKED!r}:\n"
+            "    sys.modules[name] = None\n"
+            "import numpy as np, drn_tf\n"
+            "x = np.arange(12 * 10 * 3, dtype=np.uint8).reshape(12, 10, 3)\n"
+            "for runtime in ('litert-int8', 'litert'):\n"
+            "    print(runtime, drn_tf.upscale(x, preset='drn_s_x2', runtime=runtime).shape)\n")
+    env = dict(os.environ, DRN_CACHE_DIR=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split("\n")[:2] == ["litert-int8 (24, 20, 3)", "litert (24, 20, 3)"]
+
+
 def test_user_model_converts_once_then_runs_without_tensorflow(fresh_drn_s, tmp_path, rng, monkeypatch):
     """A user's .keras file: the first run converts (Keras, once, cached by the file's bytes); the next runs open
     the cached file without TensorFlow."""
@@ -220,6 +237,29 @@ def test_without_tensorflow_a_missing_conversion_says_so(tmp_path, fresh_drn_s):
                      tmp_path, tmp_path / "cache")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert "drn upscale: error:" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_cached_onnx_and_openvino_run_without_tensorflow(runtime, fresh_drn_s, tmp_path, rng, monkeypatch):
+    """ONNX Runtime and OpenVINO on a user's .keras file: converted once (TensorFlow), then opened from the
+    cache without it."""
+    from drn_tf.inference.runtimes import load_runtime
+    from drn_tf.inference.upscale import upscale
+
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime" if runtime == "onnxruntime" else "openvino")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DRN_CACHE_DIR", str(cache))
+    model_path = tmp_path / "m.keras"
+    fresh_drn_s(2).save(model_path)
+    first = load_runtime(str(model_path), runtime=runtime)
+    image = rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    r = _run_blocked(["upscale", "in.png", "--model", str(model_path), "--runtime", runtime, "-o", "out.png"],
+                     tmp_path, cache)
+    assert r.returncode == 0 and "heavy modules: []" in r.stderr and "converting" not in r.stderr, r.stderr[-3000:]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), upscale(image, model=first))
 
 
 @pytest.mark.slow
