@@ -1,5 +1,6 @@
 """The work of one ``drn serve`` request without a server: the deadline, the limits, the model lock
-(a stand-in runtime; no framework)."""
+(a stand-in runtime; no framework), and the HTTP guard in front of it (body limit, stalled body, client
+gone) on scripted ASGI messages."""
 
 from __future__ import annotations
 
@@ -86,3 +87,88 @@ def test_a_taken_port_is_refused_before_the_models_load():
         with pytest.raises(ValueError, match="cannot listen on 127.0.0.1"):
             check_address("127.0.0.1", port)
     check_address("127.0.0.1", port)  # free again
+
+
+def _guarded(app, messages, *, limit=100, body_seconds=5.0, headers=()):
+    """Runs ``app`` behind :class:`~drn_tf.serve.server.RequestGuard`, the client's side scripted by
+    ``messages`` (ASGI receive messages; None: the client sends nothing more). ``(sent, app's notes)``."""
+    import asyncio
+
+    from drn_tf.serve.server import RequestGuard
+
+    sent, notes = [], {}
+
+    async def receive():
+        if messages:
+            message = messages.pop(0)
+            if message is not None:
+                return message
+        await asyncio.sleep(3600)  # a stalled client
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await RequestGuard(lambda *a: app(notes, *a), limit, body_seconds)(
+            {"type": "http", "headers": list(headers)}, receive, send)
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+    return sent, notes
+
+
+def _answer(sent):
+    import json
+
+    head = dict(sent[0]["headers"])
+    return sent[0]["status"], head.get(b"connection"), json.loads(sent[1]["body"])["error"]
+
+
+async def _read_body(notes, scope, receive, send):
+    while True:
+        message = await receive()
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_guard_refuses_a_chunked_body_over_the_limit_while_reading():
+    chunk = {"type": "http.request", "body": b"x" * 60, "more_body": True}
+    status, connection, error = _answer(_guarded(_read_body, [chunk, dict(chunk), dict(chunk)])[0])
+    assert (status, connection) == (413, b"close") and "limit of 100 bytes" in error
+
+
+def test_guard_refuses_a_declared_length_over_the_limit_before_reading():
+    status, _, error = _answer(_guarded(_read_body, [], headers=[(b"content-length", b"101")])[0])
+    assert status == 413 and "101 bytes" in error
+
+
+def test_guard_answers_408_to_a_stalled_body():
+    messages = [{"type": "http.request", "body": b"{", "more_body": True}, None]
+    status, connection, error = _answer(_guarded(_read_body, messages, body_seconds=0.2)[0])
+    assert (status, connection) == (408, b"close") and "body not received within 0.2 s" in error
+
+
+def test_guard_tells_the_work_when_the_client_goes_away():
+    import asyncio
+
+    from drn_tf.serve.work import GONE
+
+    async def work(notes, scope, receive, send):
+        await receive()  # the whole body
+        gone = GONE.get()
+        notes["before"] = gone.is_set()
+        for _ in range(100):  # the work, until the client has gone
+            if gone.is_set():
+                break
+            await asyncio.sleep(0.01)
+        notes["after"] = gone.is_set()
+
+    messages = [{"type": "http.request", "body": b"{}", "more_body": False}, {"type": "http.disconnect"}]
+    sent, notes = _guarded(work, messages)
+    assert notes == {"before": False, "after": True} and sent == []
+    deadline = Deadline(60, threading.Event())
+    deadline.gone.set()  # the work's side: it stops at the next check
+    with pytest.raises(RequestError) as caught:
+        deadline.check()
+    assert caught.value.status == 499
