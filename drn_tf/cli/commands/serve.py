@@ -39,6 +39,8 @@ Endpoints (the same tiling and outputs as drn upscale; a PNG answer is drn upsca
 Refused with a JSON {"error": ...}: bodies over --max-body-mb (413, from Content-Length before reading),
 images over --max-pixels (413, from the image header before decoding), more than --max-batch images,
 malformed bodies (400), unknown models (404), requests over --timeout (504).
+Slow clients are bounded by --timeout too: headers or a body not received in time get 408 and the
+connection is closed; a client that hangs up (or cancels its gRPC call) stops its work at the next tile.
 SIGTERM or Ctrl-C: no new connections, the requests in flight finish (up to --grace seconds), exit 0."""
 
 
@@ -67,7 +69,8 @@ def add_parser(sub, help_text):
     p.add_argument("--max-batch", type=int, default=LIMITS.max_batch, metavar="N",
                    help=f"most images in one request (default {LIMITS.max_batch})")
     p.add_argument("--timeout", type=float, default=LIMITS.timeout, metavar="S",
-                   help=f"seconds a request may take from arrival, queueing included (default {LIMITS.timeout:g}); then 504")
+                   help=f"seconds a request may take from arrival, queueing included (default {LIMITS.timeout:g}); then 504; "
+                        "also the time a client gets to send its headers and body (then 408)")
     p.add_argument("--grace", type=int, default=30, metavar="S",
                    help="on SIGTERM, seconds the requests in flight get to finish (default 30)")
     p.add_argument("--no-ui", action="store_true", help="no page at /")
