@@ -6,7 +6,9 @@ per input that matches nothing; in folders, earlier outputs (``NAME_x2.png``
 next to ``NAME.*``) are skipped; :func:`output_path` names each output (``NAME_x{s}.EXT``,
 next to the input or under ``--out`` keeping sub-folders);
 :func:`check_output_size` refuses images too small or whose output would pass
-:data:`MAX_OUTPUT_PIXELS`.
+:data:`MAX_OUTPUT_PIXELS`; :func:`output_problem` and :func:`folder_problem` say why an output
+cannot be written (a file where a folder is needed, a read-only folder or file) before any model
+loads (``drn upscale``, ``drn beam``, ``drn evaluate``).
 """
 
 from __future__ import annotations
@@ -160,3 +162,41 @@ def check_output_size(w: int, h: int, s: int) -> None:
     if h * w * s * s > MAX_OUTPUT_PIXELS:
         raise ValueError(f"{w}x{h} x{s} would give {w * s}x{h * s} = {h * w * s * s:,} pixels, "
                          f"over the limit of {MAX_OUTPUT_PIXELS:,}; downscale it or split it first")
+
+
+# ---------------------------------------------------------------- can it be written?
+
+
+def _writable(path) -> bool:
+    return os.access(path, os.W_OK | (os.X_OK if os.path.isdir(path) else 0))
+
+
+def folder_problem(folder, exc: OSError | None = None) -> str | None:
+    """Why ``folder`` cannot be made or take new files, in words (a file in the way is named), or None.
+    ``exc``: the error a ``mkdir`` gave, said when nothing better is found."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                return f"{p} is a file, not a folder"
+            if not _writable(p):
+                return f"folder {p} is not writable"
+            break
+    if exc is not None:
+        return exc.strerror or str(exc)
+    return None
+
+
+def output_problem(dst, *, overwrite: bool = False) -> str | None:
+    """Why the output file ``dst`` cannot be written, found without writing anything, or None: a file
+    where a folder is needed, a folder that is not writable (the one that holds ``dst``, or the nearest
+    that exists), or (with ``overwrite``) an existing output that is read-only or not a file."""
+    dst = Path(dst)
+    if dst.is_dir():
+        return f"output {dst} is a folder"
+    problem = folder_problem(dst.parent)
+    if problem:
+        return f"cannot write {dst}: {problem}"
+    if overwrite and dst.exists() and not _writable(dst):
+        return f"output {dst} is read-only (make it writable to replace it)"
+    return None

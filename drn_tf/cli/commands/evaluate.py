@@ -180,7 +180,9 @@ def _check_writable_folder(option: str, folder, error):
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise error(f"{option} {folder}: cannot write there: {exc.strerror or exc}") from None
+        from drn_tf.inference.files import folder_problem
+
+        raise error(f"{option} {folder}: cannot write there: {folder_problem(folder, exc)}") from None
 
 
 def _check_writable_file(option: str, path, error):

@@ -2,8 +2,9 @@
 
 Every input is handled on its own: a bad input prints one line
 ``drn upscale: error: FILE: reason`` and the others are still processed; the
-exit status is 1 if any input failed (2 for errors in the arguments or the
-model, before any image is touched). Outputs are written atomically
+exit status is 1 if any input failed or an output existed already (said once,
+with --skip-existing and --overwrite suggested; 2 for errors in the arguments
+or the model, before any image is touched). Outputs are written atomically
 (temporary file in the target folder + rename), never over an input, and
 never over an existing file without ``--overwrite`` (``--skip-existing``
 leaves finished outputs alone, to resume a folder job). ICC profile, EXIF
@@ -29,7 +30,9 @@ from drn_tf.inference.files import (
     _GLOB_CHARS,
     Job,
     expand_inputs,
+    folder_problem,
     output_path,
+    output_problem,
 )
 from drn_tf.inference.runtimes import AUTO, runtime_names, runtimes_help
 from drn_tf.inference.video import is_video, video_output_path
@@ -296,6 +299,10 @@ class _Exists(_Fail):
     """The output exists and neither --overwrite nor --skip-existing was given."""
 
 
+class _Unwritable(_Fail):
+    """The output cannot be written there (args: the message, the reason shared by a folder's outputs)."""
+
+
 def check_output(job: Job, opts: Options, inputs: set, claimed: set) -> Path:
     """The output path of ``job``, or :class:`_Fail` / :class:`_Skip`: the
     checks that need no pixels (run for every input before the model loads,
@@ -315,15 +322,19 @@ def check_output(job: Job, opts: Options, inputs: set, claimed: set) -> Path:
         if opts.skip_existing:
             raise _Skip(str(dst))
         raise _Exists(f"{job.src}: output {dst} exists (pass --overwrite to replace it, or --skip-existing)", dst)
+    problem = output_problem(dst, overwrite=opts.overwrite)
+    if problem:
+        raise _Unwritable(f"{job.src}: {problem}", folder_problem(dst.parent) or problem)
     return dst
 
 
-def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
+def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int, int]:
     """Check every job's output before anything is computed: ``(jobs left,
-    failed, skipped)``; failures are reported as they are found."""
+    failed, skipped, existing)``; failures are reported as they are found, outputs that
+    exist (``existing``, not failures) and outputs a folder cannot take once for all."""
     inputs = {os.path.realpath(j.src) for j in jobs}
     claimed: set = set()
-    left, failed, skipped, exist = [], 0, 0, []
+    left, failed, skipped, exist, unwritable = [], 0, 0, [], {}
     for job in jobs:
         try:
             dst = check_output(job, opts, inputs, claimed)
@@ -332,6 +343,9 @@ def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
             continue
         except _Exists as exc:
             exist.append(exc)
+            continue
+        except _Unwritable as exc:
+            unwritable.setdefault(exc.args[1], []).append(exc.args[0])
             failed += 1
             continue
         except _Fail as exc:
@@ -345,7 +359,9 @@ def precheck(jobs, opts: Options, progress: Progress) -> tuple[list, int, int]:
     elif exist:  # a folder job run again: said once, not once per file
         _error(progress, f"{len(exist)} outputs exist already (the first: {exist[0].args[1]}); pass "
                "--skip-existing to leave them and do the rest, or --overwrite to replace them")
-    return left, failed, skipped
+    for reason, lines in unwritable.items():
+        _error(progress, lines[0] if len(lines) == 1 else f"{len(lines)} outputs cannot be written: {reason}")
+    return left, failed, skipped, len(exist)
 
 
 def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progress | None = None,
@@ -376,7 +392,7 @@ def upscale_files(jobs, model, opts: Options, *, on_image=None, progress: Progre
             try:
                 dst.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise _Fail(f"{job.src}: cannot create output folder {dst.parent}: {_folder_problem(dst.parent, exc)}") from None
+                raise _Fail(f"{job.src}: cannot create output folder {dst.parent}: {folder_problem(dst.parent, exc)}") from None
             if is_video(job.src):
                 _video(job, dst, up, opts, progress, t0)
             else:
@@ -416,14 +432,6 @@ def _model_id(args, kind) -> str:
         st = os.stat(args.model)
         ident += f"|{st.st_size}|{st.st_mtime_ns}"
     return ident
-
-
-def _folder_problem(folder: Path, exc: OSError) -> str:
-    """Why ``folder`` could not be made, in words: a file in the way is named."""
-    for p in (folder, *folder.parents):
-        if p.exists() and not p.is_dir():
-            return f"{p} is a file, not a folder"
-    return exc.strerror or str(exc)
 
 
 def _picture(job, dst, up, opts: Options, progress: Progress, t0: float) -> None:
@@ -527,11 +535,11 @@ def _run(args):
 
     # ---- inputs and outputs
     plan = expand_inputs(args.inputs, scale)
-    if out is not None and not out_is_file:
+    if out is not None and not out_is_file and plan.jobs:  # nothing to write (a glob matching nothing): no folder
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create output folder {out}: {_folder_problem(out, exc)}; give a folder for -o") from None
+            raise UserError(f"cannot create output folder {out}: {folder_problem(out, exc)}; give a folder for -o") from None
         if not os.access(out, os.W_OK | os.X_OK):
             raise UserError(f"output folder {out} is not writable")
     elif out is not None:
@@ -558,7 +566,7 @@ def _run(args):
         request=request,
         video=video,
     )
-    jobs, failed, skipped = precheck(plan.jobs, opts, progress)
+    jobs, failed, skipped, existing = precheck(plan.jobs, opts, progress)
 
     # ---- the model(s), only if there is something to do: one per kind of input among the jobs
     ok = 0
@@ -580,14 +588,17 @@ def _run(args):
         failed += failed_now
         skipped += len(group) - ok_now - failed_now  # outputs that appeared meanwhile (--skip-existing)
     failed += len(plan.errors)
-    total = ok + failed + skipped
+    total = ok + failed + skipped + existing
     also = f"; {skipped} skipped (output exists)" if skipped else ""
+    also = f"; {existing} not redone (output exists){also}" if existing else also
     how = f"x{scale}" if request is None else f"to {request.label()}"
     if failed:
         print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled {how}{also}", file=sys.stderr)
+    elif existing:  # exit 1 too: outputs asked for were not written (said once above, with what to pass)
+        print(f"drn upscale: {ok} of {total} input(s) upscaled {how}{also}", file=sys.stderr)
     elif not args.quiet:
         print(f"upscaled {ok} input(s) {how}{also}")
-    return 1 if failed else 0
+    return 1 if failed or existing else 0
 
 
 def _jobs_by_kind(jobs, args, progress: Progress) -> list[tuple]:
