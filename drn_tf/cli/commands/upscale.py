@@ -12,8 +12,11 @@ leaves finished outputs alone, to resume a folder job). ICC profile, EXIF
 input to its output where the format can store them.
 
 Start-up order: arguments, inputs and every output path are checked first,
-and TensorFlow is imported and the model loaded only if some image is left to
-do (``NEEDS_BACKEND = False``), so a mistake costs a fraction of a second.
+and the model is loaded only if some image is left to do (``NEEDS_BACKEND =
+False``), so a mistake costs a fraction of a second. TensorFlow and Keras are
+imported only for a Keras runtime or a first conversion: ``--runtime litert`` /
+``litert-int8`` on a bundled preset opens its shipped TFLite file, other
+non-Keras runtimes a file cached by the ``.keras`` file's bytes.
 SIGTERM removes the temporary file being written and exits 143; a closed
 stdout (``drn upscale ... | head``) stops the run quietly (exit 141).
 """
