@@ -10,11 +10,15 @@ Only the module of the command being run is imported, so ``import drn_tf``
 and ``drn --help`` stay light.
 
 Exits: user errors (:class:`UserError`) print one line ``drn <cmd>: error:
-...`` and exit 2, never a traceback; Ctrl-C (even while TensorFlow imports)
-exits 130 with one line; SIGTERM, for commands run under
-:func:`cleanup_on_sigterm`, removes their temporary files and exits 143; a
-closed stdout (``drn ... | head``) stops the command quietly with 141, as
-SIGPIPE does for other unix tools.
+...`` and exit 2, never a traceback. Signals, one rule for every command
+(:func:`drn_tf.core.signals.command_signals`, set up before anything heavy is
+imported): Ctrl-C exits 130 with one line ``drn <cmd>: interrupted``, SIGTERM
+143 with ``drn <cmd>: terminated``, after the command's cleanups (temporary
+files) ran; while a library is being imported (TensorFlow, Apache Beam) they
+end the process at once, with the same line and status. A command that sets
+its own handlers (``drn serve`` drains first) keeps them. A closed stdout
+(``drn ... | head``) stops the command quietly with 141, as SIGPIPE does for
+other unix tools.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import sys
 
 from drn_tf.cli.base import UserError
-from drn_tf.core.signals import Terminated
+from drn_tf.core.signals import EXIT_STATUS, WORDS, Terminated, command_signals
 
 # name -> one-line help; order is the order in ``drn --help``
 COMMANDS = {
@@ -89,6 +93,13 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     name = _command_in(argv)
     prefix = f"drn {name}" if name else "drn"
+    with command_signals(prefix):
+        return _main(argv, prefix)
+
+
+def _main(argv, prefix: str) -> int:
+    import signal
+
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
@@ -106,12 +117,10 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print(f"{prefix}: terminated", file=sys.stderr)
-        return 143
+    except (KeyboardInterrupt, Terminated) as exc:
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        print(f"{prefix}: {WORDS[signum]}", file=sys.stderr)
+        return EXIT_STATUS[signum]
     except BrokenPipeError:
         # the reader of stdout went away (``drn ... | head``): stop quietly
         _discard_stdout()
