@@ -28,21 +28,22 @@ class PrecisionError(ValueError):
     """A precision this CPU or this runtime cannot compute in (one line)."""
 
 
-def bf16_refusal(flags=None) -> str | None:
-    """None where this CPU computes bf16 natively, else the one line that refuses ``--precision bf16``."""
+def bf16_refusal(flags=None, what: str = "--precision bf16") -> str | None:
+    """None where this CPU computes bf16 natively, else the one line that refuses ``what``."""
     from drn_tf.core.utils import cpu_flags, cpu_has_bf16, cpu_model
 
     flags = cpu_flags() if flags is None else flags
     if cpu_has_bf16(flags):
         return None
-    return (f"--precision bf16 needs a CPU with AVX512_BF16 or AMX-BF16; this one ({cpu_model()}) has "
+    return (f"{what} needs a CPU with AVX512_BF16 or AMX-BF16; this one ({cpu_model()}) has "
             f"{', '.join(flags) or 'neither'}: use float32 (the default)")
 
 
-def check_bf16_cpu(flags=None, env=None) -> None:
-    """:class:`PrecisionError` unless bf16 is native here (or ``DRN_BF16_EMULATE=1``)."""
+def check_bf16_cpu(flags=None, env=None, what: str = "--precision bf16") -> None:
+    """:class:`PrecisionError` naming ``what`` unless bf16 is native here (or ``DRN_BF16_EMULATE=1``; OpenVINO's
+    own check still refuses ``openvino-bf16`` then: it would silently compute in float32)."""
     env = os.environ if env is None else env
-    refusal = bf16_refusal(flags)
+    refusal = bf16_refusal(flags, what)
     if refusal and env.get(EMULATE_ENV) != "1":
         raise PrecisionError(refusal)
 

@@ -11,6 +11,8 @@
 * ``onnxruntime``: the ONNX export (:mod:`drn_tf.export.onnx`) in ONNX Runtime's CPU provider;
 * ``openvino`` / ``openvino-bf16``: the OpenVINO IR on OpenVINO's CPU plugin, computing in float32 or
   (CPUs with AVX512_BF16 / AMX only; refused elsewhere) bfloat16;
+* ``keras-bf16``: the Keras model under the ``mixed_bfloat16`` policy (CPUs with AVX512_BF16 / AMX only;
+  :mod:`drn_tf.inference.bf16`), what ``--precision bf16`` runs with ``--runtime keras``;
 * ``auto`` (not an entry: a choice among them): the fastest float runtime on this machine, measured on
   first use and cached (:mod:`drn_tf.inference.autoselect`); the Keras model where a GPU is visible; the
   CPU-flag rule :func:`default_runtime` where nothing can be measured.
@@ -82,7 +84,7 @@ def _keras_bf16(model, cache_dir=None, progress=None, device=None):
     from drn_tf.inference.devices import check_device
     from drn_tf.inference.runtime import KerasRuntime
 
-    check_bf16_cpu()
+    check_bf16_cpu(what="keras-bf16")
     return KerasRuntime(bf16_model(model), device=check_device(device), name="keras-bf16")
 
 
@@ -173,7 +175,7 @@ def resolve_runtime(name: str | None, *, precision: str | None = None, device: s
     if precision not in bf16.PRECISIONS:
         raise bf16.PrecisionError(f"precision must be one of {', '.join(bf16.PRECISIONS)}; got {precision!r}")
     if precision == "bf16" or name.endswith("-bf16"):
-        bf16.check_bf16_cpu()
+        bf16.check_bf16_cpu(what=name if name.endswith("-bf16") else "--precision bf16")
     devices.parse_device(device)
     if name == AUTO:
         if devices.is_gpu(device) or (device is None and devices.gpu_visible()):
