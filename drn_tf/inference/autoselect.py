@@ -5,7 +5,7 @@ keras, litert, onnxruntime, openvino, the ones whose output is the Keras model's
 never an int8 one, which changes the output) on one small input, interleaved round after round
 (:func:`measure_runtimes`; a few seconds, said once on stderr; a runtime's file is converted first when
 it is not cached yet), and keeps the winner in ``<cache>/auto_runtime.json`` (the user cache folder of
-:func:`drn_tf.data.patches.default_cache_dir`). The entry's key (:func:`selection_key`) is the CPU model and
+:func:`drn_tf.core.utils.default_cache_dir`). The entry's key (:func:`selection_key`) is the CPU model and
 flags, the versions of drn_tf and of the runtimes' packages (``importlib.metadata``: no framework is
 imported for it), the candidates and the model's family and size (:func:`model_tag`: the architecture,
 so ``drn_x2`` and ``drn_x2_photo`` share one entry). Later runs read the entry: a cached winner that is
@@ -169,10 +169,8 @@ def key_digest(key: dict) -> str:
 
 def cache_path() -> Path:
     """``auto_runtime.json`` in the user cache folder (``DRN_CACHE_DIR``, else ``~/.cache/drn_tf``)."""
-    try:
-        from drn_tf.core.utils import default_cache_dir  # framework-free
-    except ImportError:  # drn_tf.data.patches' rule, without importing what that module imports
-        return Path(os.environ.get("DRN_CACHE_DIR", Path.home() / ".cache" / "drn_tf")) / CACHE_NAME
+    from drn_tf.core.utils import default_cache_dir
+
     return default_cache_dir() / CACHE_NAME
 
 
