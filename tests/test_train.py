@@ -419,6 +419,37 @@ def test_a_failed_first_start_leaves_no_run_folder_but_keeps_one_that_existed(da
     assert (mine / "notes.txt").read_text() == "x" and (mine / "config.yaml").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="grappler is TensorFlow's")
+def test_a_tensorflow_run_logs_no_remapper_error_and_keeps_the_options_elsewhere(data_dir, tmp_path, capfd):
+    """The train step's graph is optimised without grappler's remapper (whose second pass failed on the
+    LeakyReLU gradient and logged an error on every run); the options outside the step are left as they were."""
+    import tensorflow as tf
+
+    from drn_tf.train import loop
+
+    seen = []
+    real = loop.grappler_options
+
+    def spy(options):
+        seen.append(dict(options))
+        return real(options)
+
+    before = tf.config.optimizer.get_experimental_options()
+    cfg = tiny_config(data_dir, tmp_path / "cache", data={"val": ["benchmark/Set5"]}, train={"steps": 4,
+                                                                                         "epoch_steps": 2})
+    capfd.readouterr()
+    import unittest.mock
+
+    with unittest.mock.patch.object(loop, "grappler_options", spy):
+        res = train(cfg, tmp_path / "run", verbose=0, quiet=True)
+    err = capfd.readouterr().err
+    assert res.summary["steps"] == 4 and np.isfinite(res.summary["best_val_psnr"])
+    assert "remapper failed" not in err and "meta_optimizer" not in err, err[-2000:]
+    assert seen == [loop.TRAIN_STEP_GRAPPLER] * 4  # every train step, nothing else
+    assert tf.config.optimizer.get_experimental_options() == before
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs (needs root and the right to mount; skipped elsewhere)."""

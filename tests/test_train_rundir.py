@@ -104,3 +104,9 @@ def test_a_failed_start_removes_only_the_folders_it_made_and_never_a_checkpoint(
     (with_ckpt / "checkpoint").mkdir(parents=True)
     (with_ckpt / "checkpoint" / "ckpt-000001.weights.h5").write_bytes(b"w")
     assert not rundir.remove_failed_start(with_ckpt, created) and (with_ckpt / "checkpoint").is_dir()
+
+    with_model = tmp_path / "model"  # the first epoch end wrote last.keras, then its state.json failed
+    created = rundir.missing_folders(with_model)
+    (with_model / "checkpoint").mkdir(parents=True)
+    (with_model / "last.keras").write_bytes(b"m")
+    assert not rundir.remove_failed_start(with_model, created) and (with_model / "last.keras").is_file()

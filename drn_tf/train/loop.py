@@ -10,11 +10,55 @@ CSV, TensorBoard, checkpoints) through a ``CallbackList``.
 
 from __future__ import annotations
 
+import contextlib
+
+# Grappler options of the train step's graph only (TensorFlow). The remapper fuses the convolutions with their
+# bias in its first pass; in its second it fuses such a fused convolution with the LeakyReLU after it although
+# the LeakyReLU's gradient still reads the pre-activation, fails ("remapper failed: INVALID_ARGUMENT:
+# Mutation::Apply error: fanout '.../LeakyReluGrad' exist for missing node '.../conv_1/BiasAdd'") and logs
+# that on every run. Without the remapper a float32 step took 1.6 % more CPU time here, a mixed_bfloat16 one
+# 1.3 % less (tools/train_remapper.py, docs/training.md); validation, export and inference keep it.
+TRAIN_STEP_GRAPPLER = {"remapping": False}
+
+
+@contextlib.contextmanager
+def grappler_options(options: dict):
+    """TensorFlow's grappler ``options`` for the ``tf.function`` calls inside, the earlier values after: every
+    call carries the options of its moment, so a function always called under them keeps its own graph."""
+    import tensorflow as tf
+
+    saved = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options(options)
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({k: saved.get(k) for k in options})  # None: the default
+
+
+def with_train_step_options(model) -> None:
+    """``model.train_function`` (made now if needed) called under :data:`TRAIN_STEP_GRAPPLER` on TensorFlow."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    model.make_train_function()
+    inner = model.train_function
+    if getattr(inner, "_drn_grappler", False):
+        return
+
+    def train_function(iterator):
+        with grappler_options(TRAIN_STEP_GRAPPLER):
+            return inner(iterator)
+
+    train_function._drn_grappler = True
+    model.train_function = train_function
+
 
 def fit_epochs(model, dataset, *, loop: str, strategy, first: int, last: int, steps_per_epoch: int, callbacks,
                verbose):
     """Train epochs ``[first, last)`` with ``loop`` (``fit`` or ``custom``); returns the History."""
     if loop == "fit":
+        with_train_step_options(model)
         return model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=steps_per_epoch,
                          callbacks=callbacks, verbose=verbose, shuffle=False)
     return custom_fit(model, strategy, dataset, epochs=last, initial_epoch=first, steps_per_epoch=steps_per_epoch,
@@ -52,7 +96,8 @@ def custom_fit(model, strategy, dataset, *, epochs, initial_epoch, steps_per_epo
         cbs.on_epoch_begin(epoch)
         for step in range(steps_per_epoch):
             cbs.on_train_batch_begin(step)
-            logs = train_fn(iterator)
+            with grappler_options(TRAIN_STEP_GRAPPLER):
+                logs = train_fn(iterator)
             cbs.on_train_batch_end(step, logs)
             if model.stop_training:
                 break

@@ -123,13 +123,16 @@ def missing_folders(run_dir) -> list[Path]:
 
 def remove_failed_start(run_dir, created) -> bool:
     """After a start that failed: remove ``run_dir`` when this start ``created`` it (:func:`missing_folders`,
-    taken before making it) and it holds no checkpoint, then the parents made with it that are empty now.
-    A folder that existed before, or one with a checkpoint, is kept. True when ``run_dir`` went."""
+    taken before making it) and it holds no checkpoint and no model, then the parents made with it that are
+    empty now. A folder that existed before, or one with a checkpoint or a model, is kept. True when
+    ``run_dir`` went."""
     import shutil
 
     run_dir = Path(run_dir).absolute()
     ckpt_dir = run_dir / CHECKPOINT
-    if run_dir not in created or (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (run_dir / MODEL).exists():
+    trained = ((ckpt_dir.is_dir() and any(ckpt_dir.iterdir()))
+               or any((run_dir / n).exists() for n in (LAST, BEST, MODEL)))
+    if run_dir not in created or trained:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
     for parent in created[created.index(run_dir) + 1:]:
