@@ -22,7 +22,7 @@ from drn_tf.export.formats import FORMATS
 from drn_tf.export.int8 import CALIBRATION_COUNT
 from drn_tf.export.onnx import MissingPackage
 from drn_tf.export.tflite import gpu_compatibility, tflite_ops
-from drn_tf.inference.runtimes import AUTO_RULE, RUNTIMES, _versions, default_runtime, runtime_model
+from drn_tf.inference.runtimes import RUNTIMES, _versions, runtime_model
 
 # ---------------------------------------------------------------- report
 
@@ -371,6 +371,12 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         row["speedup"] = keras_median / statistics.median(t)
         row["speedup_best"] = keras_best / min(t)
     flags = cpu_flags()
+    from drn_tf.bench.runtime_table import auto_choice
+    from drn_tf.inference.autoselect import AUTO_RULE, model_tag
+
+    auto = auto_choice(model_tag(model))
+    auto_how = {"cached": "measured on this machine and cached", "gpu": "a GPU is visible",
+                "rule": f"the CPU-flag rule: {AUTO_RULE}"}.get(auto.how, auto.how)
     try:
         load = "; load average {:.1f}".format(os.getloadavg()[0])
     except OSError:
@@ -379,8 +385,8 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         f"Runtimes of {description}, x{scale}: `drn export report --runtimes`, {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, flags {', '.join(flags) or 'none of note'}; "
-        f"{platform.system()} {platform.release()}{load}. `auto` picks **{default_runtime(flags)}** here "
-        f"({AUTO_RULE}). Versions: {_versions(REPORTED_PACKAGES)}.",
+        f"{platform.system()} {platform.release()}{load}. `auto` picks **{auto.runtime}** here "
+        f"({auto_how}). Versions: {_versions(REPORTED_PACKAGES)}.",
         "",
         f"PSNR: `drn_tf.upscale(..., runtime=...)` on {', '.join(pairs)} (Y channel, {scale} pixels shaved). "
         f"Speed: one {lh}x{lw} input, median (best) of {runs} runs after {warmup} warm-up, the runtimes "
