@@ -166,6 +166,8 @@ def test_cli_two_worker_processes_existing_outputs_and_resume(folder, reference,
     assert rc == 1
     reasons = {r["path"]: r["reason"] for r in B.read_failures(out)}
     assert len(reasons) == 5 and all("exists" in reasons[str(small / n)] for n in ("rgb00.png", "sub/photo0.jpg"))
+    stages = {r["path"]: r["stage"] for r in B.read_failures(out)}
+    assert stages[str(small / "rgb00.png")] == "output" and stages[str(small / "truncated.png")] == "decode"
     assert {n: p.stat().st_mtime_ns for n, p in _files(out).items() if n != B.FAILURES_NAME} == stamp
     # ... and --skip-existing resumes: nothing rewritten, only the bad file fails
     rc = main(["beam", str(small), str(out), "--model", str(model_files[2]), "--skip-existing"])

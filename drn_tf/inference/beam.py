@@ -23,6 +23,17 @@ The pipeline (:func:`build_pipeline`), one file per element all the way::
   image size. RunInference loads the model once per worker process
   (``shared.Shared``); ``large_model=True`` (``drn beam --share-model``)
   loads one copy per machine shared by all its worker processes.
+* Any output size (``request``, a :class:`~drn_tf.inference.outsize.SizeRequest`: ``drn beam
+  --outscale/--width/--height/--max-side``) as ``drn upscale`` gives it: the preset family's models
+  in a row, then MATLAB bicubic (:func:`drn_tf.inference.picture.upscale_image`); outputs named
+  ``NAME_x1.5.EXT``, ``NAME_w1000.EXT`` ...
+* Temporary files: outputs are written to a hidden ``.NAME.<12 hex>.tmp`` beside them and renamed;
+  the failure records go through Beam's ``beam-temp-_failures-*`` folder; decoding and encoding use
+  local scratch folders ``drn-beam-<pid>-*``. :func:`run` removes what an interrupted run left
+  (:func:`sweep`) before it starts and when it ends, however it ends (Ctrl-C, SIGTERM, a failure).
+  Two runs into one ``OUTPUT_DIR`` at the same time are not supported.
+* Failure stages: ``plan`` (two inputs, one output name), ``output`` (the output exists),
+  ``decode``, ``inference``, ``write``.
 * Metrics (namespace ``drn``): counters ``images``, ``output_pixels``,
   ``failures``, ``skipped``, ``model_loads`` (worker processes that loaded the
   model, or attached to the shared copy with ``large_model``); distribution
@@ -47,6 +58,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from drn_tf.inference.beam_temp import scratch_prefix, sweep, temporary_name
 from drn_tf.inference.savedmodel import SavedModelRuntime
 
 try:
@@ -147,7 +159,7 @@ def load_upscaling_model(model=None, preset: str | None = None, scale: int | Non
     if model is not None and not is_local(str(model)):
         if not FileSystems.exists(str(model)):
             raise ModelError(f"{model}: model file not found")
-        folder = tempfile.mkdtemp(prefix="drn-beam-model-")
+        folder = tempfile.mkdtemp(prefix=scratch_prefix() + "model-")
         model = _local_copy(str(model), folder)
     return load_runtime(model, preset, scale, runtime)
 
@@ -158,8 +170,11 @@ class Upscaler:
     most 256, overlap = the receptive radius). One method, so it also works
     behind Beam's cross-process proxy (``large_model=True``)."""
 
-    def __init__(self, model, tile="auto", tile_overlap=None, self_ensemble=False):
+    def __init__(self, model, tile="auto", tile_overlap=None, self_ensemble=False, request=None, runtime_for=None,
+                 scales=()):
         self.model, self.tile, self.tile_overlap, self.self_ensemble = model, tile, tile_overlap, self_ensemble
+        self.request, self.scales = request, tuple(scales) or (model.scale,)
+        self._runtime_for = runtime_for or (lambda s: model)
         self._uid = uuid.uuid4().hex
 
     def ident(self) -> str:
@@ -167,11 +182,13 @@ class Upscaler:
         return self._uid
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
-        from drn_tf.inference.upscale import upscale
+        """``image`` by the model's scale, or to the size ``request`` asks, as ``drn upscale`` does."""
+        from drn_tf.inference.picture import Upscaler as How
+        from drn_tf.inference.picture import upscale_image
 
-        return upscale(
-            image, model=self.model, tile=self.tile, tile_overlap=self.tile_overlap, self_ensemble=self.self_ensemble
-        )
+        how = How(runtime_for=self._runtime_for, scale=self.model.scale, scales=self.scales, request=self.request,
+                  tile=self.tile, tile_overlap=self.tile_overlap, self_ensemble=self.self_ensemble)
+        return upscale_image(image, how)
 
 
 class DRNModelHandler(ModelHandler):
@@ -200,18 +217,36 @@ class DRNModelHandler(ModelHandler):
         self_ensemble: bool = False,
         large_model: bool = False,
         runtime: str = "keras",
+        request=None,
     ):
         super().__init__(min_batch_size=1, max_batch_size=1, large_model=large_model)
+        self.request = request if request is not None and request.active else None
         self.model_path = None if model is None else str(model)
         self.preset, self.scale, self.runtime = preset, scale, runtime
         self.tile, self.tile_overlap, self.self_ensemble = tile, tile_overlap, self_ensemble
 
     def load_model(self) -> Upscaler:
+        from drn_tf.inference.outsize import preset_for_scale
+
         t0 = time.perf_counter()
         model = load_upscaling_model(self.model_path, self.preset, self.scale, self.runtime)
         _LOG.info("drn: model %s loaded in %.1f s (pid %d)", self.model_path or self.preset, time.perf_counter() - t0,
                   os.getpid())
-        return Upscaler(model, self.tile, self.tile_overlap, self.self_ensemble)
+        if self.request is None:
+            return Upscaler(model, self.tile, self.tile_overlap, self.self_ensemble)
+        loaded = {model.scale: model}
+
+        def runtime_for(s: int):  # the preset family's model of scale s, loaded on first use
+            if s not in loaded:
+                loaded[s] = load_upscaling_model(None, preset_for_scale(self.preset, s), s, self.runtime)
+            return loaded[s]
+
+        return Upscaler(model, self.tile, self.tile_overlap, self.self_ensemble, self.request, runtime_for,
+                        self.scales())
+
+    def scales(self) -> tuple:
+        """The scales a size request may chain: the preset family's (2, 3, 4), or the one model's."""
+        return (2, 3, 4) if self.model_path is None else (self.scale,)
 
     def run_inference(self, batch, model, inference_args=None):
         # Beam does not report metrics from setup (where load_model runs), so a
@@ -241,12 +276,30 @@ class Layout:
 
     ``base``: the input folder when the input was a folder (sub-folders are
     kept, only image extensions, no hidden files), else None (outputs go
-    flat into ``output_dir``)."""
+    flat into ``output_dir``). ``request``: a size request (names ``NAME_x1.5``, ``NAME_w1000`` ...),
+    whose models may chain ``scales``."""
 
     output_dir: str
     scale: int
     fmt: str | None = None
     base: str | None = None
+    request: object = None  # drn_tf.inference.outsize.SizeRequest
+    scales: tuple = (2, 3, 4)
+
+    @property
+    def tag(self):
+        """The output name's tag: the scale, or the size request's label."""
+        return self.request.label() if self.request is not None else self.scale
+
+    def check_size(self, w: int, h: int) -> None:
+        """ValueError for an input too small, or whose output would be too large, as drn upscale refuses it."""
+        from drn_tf.inference.files import MAX_OUTPUT_PIXELS, check_output_size
+        from drn_tf.inference.outsize import plan_size
+
+        if self.request is None:
+            check_output_size(w, h, self.scale)
+        else:
+            plan_size(w, h, self.request, self.scales, MAX_OUTPUT_PIXELS)
 
     def relative(self, src: str) -> PurePosixPath:
         src = src.replace(os.sep, "/")
@@ -267,7 +320,8 @@ class Layout:
     def looks_like_output(self, src: str) -> bool:
         """NAME_x{s}.EXT inside OUTPUT_DIR (when it lies under the input pattern):
         an output of this or an earlier run, not an input."""
-        if not PurePosixPath(src.replace(os.sep, "/")).stem.endswith(f"_x{self.scale}"):
+        tag = self.tag if isinstance(self.tag, str) else f"x{self.tag}"
+        if not PurePosixPath(src.replace(os.sep, "/")).stem.endswith(f"_{tag}"):
             return False
         out = self.output_dir.replace(os.sep, "/").rstrip("/") + "/"
         if is_local(out):
@@ -279,7 +333,7 @@ class Layout:
         from drn_tf.inference.files import Job, output_path
 
         rel = self.relative(src)
-        name = output_path(Job(PurePosixPath(rel.name), rel), scale=self.scale, out=PurePosixPath("."),
+        name = output_path(Job(PurePosixPath(rel.name), rel), scale=self.tag, out=PurePosixPath("."),
                            out_is_file=False, fmt=self.fmt)
         return FileSystems.join(self.output_dir.rstrip("/"), *name.parts)
 
@@ -326,17 +380,18 @@ class _Decode(beam.DoFn):
 
     def process(self, readable):
         from drn_tf.core.imageio import ImageReadError, read_image
-        from drn_tf.inference.files import check_output_size
 
         src = readable.metadata.path
         dst = self.layout.destination(src)
+        if FileSystems.exists(dst) and not self.overwrite:
+            if self.skip_existing:
+                Metrics.counter(NAMESPACE, "skipped").inc()
+                return
+            yield beam.pvalue.TaggedOutput(FAILED, failure(
+                src, f"output {dst} exists (pass --overwrite to replace it, or --skip-existing)", "output"))
+            return
         try:
-            if FileSystems.exists(dst) and not self.overwrite:
-                if self.skip_existing:
-                    Metrics.counter(NAMESPACE, "skipped").inc()
-                    return
-                raise ValueError(f"output {dst} exists (pass --overwrite to replace it, or --skip-existing)")
-            with tempfile.TemporaryDirectory(prefix="drn-beam-") as scratch:
+            with tempfile.TemporaryDirectory(prefix=scratch_prefix()) as scratch:
                 local = _local_copy(src, scratch)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -347,7 +402,7 @@ class _Decode(beam.DoFn):
                 for w in caught:
                     _LOG.warning("drn beam: %s", str(w.message).replace(local, src))
             h, w = image.shape[:2]
-            check_output_size(w, h, self.layout.scale)
+            self.layout.check_size(w, h)
             if alpha is not None:
                 image = np.concatenate([image, alpha[..., None]], axis=-1)
         except (ValueError, OSError) as exc:  # ImageReadError is a ValueError
@@ -383,28 +438,32 @@ class _Write(beam.DoFn):
         dst = self.layout.destination(src)
         sr = result.inference
         tmp = None
+        if FileSystems.exists(dst) and not self.overwrite:  # appeared meanwhile
+            yield beam.pvalue.TaggedOutput(FAILED, failure(src, f"output {dst} exists (pass --overwrite to replace it)",
+                                                           "output"))
+            return
         try:
-            if FileSystems.exists(dst) and not self.overwrite:
-                raise ValueError(f"output {dst} exists (pass --overwrite to replace it)")
             name = posixpath.basename(dst)
-            with tempfile.TemporaryDirectory(prefix="drn-beam-") as scratch:
+            with tempfile.TemporaryDirectory(prefix=scratch_prefix()) as scratch:
                 local = os.path.join(scratch, name)
                 note = save_image(sr, local, fmt=format_for(name), quality=self.quality or DEFAULT_QUALITY,
                                   metadata=self._metadata(src))
                 if note:
                     _LOG.warning("drn beam: %s: %s", dst, note)
                 folder = dst[: len(dst) - len(name)].rstrip("/") or "."
-                tmp = FileSystems.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+                tmp = FileSystems.join(folder, temporary_name(name))
                 with open(local, "rb") as data, FileSystems.create(tmp) as out:
                     shutil.copyfileobj(data, out, 1 << 20)
             FileSystems.rename([tmp], [dst])
             tmp = None
-        except Exception as exc:  # noqa: BLE001 - any write failure is this file's failure
+        except BaseException as exc:  # any write failure is this file's failure; an interrupt goes on after
             if tmp is not None:
                 try:
                     FileSystems.delete([tmp])
                 except Exception:  # noqa: BLE001
                     pass
+            if not isinstance(exc, Exception):
+                raise
             yield beam.pvalue.TaggedOutput(FAILED, failure(src, exc, "write"))
             return
         pixels = int(sr.shape[0]) * int(sr.shape[1])
@@ -428,15 +487,15 @@ def _count_failure(record):
 # ---------------------------------------------------------------- assembly
 
 
-def input_layout(input_pattern: str, output_dir: str, scale: int, fmt: str | None = None):
+def input_layout(input_pattern: str, output_dir: str, scale: int, fmt: str | None = None, request=None,
+                 scales=(2, 3, 4)):
     """(pattern to match, Layout): a folder (a local one, or any path ending in
     '/') is searched recursively for images, as drn upscale does."""
     text = str(input_pattern)
     folder = text.endswith("/") or (is_local(text) and os.path.isdir(text))
-    if folder:
-        base = text.rstrip("/") or "/"
-        return FileSystems.join(base, "**"), Layout(str(output_dir), scale, fmt, base)
-    return text, Layout(str(output_dir), scale, fmt, None)
+    base = (text.rstrip("/") or "/") if folder else None
+    layout = Layout(str(output_dir), scale, fmt, base, request, tuple(scales))
+    return (FileSystems.join(base, "**") if folder else text), layout
 
 
 def build_pipeline(
@@ -454,8 +513,8 @@ def build_pipeline(
 ):
     """Add the upscaling pipeline to ``p``; returns ``(written, failures)``
     PCollections (output paths; JSON lines, also written to
-    ``OUTPUT_DIR/_failures.jsonl``)."""
-    pattern, layout = input_layout(input_pattern, output_dir, scale, fmt)
+    ``OUTPUT_DIR/_failures.jsonl``). A size request is the handler's (``handler.request``)."""
+    pattern, layout = input_layout(input_pattern, output_dir, scale, fmt, handler.request, handler.scales())
     planned = (
         p
         | "Match" >> fileio.MatchFiles(pattern)
@@ -519,7 +578,8 @@ def check_pipeline_options(pipeline_args) -> None:
         with contextlib.redirect_stderr(err):
             options = PipelineOptions(list(pipeline_args))
             options.get_all_options()
-            beam.Pipeline(options=options)
+            checked = beam.Pipeline(options=options)  # resolves the runner; never run:
+            shutil.rmtree(checked.local_tempdir, ignore_errors=True)  # its temporary folder goes now
     except SystemExit:  # argparse inside Beam: its message went to stderr
         lines = [line.strip() for line in err.getvalue().splitlines() if line.strip()]
         reason = lines[-1].split(" error: ", 1)[-1] if lines else "invalid pipeline options"
@@ -546,11 +606,17 @@ def run(
     self_ensemble=False,
     large_model=False,
     runtime="keras",
+    request=None,
 ) -> dict:
     """Build and run the pipeline; wait for it; returns :func:`query_metrics`
     plus ``scale`` and ``seconds``. ``pipeline_args``: Beam pipeline options
-    (``--runner=...``, ``--direct_num_workers=2`` ...)."""
+    (``--runner=...``, ``--direct_num_workers=2`` ...). ``request``: any output size
+    (:class:`~drn_tf.inference.outsize.SizeRequest`) instead of the model's scale. What an interrupted
+    run left is removed (:func:`sweep`) before the run and after it, however it ends; a pipeline
+    stopped by Ctrl-C or SIGTERM raises KeyboardInterrupt / :class:`drn_tf.core.signals.Terminated`."""
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    from drn_tf.core import signals
 
     # resolve once here: fails fast (one line), converts what the runtime needs once (cached for the
     # workers) and gives the scale for the output names
@@ -558,9 +624,10 @@ def run(
     if preset is None and model is None:
         preset = f"drn_x{s}"
     handler = DRNModelHandler(model, preset, s, tile=tile, tile_overlap=tile_overlap,
-                              self_ensemble=self_ensemble, large_model=large_model, runtime=runtime)
+                              self_ensemble=self_ensemble, large_model=large_model, runtime=runtime, request=request)
     options = PipelineOptions(list(pipeline_args))
     t0 = time.perf_counter()
+    sweep(output_dir)  # an earlier run's leftovers (stopped; resumed now with --skip-existing)
     p = beam.Pipeline(options=options)
     build_pipeline(p, input_pattern, output_dir, handler, s, fmt=fmt, overwrite=overwrite, skip_existing=skip_existing,
                    quality=quality, keep_metadata=keep_metadata)
@@ -568,9 +635,14 @@ def run(
         result = p.run()
         result.wait_until_finish()
     except Exception as exc:  # noqa: BLE001 - a runner's failure: one line for the CLI, chained for debugging
+        if signals.received() is not None:  # the runner wrapped the interrupt in its own error
+            raise signals.exception_for(signals.received()) from None
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         reason = lines[-1] if lines else type(exc).__name__
         raise BeamError(f"the pipeline failed: {reason[:300]}") from exc
+    finally:
+        shutil.rmtree(p.local_tempdir, ignore_errors=True)
+        sweep(output_dir, mine=True)
     out = query_metrics(result)
     out.update(scale=s, seconds=time.perf_counter() - t0)
     return out
@@ -596,4 +668,5 @@ __all__ = [
     "query_metrics",
     "read_failures",
     "run",
+    "sweep",
 ]

@@ -27,13 +27,17 @@ after INPUT_PATTERN and OUTPUT_DIR, in the --name=value form. Examples:
       --runner=FlinkRunner --flink_master=host:8081 --environment_type=LOOPBACK
   drn beam "hdfs://in/*.png" hdfs://out/ --runner=SparkRunner --spark_master_url=spark://host:7077
 
-Outputs are named as 'drn upscale' names them (NAME_x{s}.EXT), each written under
-a hidden temporary name and renamed. Files that fail (unreadable, too small, an
-existing output, ...) go to OUTPUT_DIR/_failures.jsonl, one JSON line each
-({"path", "reason", "stage"}); the others proceed. Exit status 1 if any failed.
+Outputs are named as 'drn upscale' names them (NAME_x{s}.EXT; with a size option
+NAME_x1.5.EXT, NAME_w1000.EXT, ...), each written under a hidden temporary name and
+renamed. Files that fail (unreadable, too small, an existing output, ...) go to
+OUTPUT_DIR/_failures.jsonl, one JSON line each ({"path", "reason", "stage"}; stage
+plan, output, decode, inference or write); the others proceed. Exit status 1 if any
+failed. Ctrl-C exits 130, SIGTERM 143; the temporary files of a stopped run are
+removed then, and when a run starts (resume with --skip-existing).
 """
 
 
+from drn_tf.cli.commands.upscale import add_size_options
 from drn_tf.inference.runtimes import runtime_names, runtimes_help
 
 # The backend (TensorFlow) is started by drn_tf.inference.beam when the model is loaded,
@@ -69,6 +73,7 @@ def add_parser(sub, help_text):
     p.add_argument("input_pattern", metavar="INPUT_PATTERN", help="glob of image files, or a folder")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="output folder (created if needed)")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the model's, else 2)")
+    add_size_options(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="PATH", help="a .keras file or a SavedModel folder (drn export saved-model)")
     src.add_argument("--preset", metavar="NAME", help="a preset with a bundled trained model (default drn_x{scale})")
@@ -111,19 +116,22 @@ def run(args):
 
 def _run(args):
     from drn_tf.cli.base import UserError
-
-    try:
-        from drn_tf.inference import beam as B
-    except ImportError as exc:
-        raise UserError(str(exc)) from None
-    from drn_tf.models.resolve import ModelError, preset_for_kind
+    from drn_tf.cli.commands.upscale import check_quality_and_tile, size_request
+    from drn_tf.core.signals import exit_at_once
 
     bad = [a for a in args.beam_args if not a.startswith("-")]
     if bad:
         raise UserError(f"unexpected argument {bad[0]!r}: give Beam pipeline options as --name=value")
-    from drn_tf.cli.commands.upscale import check_quality_and_tile
-
     check_quality_and_tile(args, UserError)
+    request = size_request(args, UserError)
+    _check_output_dir(args.output_dir, UserError)
+    try:
+        with exit_at_once():  # Apache Beam's import takes seconds: Ctrl-C there stops at once
+            from drn_tf.inference import beam as B
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    from drn_tf.models.resolve import ModelError, preset_for_kind
+
     try:
         B.check_pipeline_options(args.beam_args)
     except B.BeamError as exc:
@@ -165,6 +173,7 @@ def _run(args):
                 self_ensemble=args.self_ensemble,
                 large_model=args.share_model,
                 runtime=args.runtime,
+                request=request,
             )
     except (ModelError, B.BeamError) as exc:
         raise UserError(str(exc)) from None
@@ -174,8 +183,9 @@ def _run(args):
     if len(failures) > 20:
         print(f"drn beam: ... {len(failures) - 20} more", file=sys.stderr)
     mp = stats["output_pixels"] / 1e6
+    how = f"x{stats['scale']}" if request is None else f"to {request.label()}"
     print(
-        f"drn beam: {stats['images']} image(s) upscaled x{stats['scale']} ({mp:.2f} output megapixels), "
+        f"drn beam: {stats['images']} image(s) upscaled {how} ({mp:.2f} output megapixels), "
         f"{stats['failures']} failed, {stats['skipped']} skipped, model loaded by {stats['model_loads']} worker process(es), "
         f"{stats['seconds']:.1f} s"
     )
@@ -184,6 +194,17 @@ def _run(args):
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_output_dir(output_dir: str, error) -> None:
+    """A local OUTPUT_DIR that cannot be made or written is refused before Beam and TensorFlow start."""
+    if "://" in output_dir:  # gs://, s3://, hdfs://...: the pipeline's writes tell
+        return
+    from drn_tf.inference.files import folder_problem
+
+    problem = folder_problem(output_dir)
+    if problem:
+        raise error(f"OUTPUT_DIR {output_dir}: {problem}")
 
 
 def _batch_kind(asked: str, paths) -> str:
