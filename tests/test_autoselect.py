@@ -342,3 +342,19 @@ def test_python_api_takes_precision_and_device(fresh_drn_s, monkeypatch):
     monkeypatch.setattr(D, "list_devices", lambda: ["CPU:0"])
     with pytest.raises(ModelError, match="visible devices: CPU:0"):
         upscale(img, model=model, runtime="keras", device="gpu", outscale=1.5)
+
+
+def test_beam_precision_bf16_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from drn_tf.cli.main import main
+    from drn_tf.core import utils
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.setattr(utils, "cpu_flags", lambda: ["avx2", "avx512f"])
+    rc = main(["beam", str(tmp_path / "*.png"), str(tmp_path / "out"), "--precision", "bf16"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and "--precision bf16 needs a CPU with AVX512_BF16 or AMX-BF16" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["beam", str(tmp_path / "*.png"), str(tmp_path / "out"), "--precision", "fp8"])
