@@ -39,9 +39,15 @@ class _State:
     active = False  # inside command_signals
 
 
-def received() -> int | None:
-    """The last SIGINT / SIGTERM that reached this process's handlers (None if none did)."""
-    return _State.received[-1] if _State.received else None
+def received(since: int = 0) -> int | None:
+    """The last SIGINT / SIGTERM that reached this process's handlers after the first ``since`` of them
+    (:func:`count`), or None."""
+    return _State.received[-1] if len(_State.received) > since else None
+
+
+def count() -> int:
+    """How many SIGINT / SIGTERM reached this process's handlers so far (a mark for :func:`received`)."""
+    return len(_State.received)
 
 
 def exception_for(signum: int) -> BaseException:

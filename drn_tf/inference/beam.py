@@ -629,14 +629,15 @@ def run(
     t0 = time.perf_counter()
     sweep(output_dir)  # an earlier run's leftovers (stopped; resumed now with --skip-existing)
     p = beam.Pipeline(options=options)
-    build_pipeline(p, input_pattern, output_dir, handler, s, fmt=fmt, overwrite=overwrite, skip_existing=skip_existing,
-                   quality=quality, keep_metadata=keep_metadata)
+    mark = signals.count()
     try:
+        build_pipeline(p, input_pattern, output_dir, handler, s, fmt=fmt, overwrite=overwrite,
+                       skip_existing=skip_existing, quality=quality, keep_metadata=keep_metadata)
         result = p.run()
         result.wait_until_finish()
     except Exception as exc:  # noqa: BLE001 - a runner's failure: one line for the CLI, chained for debugging
-        if signals.received() is not None:  # the runner wrapped the interrupt in its own error
-            raise signals.exception_for(signals.received()) from None
+        if signals.received(mark) is not None:  # the runner wrapped the interrupt in its own error
+            raise signals.exception_for(signals.received(mark)) from None
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         reason = lines[-1] if lines else type(exc).__name__
         raise BeamError(f"the pipeline failed: {reason[:300]}") from exc
