@@ -34,7 +34,8 @@ def model():
 
 # How far a tiled result may be from the whole-image one: float round-off (default 1e-4), nothing for an integer
 # model, one level where the runtime rounds each tile to uint8 (a round-off can flip one).
-TILED_ATOL = {"litert-int8": 0.0, "saved_model": 1.0 / 255 + 1e-6}
+# keras-bf16 (built on CPUs with AVX512_BF16/AMX only): bf16 rounding of sums whose order may follow the tile width
+TILED_ATOL = {"litert-int8": 0.0, "saved_model": 1.0 / 255 + 1e-6, "keras-bf16": 2.0 / 255}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_tiled_equals_whole_for_every_runtime(runtimes, image):
         assert whole.shape == tiled.shape == (90, 116, 3), name
         atol = TILED_ATOL.get(name, 1e-4)
         np.testing.assert_allclose(tiled, whole, rtol=0, atol=atol, err_msg=name)
-        assert np.mean(np.abs(tiled - whole) > 1e-4) < 1e-3, name
+        assert name == "keras-bf16" or np.mean(np.abs(tiled - whole) > 1e-4) < 1e-3, name
     int8 = runtimes["litert-int8"]  # and through drn_tf.upscale: the same pixels
     np.testing.assert_array_equal(upscale(image, model=int8, tile=30), upscale(image, model=int8, tile=None))
 

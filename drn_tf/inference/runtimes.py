@@ -121,8 +121,6 @@ def _openvino(precision: str) -> Callable:
 RUNTIMES: dict[str, RuntimeEntry] = {
     "keras": RuntimeEntry("the Keras model (TensorFlow, oneDNN): the reference", _keras,
                           "model.save (a .keras file)"),
-    "keras-bf16": RuntimeEntry("the Keras model under the mixed_bfloat16 policy (CPUs with AVX512_BF16 or AMX "
-                               "only): a slightly different output", _keras_bf16, "model.save (a .keras file)"),
     "litert": RuntimeEntry("the float32 TFLite export in LiteRT (XNNPACK): the same output within float rounding",
                            _litert("float32"), "drn export tflite"),
     "litert-int8": RuntimeEntry("the full-integer TFLite export in LiteRT (uint8 pixels in and out): faster, a "
@@ -133,6 +131,8 @@ RUNTIMES: dict[str, RuntimeEntry] = {
                              'rounding (pip install "drn-tf[openvino]")', _openvino("f32"), "drn export openvino"),
     "openvino-bf16": RuntimeEntry("the OpenVINO IR computed in bfloat16 (CPUs with AVX512_BF16 or AMX only): "
                                   "faster, a slightly different output", _openvino("bf16"), "drn export openvino"),
+    "keras-bf16": RuntimeEntry("the Keras model under the mixed_bfloat16 policy (CPUs with AVX512_BF16 or AMX "
+                               "only): a slightly different output", _keras_bf16, "model.save (a .keras file)"),
 }
 AUTO = "auto"
 KERAS_RUNTIMES = ("keras", "keras-bf16")  # the entries that run the Keras model itself (--device applies)
