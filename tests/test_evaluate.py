@@ -267,7 +267,7 @@ def test_cli_output_paths_checked_before_the_evaluation(tmp_path, set5, capsys, 
     base = ["evaluate", "--data", str(set5), "--scale", "2", "--method", "bicubic", "--quiet"]
     assert main([*base, "--json", str(blocker / "res.json")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("drn evaluate: error: --json ") and "file.txt" in err and "Traceback" not in err
+    assert err.startswith("drn evaluate: error: --json: ") and "file.txt" in err and "Traceback" not in err
     assert main([*base, "--json", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
     assert main([*base, "--save-images", str(blocker / "sr")]) == 2
@@ -283,7 +283,7 @@ def test_cli_json_under_a_regular_file_is_one_clear_line_before_any_work(tmp_pat
     for out in (afile / "res.json", afile / "sub" / "res.json"):
         assert main([*base, "--json", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert err == [f"drn evaluate: error: --json {out}: {afile} is a file, not a folder"]
+        assert err == [f"drn evaluate: error: --json: cannot write {out}: {afile} is a file, not a folder"]
     assert afile.read_text() == "x"
     fresh = tmp_path / "new" / "res.json"  # a folder to make: made when the results are written, not before
     monkeypatch.setattr(ev, "evaluate_folders", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("no data")))

@@ -133,28 +133,6 @@ def same_file(a, b) -> bool:
         return False
 
 
-def output_file_problem(path) -> str | None:
-    """Why a new file could not be written at ``path``, in words, or None; for a check before the work, and
-    creating nothing: a folder where the file should go, a file in the way of its folder, a folder that takes
-    no new file (read-only, no permission: tried with a temporary file in the nearest existing folder)."""
-    import tempfile
-
-    path = Path(path)
-    if path.is_dir():
-        return f"{path} is a folder, expected a file name"
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is a file, not a folder"
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        return f"cannot write in {folder}: {exc.strerror or exc}"
-    return None
-
-
 def check_output_size(w: int, h: int, s: int) -> None:
     """ValueError for an image too small to upscale or whose x``s`` output would pass :data:`MAX_OUTPUT_PIXELS`."""
     if h < 2 or w < 2:

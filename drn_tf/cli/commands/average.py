@@ -40,7 +40,7 @@ def run(args):
 
     from drn_tf.cli.base import UserError
 
-    from drn_tf.inference.files import output_file_problem, same_file
+    from drn_tf.inference.files import output_problem, same_file
 
     out = Path(args.output)
     if out.suffix != ".keras":
@@ -49,9 +49,9 @@ def run(args):
     for src in args.sources:
         if same_file(out, src):
             raise UserError(f"-o {out} is the source {src} itself; refusing to overwrite an input, choose another -o")
-    problem = output_file_problem(out)
+    problem = output_problem(out, overwrite=args.overwrite)
     if problem:
-        raise UserError(f"-o {out}: {problem}")
+        raise UserError(f"-o: {problem}")
     if out.exists() and not args.overwrite:
         raise UserError(f"{out}: output exists (pass --overwrite to replace it)")
     if args.preset is not None:

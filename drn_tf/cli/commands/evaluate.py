@@ -186,10 +186,10 @@ def _check_writable_folder(option: str, folder, error):
 
 
 def _check_writable_file(option: str, path, error):
-    """Prove a new file can be written at ``path`` (:func:`drn_tf.inference.files.output_file_problem`: a folder
-    there, a file in the way of its folder, a folder that takes no file), creating nothing."""
-    from drn_tf.inference.files import output_file_problem
+    """Prove a new file can be written at ``path`` (:func:`drn_tf.inference.files.output_problem`: a folder
+    there, a file in the way of its folder, a folder that is not writable), creating nothing."""
+    from drn_tf.inference.files import output_problem
 
-    problem = output_file_problem(path)
+    problem = output_problem(path)
     if problem:
-        raise error(f"{option} {path}: {problem}")
+        raise error(f"{option}: {problem}")
