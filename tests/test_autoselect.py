@@ -358,3 +358,28 @@ def test_beam_precision_bf16_refused_in_one_line(tmp_path, capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     with pytest.raises(SystemExit):
         main(["beam", str(tmp_path / "*.png"), str(tmp_path / "out"), "--precision", "fp8"])
+
+
+def test_drn_upscale_measures_once_says_so_and_quiet_says_nothing(tmp_path, capsys, fresh_drn_s, monkeypatch):
+    from PIL import Image
+
+    from drn_tf.cli.main import main
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in.png")
+    model = tmp_path / "m.keras"
+    fresh_drn_s(2).save(model)
+    monkeypatch.setenv("DRN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv(A.ENV, "measure")
+    monkeypatch.setattr(A, "installed", lambda names, find=None: ("keras", "litert"))
+    monkeypatch.setattr(D, "gpu_visible", lambda devices=None: False)
+    measured = []
+    monkeypatch.setattr(A, "measure_runtimes", lambda build, names, **kw: measured.append(names) or
+                        {"keras": 0.1, "litert": 0.2})
+    base = ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--model", str(model), "--overwrite"]
+    assert main(base) == 0
+    assert capsys.readouterr().err.count(A.ANNOUNCE) == 1 and len(measured) == 1
+    assert main(base) == 0  # cached: not measured, not said
+    assert A.ANNOUNCE not in capsys.readouterr().err and len(measured) == 1
+    monkeypatch.setenv(A.ENV, "remeasure")
+    assert main(base + ["-q"]) == 0
+    assert capsys.readouterr().err == "" and len(measured) == 2

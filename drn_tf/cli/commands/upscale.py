@@ -651,8 +651,8 @@ def _load_model(args, kind: str | None = None):
     try:
         runtime = load_runtime(args.model, preset, args.scale, getattr(args, "runtime", AUTO),
                                precision=getattr(args, "precision", None), device=getattr(args, "device", None),
-                               progress=None if quiet else lambda msg: print(f"drn upscale: {msg}", file=sys.stderr,
-                                                                             flush=True))
+                               progress=(lambda msg: None) if quiet else lambda msg: print(f"drn upscale: {msg}",
+                                                                                           file=sys.stderr, flush=True))
     except ModelError as exc:
         raise UserError(str(exc)) from None
     return runtime, runtime.scale
