@@ -12,7 +12,8 @@
   another exception (a Beam runner's).
 
 Without :func:`command_signals` (the library used from Python), :func:`cleanup_on_sigterm` still
-turns SIGTERM into :class:`Terminated` for its block.
+turns SIGTERM into :class:`Terminated` for its block, and :func:`exit_at_once` holds the signal back
+until the import is done and raises it then (the process is the caller's: it is not ended).
 """
 
 from __future__ import annotations
