@@ -36,6 +36,7 @@ from drn_tf.inference.files import (
     folder_problem,
     output_path,
     output_problem,
+    same_file,
 )
 from drn_tf.inference.runtimes import AUTO, runtime_names, runtimes_help
 from drn_tf.inference.video import is_video, video_output_path
@@ -315,7 +316,7 @@ def check_output(job: Job, opts: Options, inputs: set, claimed: set) -> Path:
     if opts.video is not None and is_video(job.src):
         dst = video_output_path(dst, opts.video)
     real = os.path.realpath(dst)
-    if real == os.path.realpath(job.src) or (dst.exists() and job.src.exists() and os.path.samefile(dst, job.src)):
+    if same_file(dst, job.src):
         raise _Fail(f"{job.src}: output path {dst} is the input file itself; choose another -o")
     if real in inputs:
         raise _Fail(f"{job.src}: output {dst} is another input of this run; refusing to overwrite it")
