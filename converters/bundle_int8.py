@@ -11,7 +11,9 @@ conversion calibrated on the training images. Rerun after changing a bundled mod
     DRN_DATA=../shared/data python converters/bundle_int8.py            # every bundled preset
     DRN_DATA=../shared/data python converters/bundle_int8.py drn_x2     # one
 
-Calibration: ``<DRN_DATA>/train`` (the 291 training images), as ``drn export tflite --quantize int8``.
+Calibration: ``<DRN_DATA>/train`` (the 291 training images) and the regular-structure crops the recipe
+generates itself (:func:`drn_tf.core.patterns.structure_crops`), as ``drn export tflite --quantize int8``.
+Each preset takes minutes of CPU; name them one at a time to spread the work.
 """
 
 import json
@@ -27,7 +29,7 @@ def main(argv=None) -> int:
 
     import_backend_quietly()
     from drn_tf.core.utils import assets_dir, write_atomic
-    from drn_tf.export.int8 import INT8_RECIPE, calibration_images, int8_ranges
+    from drn_tf.export.int8 import INT8_RECIPE, STRUCTURE_COUNT, calibration_images, int8_ranges
     from drn_tf.inference.runtimes import INT8_MANIFEST, weights_digest
     from drn_tf.models.drn import DRN, bundled_model_path
     from drn_tf.models.presets import preset_names
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
         scale = model.get_config()["scale"]
         samples = calibration_images(None, scale=scale)
         manifest[name] = {"weights": weights_digest(model), "recipe": INT8_RECIPE,
-                          "calibration": f"{len(samples)} crops of the data folder's train/ (the 291 training images)",
+                          "calibration": f"{len(samples)} crops of the data folder's train/ (the 291 training images) "
+                                         f"and {STRUCTURE_COUNT} generated regular-structure crops",
                           "ranges": {k: list(v) for k, v in int8_ranges(model, samples).items()}}
         write_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         print(f"{name}: {len(manifest[name]['ranges'])} ranges -> {manifest_path}", flush=True)

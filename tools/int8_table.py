@@ -4,11 +4,14 @@ Keras model on Set5, Set14 and the regular-structure images (:mod:`drn_tf.core.p
 speed-up over Keras fp32.
 
     DRN_DATA=../shared/data python tools/int8_table.py [PRESET ...] [--runs 8] [--warmup 2] [--size 256]
+        [--structure-weight W] [--plain-ranges]
 
 PSNR by the protocol (Y, ``s`` border pixels dropped, set means; the structure images' LR is the
 protocol's bicubic of the generated HR). The int8 model is the one ``--runtime litert-int8`` uses: the
 export converted with the preset's bundled ranges (``assets/int8.json``), else calibrated on
-``<DRN_DATA>/train``. Speed: one ``size`` x ``size`` input through Keras fp32 and the int8 model, timed in
+``<DRN_DATA>/train``; ``--structure-weight W`` (and ``--plain-ranges``: pre-activation tensors' ranges by
+their own error, not after the activation) calibrates on ``<DRN_DATA>/train`` with that recipe variant
+instead (the trade-off table of docs/export.md). Speed: one ``size`` x ``size`` input through Keras fp32 and the int8 model, timed in
 turn round after round (``--warmup`` + ``--runs`` each), the ratio of the medians (and of the fastest runs).
 Prints a Markdown table, then every structure image's loss per preset.
 """
@@ -30,7 +33,7 @@ def _losses(keras_rt, lite_rt, pairs, scale):
             for name, lr, hr in pairs}
 
 
-def measure(name: str, data: Path, runs: int, warmup: int, size: int) -> dict:
+def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=None, plain=False) -> dict:
     import numpy as np
 
     from drn_tf.bench.machine import interleaved
@@ -44,10 +47,17 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int) -> dict:
 
     model = DRN.from_preset(name)
     scale = model.get_config()["scale"]
-    ranges = R.bundled_int8_ranges(model)
+    if weight is None and not plain:
+        ranges = R.bundled_int8_ranges(model)
+    else:
+        from drn_tf.export import int8 as EI
+
+        EI.STRUCTURE_WEIGHT = EI.STRUCTURE_WEIGHT if weight is None else weight
+        EI.ACTIVATION_AWARE = not plain
+        ranges = EI.int8_ranges(model, EI.calibration_images(data / "train", scale=scale))
     flat = convert_tflite(model, "int8", int8_ranges=ranges)
     keras_rt, lite_rt = KerasRuntime(model), LiteRTRuntime(flat)
-    row = {"preset": name, "ranges": "bundled" if ranges else "calibrated"}
+    row = {"preset": name}
     for set_name in ("Set5", "Set14"):
         bench = read_benchmark(data / "benchmark" / set_name, scale)
         row[set_name] = float(np.mean(list(_losses(keras_rt, lite_rt, zip(bench.paths, bench.lrs, bench.hrs),
@@ -70,6 +80,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--structure-weight", type=float, default=None)
+    parser.add_argument("--plain-ranges", action="store_true")
     args = parser.parse_args(argv)
     from drn_tf.models.backend import import_backend_quietly
 
@@ -82,7 +94,7 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|---:|")
     rows = []
     for name in names:
-        r = measure(name, Path(args.data), args.runs, args.warmup, args.size)
+        r = measure(name, Path(args.data), args.runs, args.warmup, args.size, args.structure_weight, args.plain_ranges)
         rows.append(r)
         worst = max(r["per_image"], key=r["per_image"].get)
         print(f"| {name} | {r['Set5']:.3f} | {r['Set14']:.3f} | {r['structures']:.3f} / {r['per_image'][worst]:.2f} "

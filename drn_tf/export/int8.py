@@ -4,10 +4,13 @@ The DRN forward pass is rewritten with TensorFlow ops (:class:`_QuantGraph`),
 in a form that quantises well (exact int8 input, output mean folded into the
 last convolution, clip before the pixel shuffle), with a hook on every
 activation. Ranges come from :func:`calibration_images` (LR-like crops of the
-training images) run through that graph: full range for the LFE, MSE-optimal
-(:func:`mse_range`) elsewhere; ``_int8_saved_model`` writes the graph with fake
-quantisation for :func:`drn_tf.export.tflite.convert_tflite` to convert.
-``INT8_RECIPE`` names the recipe in the file's metadata and the runtime cache key.
+training images), plus regular-structure crops generated in code
+(:func:`drn_tf.core.patterns.structure_crops`, weight :data:`STRUCTURE_WEIGHT`),
+run through that graph: full range for the LFE, MSE-optimal (:func:`mse_range`)
+elsewhere, a pre-activation tensor's error measured after its activation;
+``_int8_saved_model`` writes the graph with fake quantisation for
+:func:`drn_tf.export.tflite.convert_tflite` to convert. ``INT8_RECIPE`` names
+the recipe in the file's metadata and the runtime cache key.
 """
 
 from __future__ import annotations
@@ -28,12 +31,19 @@ from drn_tf.export.common import (
 # int8 calibration: number of LR crops and their size (dynamic-size models)
 CALIBRATION_COUNT = 24
 CALIBRATION_PATCH = 96
+# regular-structure crops (:func:`drn_tf.core.patterns.structure_crops`) in the range search, and their weight
+STRUCTURE_COUNT = 24
+STRUCTURE_WEIGHT = 0.003
+# pre-activation taps' ranges by the error after their activation
+ACTIVATION_AWARE = True
 
 
 # ---------------------------------------------------------------- int8: activation ranges
 
 # Identifies the int8 recipe below (metadata, and the key of the runtime's .tflite cache).
-INT8_RECIPE = "taps/3: exact input, folded output mean, [0,1] output, full-range LFE, MSE ranges elsewhere, int8 ELU"
+INT8_RECIPE = ("taps/4: exact input, folded output mean, [0,1] output, full-range LFE, MSE ranges elsewhere "
+               f"(after the activation for pre-activation taps; {STRUCTURE_COUNT} structure crops weighted "
+               f"{STRUCTURE_WEIGHT:g}), int8 ELU")
 
 
 class _QuantGraph:
@@ -168,49 +178,57 @@ class _QuantGraph:
         return self.shuffle(tf.clip_by_value(u, 0.0, 1.0) if clip else u)
 
 
-def _quant_error(values: np.ndarray, lo: float, hi: float) -> float:
-    """Mean squared error of quantizing ``values`` to 256 levels on ``[lo, hi]`` (int8 with a zero point)."""
+def _quantize(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``values`` quantized to 256 levels on ``[lo, hi]`` (int8 with a zero point), clamped, dequantized."""
     step = (hi - lo) / 255.0
     zero = np.round(-128.0 - lo / step)
-    q = (np.clip(np.round(values / step) + zero, -128, 127) - zero) * step
+    return (np.clip(np.round(values / step) + zero, -128, 127) - zero) * step
+
+
+def _quant_error(values: np.ndarray, lo: float, hi: float, after=None) -> float:
+    """Mean squared error of quantizing ``values`` to 256 levels on ``[lo, hi]``; with ``after`` (a numpy
+    function: the activation that reads the tensor) the error of ``after(q)`` against ``after(values)``."""
+    q = _quantize(values, lo, hi)
+    if after is not None:
+        return float(np.mean((after(q) - after(values)) ** 2))
     return float(np.mean((q - values) ** 2))
 
 
-def mse_range(values: np.ndarray, lo: float, hi: float, steps: int = 41) -> tuple[float, float]:
-    """The ``[lo', hi']`` inside ``[lo, hi]`` (0 kept inside) with the least 8-bit quantization MSE on ``values``.
+def mse_range(values: np.ndarray, lo: float, hi: float, steps: int = 41, after=None, extra=None,
+              weight: float = 0.0) -> tuple[float, float]:
+    """The ``[lo', hi']`` inside ``[lo, hi]`` (0 kept inside) with the least 8-bit quantization MSE on ``values``
+    (plus ``weight`` times the MSE on ``extra``; ``after``: the error measured after that activation).
 
     Coordinate search over ``hi' = a*hi`` then ``lo' = a*lo`` then ``hi'``
-    again, ``a`` in ``[0.2, 1]``: clipping rare large values buys a finer
-    step for all the others.
+    again, ``a`` in ``[0.2, 1]`` (down to 0.02 with ``after``: a leaky ReLU's
+    or ELU's negative side hardly reaches the output): clipping rare large
+    values buys a finer step for all the others.
     """
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi - lo <= 0:
         return lo, hi
-    grid = np.linspace(0.2, 1.0, steps)
-    best = (_quant_error(values, lo, hi), lo, hi)
+
+    def err(a, b):
+        e = _quant_error(values, a, b, after)
+        return e + weight * _quant_error(extra, a, b, after) if extra is not None and weight > 0 else e
+
+    grid = np.linspace(0.2, 1.0, steps) if after is None else np.geomspace(0.02, 1.0, steps)
+    best = (err(lo, hi), lo, hi)
     for which in ("hi", "lo", "hi"):
         base = hi if which == "hi" else lo
         if base == 0:
             continue
         for a in grid:
             cand = (best[1], base * a) if which == "hi" else (base * a, best[2])
-            err = _quant_error(values, *cand)
-            if err < best[0]:
-                best = (err, *cand)
+            e = err(*cand)
+            if e < best[0]:
+                best = (e, *cand)
     return best[1], best[2]
 
 
-def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0) -> dict:
-    """Range of every tap from the calibration crops (see :class:`_QuantGraph`)."""
+def _tap_function(graph: _QuantGraph):
+    """``taps(x)``: every tap's tensor of ``graph`` for a float batch ``x`` (a ``tf.function``)."""
     tf = _tf()
-    rng = np.random.default_rng(seed)
-    names: list[str] = []
-
-    def record(name, t):
-        names.append(name)
-        return t
-
-    graph(tf.zeros([1, 4, 4, 3]), record)
 
     @tf.function(reduce_retracing=True)
     def taps(x):
@@ -223,7 +241,35 @@ def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0)
         graph(x, hook)
         return out
 
-    per = max(1, keep // len(samples))
+    return taps
+
+
+def _activation_of(graph: _QuantGraph) -> dict:
+    """``tap -> f``: the activation applied to a pre-activation tap (numpy), for the taps that have one."""
+    def leaky(slope):
+        return lambda v: np.where(v >= 0, v, slope * v)
+
+    out = {}
+    for g, (blocks, _compress, comp_act, slope) in enumerate(graph.groups):
+        for b, (_kb, act, neg, _growth) in enumerate(blocks):
+            out[f"g{g}b{b}.conv"] = leaky(0.0 if act == "relu" else neg) if act in ("relu", "leaky_relu") else None
+        out[f"g{g}.compress"] = (lambda v: np.where(v >= 0, v, np.expm1(np.minimum(v, 0)))) if comp_act == "elu" else None
+    return {k: f for k, f in out.items() if f is not None}
+
+
+def _collect(graph: _QuantGraph, samples, keep: int, rng) -> tuple[list, dict, dict, dict]:
+    """``(names, values, lows, highs)`` of every tap over ``samples``: up to ``keep`` values per tap (a random
+    subset), the minimum and the maximum."""
+    tf = _tf()
+    names: list[str] = []
+
+    def record(name, t):
+        names.append(name)
+        return t
+
+    graph(tf.zeros([1, 4, 4, 3]), record)
+    taps = _tap_function(graph)
+    per = max(1, keep // max(1, len(samples)))
     values = {n: [] for n in names}
     lows = {n: np.inf for n in names}
     highs = {n: -np.inf for n in names}
@@ -234,6 +280,24 @@ def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0)
             a = t.numpy().ravel()
             lows[name], highs[name] = min(lows[name], float(a.min())), max(highs[name], float(a.max()))
             values[name].append(a if a.size <= per else rng.choice(a, per, replace=False))
+    return names, {n: np.concatenate(v) if v else np.zeros(1, np.float32) for n, v in values.items()}, lows, highs
+
+
+def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0) -> dict:
+    """Range of every tap (see :class:`_QuantGraph`) from the calibration crops ``samples`` and, weighted by
+    :data:`STRUCTURE_WEIGHT`, :data:`STRUCTURE_COUNT` regular-structure crops generated in code
+    (:func:`drn_tf.core.patterns.structure_crops`)."""
+    from drn_tf.core.patterns import structure_crops
+
+    rng = np.random.default_rng(seed)
+    names, values, lows, highs = _collect(graph, samples, keep, rng)
+    extra = None
+    if STRUCTURE_WEIGHT > 0 and STRUCTURE_COUNT > 0:
+        crops = structure_crops(STRUCTURE_COUNT, graph.scale, CALIBRATION_PATCH)
+        _, extra, elo, ehi = _collect(graph, crops, keep, rng)
+        lows = {n: min(lows[n], elo[n]) for n in names}
+        highs = {n: max(highs[n], ehi[n]) for n in names}
+    activation = _activation_of(graph) if ACTIVATION_AWARE else {}
     ranges = {}
     for name in names:
         if name == "input":
@@ -243,7 +307,8 @@ def _tap_ranges(graph: _QuantGraph, samples, keep: int = 200_000, seed: int = 0)
         elif name == "lfe":  # carried to the output by the global skip: clipping it costs more than it saves
             ranges[name] = (min(lows[name], 0.0), max(highs[name], 0.0))
         else:
-            ranges[name] = mse_range(np.concatenate(values[name]), lows[name], highs[name])
+            ranges[name] = mse_range(values[name], lows[name], highs[name], after=activation.get(name),
+                                     extra=None if extra is None else extra[name], weight=STRUCTURE_WEIGHT)
     return ranges
 
 
