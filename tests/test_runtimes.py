@@ -23,7 +23,8 @@ from drn_tf.models.drn import DRN
 from drn_tf.models.resolve import resolve_model
 
 # the int8 promise, held by test_int8_runtime_tiling_and_quality (bundled drn_s_x2, the preset
-# with the least margin: measured 0.086 dB on Set5 x2, 0.065 on Set14; the recipe before was 0.20+).
+# with the least margin: measured 0.094 dB on Set5 x2, 0.060 on Set14, tools/int8_table.py; min-max
+# calibration of the Keras graph was 0.20+).
 INT8_LOSS_DB = 0.10
 
 
