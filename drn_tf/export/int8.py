@@ -320,6 +320,19 @@ def int8_ranges(model, samples) -> dict:
     return {k: (float(lo), float(hi)) for k, (lo, hi) in _tap_ranges(_QuantGraph(model), samples).items()}
 
 
+def tap_names(model) -> list[str]:
+    """The taps of ``model``'s int8 graph, in order: the keys of :func:`int8_ranges` (one run on a 4x4 zero
+    input, no calibration)."""
+    names: list[str] = []
+
+    def record(name, t):
+        names.append(name)
+        return t
+
+    _QuantGraph(model)(_tf().zeros([1, 4, 4, 3]), record)
+    return names
+
+
 def range_samples(input_size=None, count: int = 2, seed: int = 0) -> list[np.ndarray]:
     """Stand-in calibration inputs for an export whose tap ranges are given: the converter still runs a
     representative set, which then sets only the input's range: each crop holds exact 0 and 1, as the
