@@ -246,18 +246,11 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
         check_scale(model, scale)
         return Resolved(model, True, "object", str(getattr(model, "name", type(model).__name__)))
     from drn_tf.models.backend import import_backend_quietly
-    from drn_tf.models.presets import get_preset
 
     import_backend_quietly()  # Keras starts here, without its start-up chatter
     from drn_tf.models import build, drn
 
-    name = default_preset(preset, scale)
-    try:
-        preset_scale = int(get_preset(name)["config"]["scale"])
-        name, note = preset_for_kind(name, kind)
-    except ValueError as exc:
-        raise ModelError(str(exc)) from None
-    _check_scale_value(preset_scale, scale, f"preset {name}")  # before loading anything
+    name, note = _preset_target(preset, scale, kind)  # before loading anything
     path = drn.bundled_model_path(name)
     if path is None:
         if not allow_untrained:
@@ -273,6 +266,22 @@ def resolve(model=None, preset: str | None = None, scale: int | None = None, *,
     loaded = _cached(("preset", name, str(path)), load, cache)
     check_scale(loaded, scale, f"preset {name}")
     return Resolved(loaded, True, "bundled", name, path, note)
+
+
+def _preset_target(preset: str | None, scale: int | None, kind: str | None) -> tuple[str, str | None]:
+    """The preset :func:`resolve` and :func:`locate` go to, and the note that says why (a photo fallback):
+    the default for ``scale``, its ``kind`` variant, its scale checked against ``scale``. Raises
+    :class:`ModelError` (one line)."""
+    from drn_tf.models.presets import get_preset
+
+    name = default_preset(preset, scale)
+    try:
+        preset_scale = int(get_preset(name)["config"]["scale"])
+        name, note = preset_for_kind(name, kind)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    _check_scale_value(preset_scale, scale, f"preset {name}")
+    return name, note
 
 
 def locate(model=None, preset: str | None = None, scale: int | None = None, *, kind: str | None = None
@@ -291,15 +300,7 @@ def locate(model=None, preset: str | None = None, scale: int | None = None, *, k
             return None
         _check_scale_value(file_scale, scale, str(model))
         return Resolved(None, True, "file", str(model), path)
-    from drn_tf.models.presets import get_preset
-
-    name = default_preset(preset, scale)
-    try:
-        preset_scale = int(get_preset(name)["config"]["scale"])
-        name, note = preset_for_kind(name, kind)
-    except ValueError as exc:
-        raise ModelError(str(exc)) from None
-    _check_scale_value(preset_scale, scale, f"preset {name}")
+    name, note = _preset_target(preset, scale, kind)
     path = bundled_file(name)
     if path is None:
         raise NoTrainedModelError(name)
