@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from drn_tf.cli import main as cli_main
 from drn_tf.core import signals
+from process_helpers import wait_for_library
 
 
 def _child(code: str, **kw):
@@ -108,15 +108,7 @@ def test_drn_upscale_stops_while_tensorflow_imports(tmp_path, signame, status, w
     proc = subprocess.Popen([sys.executable, "-c", code, "upscale", str(tmp_path / "a.png"), "--preset", "drn_s_x2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    maps = Path(f"/proc/{proc.pid}/maps")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:  # until TensorFlow's library is being loaded
-        try:
-            if "libtensorflow" in maps.read_text():
-                break
-        except OSError:
-            pass
-        time.sleep(0.02)
+    wait_for_library(proc, "libtensorflow")  # until TensorFlow's library is being loaded
     proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == status and err.strip().splitlines()[-1] == f"drn upscale: {word}", err

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from drn_tf.cli.main import main
+from process_helpers import wait_for_library
 
 
 @pytest.fixture
@@ -588,19 +589,10 @@ def test_ctrl_c_while_tensorflow_imports(tmp_path, m2, signame, rc, word):
     """Ctrl-C or SIGTERM while TensorFlow is being imported: one line and the right status (an interrupt
     raised inside TensorFlow's import could be swallowed there and the command ran on)."""
     import signal
-    import time
 
     proc = _run_cli_process([save(tmp_path / "a.png", rgb()), "--model", m2], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    maps = Path(f"/proc/{proc.pid}/maps")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:  # until TensorFlow's library is being loaded
-        try:
-            if "libtensorflow" in maps.read_text():
-                break
-        except OSError:
-            pass
-        time.sleep(0.02)
+    wait_for_library(proc, "libtensorflow")  # until TensorFlow's library is being loaded
     proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == rc and "Traceback" not in err, err
