@@ -3,12 +3,12 @@
 ``<preset>-int8.tflite`` (the int8 one from the bundled ranges, ``assets/int8.json``), and
 ``assets/tflite/manifest.json`` naming, per preset, the SHA-256 of the ``.keras`` file they come from, its
 weights digest (the key of ``assets/int8.json``), the versions that converted them and each file's SHA-256,
-size, and for int8 the recipe and the digest of the ranges.
+size, and for int8 the recipe, the digest of the ranges and the format of its saturation maps.
 
 With them ``drn upscale --runtime litert`` / ``--runtime litert-int8`` (``drn_tf.upscale``, ``drn beam``) on a
 bundled preset opens the shipped file: no conversion, no TensorFlow or Keras import
-(:mod:`drn_tf.inference.export_cache`). A shipped file is used only while its ``.keras`` file, the int8 recipe
-and the bundled ranges are the ones it was made from; ``tests/test_tf_free.py`` fails until this is rerun after
+(:mod:`drn_tf.inference.export_cache`). A shipped file is used only while its ``.keras`` file, the int8 recipe,
+the bundled ranges and the saturation maps' format are the ones it was made from; ``tests/test_tf_free.py`` fails until this is rerun after
 any of them changes (after ``converters/bundle_int8.py`` for a new recipe or new weights):
 
     python converters/bundle_tflite.py            # every bundled preset
@@ -60,7 +60,9 @@ def main(argv=None) -> int:
             target = write_atomic(folder / f"{name}-{quantize}.tflite", data)
             item = {"file": target.name, "sha256": X.file_sha256(target), "bytes": len(data)}
             if quantize == "int8":
-                item.update(recipe=drn_metadata(data).get("int8_recipe"), ranges_sha256=X.ranges_digest(ranges))
+                meta = drn_metadata(data)
+                item.update(recipe=meta.get("int8_recipe"), ranges_sha256=X.ranges_digest(ranges),
+                            saturation=(meta.get("saturation") or {}).get("format"))
             entry["files"][quantize] = item
             print(f"{name}: {target.name} {len(data) / 1e6:.2f} MB", flush=True)
         manifest[name] = entry

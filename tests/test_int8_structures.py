@@ -101,3 +101,32 @@ def test_structure_crops_cut_the_int8_loss_on_regular_structures(data_dir, monke
     assert loss(current, zip(set5.lrs, set5.hrs)) <= 0.10
     structures = list(P.structure_pairs(2).values())
     assert loss(current, structures) < loss(photos_only, structures)
+
+
+@pytest.mark.slow
+def test_the_int8_runtime_keeps_regular_structures_within_the_promise(data_dir):
+    """``--runtime litert-int8`` on drn_s_x2 (the shipped int8 file with saturation maps, the float32 file as
+    fallback): within 0.10 dB of Keras on every regular-structure image, on held-out random structures and on
+    Set5, with the float model running on a small share of the photos only."""
+    from drn_tf import upscale
+    from drn_tf.core.metrics import psnr_y
+    from drn_tf.core.protocol import read_benchmark
+    from drn_tf.inference.runtimes import load_runtime
+    from drn_tf.models.drn import DRN, bundled_model_path
+
+    if bundled_model_path("drn_s_x2") is None:
+        pytest.skip("assets/drn_s_x2.keras (trained weights) not bundled")
+    model = DRN.from_preset("drn_s_x2")
+    runtime = load_runtime(preset="drn_s_x2", runtime="litert-int8")
+    assert runtime.maps, "the litert-int8 file carries no saturation maps"
+    runtime.float_pixels = runtime.pixels = 0  # (a runtime other tests may have used)
+
+    def loss(lr, hr):
+        return psnr_y(upscale(lr, model=model), hr, 2) - psnr_y(upscale(lr, model=runtime), hr, 2)
+
+    set5 = read_benchmark(data_dir / "benchmark" / "Set5", 2)
+    assert np.mean([loss(lr, hr) for lr, hr in zip(set5.lrs, set5.hrs)]) <= 0.10
+    assert runtime.float_pixels <= 0.10 * runtime.pixels  # photos stay (almost all) int8
+    pairs = {**P.structure_pairs(2), **P.random_structure_pairs(2, 4, seed=2024)}
+    losses = {name: loss(lr, hr) for name, (lr, hr) in pairs.items()}
+    assert max(losses.values()) <= 0.10, losses

@@ -55,7 +55,7 @@ def _run_blocked(args, cwd, cache, python=sys.executable):
 def test_shipped_tflite_files_are_current():
     """Every bundled preset ships its float32 and int8 TFLite files, made from exactly its ``.keras`` file, the
     current int8 recipe and the bundled ranges (else: python converters/bundle_tflite.py)."""
-    from drn_tf.export.int8 import INT8_RECIPE
+    from drn_tf.export.int8 import INT8_RECIPE, SATURATION_FORMAT
     from drn_tf.export.tflite_metadata import drn_metadata
 
     presets = _bundled()
@@ -77,6 +77,7 @@ def test_shipped_tflite_files_are_current():
             assert meta["scale"] == get_preset(name)["config"]["scale"] and meta["quantize"] == quantize
         assert set(entry["files"]) == {"float32", "int8"}
         assert entry["files"]["int8"]["recipe"] == INT8_RECIPE, f"{name}: the int8 recipe changed; {rerun}"
+        assert entry["files"]["int8"]["saturation"] == SATURATION_FORMAT, f"{name}: new saturation maps; {rerun}"
         assert int8[name]["recipe"] == INT8_RECIPE, f"{name}: rerun converters/bundle_int8.py, then {rerun}"
         ranges = {k: tuple(v) for k, v in int8[name]["ranges"].items()}
         assert entry["files"]["int8"]["ranges_sha256"] == X.ranges_digest(ranges), f"{name}: new ranges; {rerun}"
@@ -86,7 +87,8 @@ def test_shipped_tflite_files_are_current():
 
 
 def test_a_stale_shipped_file_is_not_used(monkeypatch, tmp_path):
-    """A new int8 recipe, or other bytes than the manifest names, and the shipped file is passed over."""
+    """A new int8 recipe or saturation-map format, or other bytes than the manifest names, and the shipped file
+    is passed over."""
     from drn_tf.export import int8 as EI
 
     presets = _bundled()
@@ -96,6 +98,9 @@ def test_a_stale_shipped_file_is_not_used(monkeypatch, tmp_path):
     source = X.ModelFile(bundled_file(name), name)
     assert X.bundled_tflite(source, "int8") is not None and X.bundled_tflite(source, "float32") is not None
     monkeypatch.setattr(EI, "INT8_RECIPE", EI.INT8_RECIPE + " (changed)")
+    assert X.bundled_tflite(source, "int8") is None and X.bundled_tflite(source, "float32") is not None
+    monkeypatch.undo()
+    monkeypatch.setattr(EI, "SATURATION_FORMAT", EI.SATURATION_FORMAT + " (changed)")
     assert X.bundled_tflite(source, "int8") is None and X.bundled_tflite(source, "float32") is not None
     monkeypatch.undo()
     edited = tmp_path / f"{name}.keras"

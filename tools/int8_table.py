@@ -9,12 +9,16 @@ speed-up over Keras fp32.
 PSNR by the protocol (Y, ``s`` border pixels dropped, set means; the structure images' LR is the
 protocol's bicubic of the generated HR). The int8 model is the one ``--runtime litert-int8`` uses: the
 export converted with the preset's bundled ranges (``assets/int8.json``), else calibrated on
-``<DRN_DATA>/train``; ``--structure-weight W`` (and ``--plain-ranges``: pre-activation tensors' ranges by
+``<DRN_DATA>/train``, with saturation maps, its clipped regions rerun by the float32 file
+(:mod:`drn_tf.inference.saturation`; "run in float": the share of LR pixels that were); "int8 alone" is the
+same file without that; ``--structure-weight W`` (and ``--plain-ranges``: pre-activation tensors' ranges by
 their own error, not after the activation) calibrates on ``<DRN_DATA>/train`` with that recipe variant
 instead (the trade-off table of docs/export.md). ``--baseline``: an ``int8.json`` of an earlier recipe
 (``git show REV:assets/int8.json > old.json``), its ranges converted by today's graph (the same operators),
-measured beside (its losses, and its speed in the same interleaved rounds). Speed: one ``size`` x ``size`` input through Keras fp32 and the int8 model, timed in
-turn round after round (``--warmup`` + ``--runs`` each), the ratio of the medians (and of the fastest runs).
+measured beside (its losses, and its speed in the same interleaved rounds). Speed: the centre
+``size`` x ``size`` of ``assets/sample.jpg`` (a photo) through Keras fp32, the int8 runtime and int8 alone, and
+``size`` x ``size`` stripes (period 8) through Keras and the int8 runtime, timed in turn round after round
+(``--warmup`` + ``--runs`` each), the ratio of the medians (and of the fastest runs).
 Prints a Markdown table, then every structure image's loss per preset.
 """
 
@@ -35,12 +39,40 @@ def _losses(keras_rt, lite_rt, pairs, scale):
             for name, lr, hr in pairs}
 
 
+def _mixed_pairs(data: Path, scale: int, count: int) -> list:
+    """``(name, LR, HR)``: Set14 photos with a random regular structure (a third of the shorter side) pasted
+    into one corner of the HR, LR by the protocol: structure in a part of a photo."""
+    import numpy as np
+
+    from drn_tf.core import patterns as P
+    from drn_tf.core.imresize import bicubic_degrade, modcrop
+    from drn_tf.core.protocol import read_benchmark
+
+    bench = read_benchmark(data / "benchmark" / "Set14", scale)
+    rng = np.random.default_rng(7)
+    out = []
+    for i, (path, hr) in enumerate(zip(bench.paths, bench.hrs)):
+        if i >= count:
+            break
+        hr = np.array(hr if hr.ndim == 3 else np.repeat(hr.reshape(*hr.shape[:2], 1), 3, -1), copy=True)
+        side = (min(hr.shape[:2]) // 3) // (4 * scale) * (4 * scale)
+        patch = P._random_structure(rng, max(side, 8 * scale))[: hr.shape[0], : hr.shape[1]]
+        corner = int(rng.integers(0, 4))
+        y = 0 if corner < 2 else hr.shape[0] - patch.shape[0]
+        x = 0 if corner % 2 == 0 else hr.shape[1] - patch.shape[1]
+        hr[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
+        hr = modcrop(hr, scale)
+        out.append((f"{Path(path).stem}+patch", bicubic_degrade(hr, scale), hr))
+    return out
+
+
 def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=None, plain=False,
-            baseline=None) -> dict:
+            baseline=None, heldout_count: int = 0) -> dict:
     import numpy as np
 
     from drn_tf.bench.machine import interleaved
-    from drn_tf.core.patterns import structure_pairs
+    from drn_tf.bench.runtime_table import sample_input
+    from drn_tf.core import patterns as P
     from drn_tf.core.protocol import read_benchmark
     from drn_tf.export.tflite import convert_tflite
     from drn_tf.inference import runtimes as R
@@ -58,31 +90,50 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=Non
         EI.STRUCTURE_WEIGHT = EI.STRUCTURE_WEIGHT if weight is None else weight
         EI.ACTIVATION_AWARE = not plain
         ranges = EI.int8_ranges(model, EI.calibration_images(data / "train", scale=scale))
-    flat = convert_tflite(model, "int8", int8_ranges=ranges)
-    keras_rt, lite_rt = KerasRuntime(model), LiteRTRuntime(flat)
-    row = {"preset": name}
-    models = {"": lite_rt}
+    flat = convert_tflite(model, "int8", int8_ranges=ranges, saturation_maps=True)
+    float_rt = LiteRTRuntime(convert_tflite(model, "float32"))
+    keras_rt = KerasRuntime(model)
+    # "": the litert-int8 runtime (clipped regions rerun by the float32 file); "alone_": the same file, int8 only
+    models = {"": LiteRTRuntime(flat, fallback=lambda: float_rt), "alone_": LiteRTRuntime(flat, guard=False)}
     if baseline is not None:
         import json
 
         old = {k: tuple(v) for k, v in json.loads(Path(baseline).read_text())[name]["ranges"].items()}
-        models["base_"] = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=old))
+        models["base_"] = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=old), guard=False)
+    row = {"preset": name}
+    structures = [(n, lr, hr) for n, (lr, hr) in P.structure_pairs(scale).items()]
+    heldout = [(n, lr, hr) for n, (lr, hr) in P.random_structure_pairs(scale, heldout_count).items()]
+    mixed = _mixed_pairs(data, scale, heldout_count)
     for prefix, rt in models.items():
+        photo_float = photo_pixels = 0
         for set_name in ("Set5", "Set14"):
             bench = read_benchmark(data / "benchmark" / set_name, scale)
+            before = (rt.float_pixels, rt.pixels)
             row[prefix + set_name] = float(np.mean(list(_losses(keras_rt, rt, zip(bench.paths, bench.lrs, bench.hrs),
                                                                 scale).values())))
-        per = _losses(keras_rt, rt, [(n, lr, hr) for n, (lr, hr) in structure_pairs(scale).items()], scale)
+            photo_float += rt.float_pixels - before[0]
+            photo_pixels += rt.pixels - before[1]
+        before = (rt.float_pixels, rt.pixels)
+        per = _losses(keras_rt, rt, structures, scale)
         row[prefix + "structures"], row[prefix + "per_image"] = float(np.mean(list(per.values()))), per
-    x = np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32)
-    timers = {"keras": lambda: keras_rt.run_batch(x), "int8": lambda: lite_rt.run_batch(x)}
+        row[prefix + "float_photos"] = photo_float / max(photo_pixels, 1)
+        row[prefix + "float_structures"] = (rt.float_pixels - before[0]) / max(rt.pixels - before[1], 1)
+        if heldout:
+            row[prefix + "heldout"] = _losses(keras_rt, rt, heldout, scale)
+            row[prefix + "mixed"] = _losses(keras_rt, rt, mixed, scale)
+    photo = sample_input((size, size))
+    stripes = (P.stripes(8, size=size)[None] / 255.0).astype(np.float32)
+    timers = {"keras": lambda: keras_rt.run_batch(photo), "int8": lambda: models[""].run_batch(photo),
+              "alone": lambda: models["alone_"].run_batch(photo),
+              "keras_stripes": lambda: keras_rt.run_batch(stripes), "int8_stripes": lambda: models[""].run_batch(stripes)}
     if baseline is not None:
-        timers["base"] = lambda: models["base_"].run_batch(x)
+        timers["base"] = lambda: models["base_"].run_batch(photo)
     times = interleaved(timers, runs, warmup)
     med = {k: float(np.median(v)) for k, v in times.items()}
     best = {k: float(np.min(v)) for k, v in times.items()}
     row.update(ms=1000 * med["int8"], keras_ms=1000 * med["keras"], speedup=med["keras"] / med["int8"],
-               speedup_best=best["keras"] / best["int8"])
+               speedup_best=best["keras"] / best["int8"], alone_speedup=med["keras"] / med["alone"],
+               stripes_speedup=med["keras_stripes"] / med["int8_stripes"])
     if baseline is not None:
         row.update(base_speedup=med["keras"] / med["base"], base_speedup_best=best["keras"] / best["base"])
     return row
@@ -98,6 +149,9 @@ def main(argv=None) -> int:
     parser.add_argument("--structure-weight", type=float, default=None)
     parser.add_argument("--plain-ranges", action="store_true")
     parser.add_argument("--baseline", default=None, help="an int8.json of an earlier recipe, measured beside")
+    parser.add_argument("--heldout", type=int, default=0, metavar="N",
+                        help="also N random regular structures (other seeds than calibration's) and N Set14 photos "
+                             "with one pasted into a corner: the worst loss of each")
     args = parser.parse_args(argv)
     from drn_tf.models.backend import import_backend_quietly
 
@@ -106,21 +160,34 @@ def main(argv=None) -> int:
     from drn_tf.models.presets import preset_names
 
     names = args.presets or [n for n in preset_names() if bundled_model_path(n) is not None]
-    print("| preset | Set5 loss | Set14 loss | structures loss (mean / worst image) | int8 ms | × Keras fp32, median (best) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| preset | Set5 loss | Set14 loss | structures loss (mean / worst image) | run in float: photos / structures "
+          "| int8 ms | × Keras fp32, median (best) | int8 alone: structures loss, × Keras | × Keras on stripes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for name in names:
         r = measure(name, Path(args.data), args.runs, args.warmup, args.size, args.structure_weight, args.plain_ranges,
-                    args.baseline)
+                    args.baseline, args.heldout)
         rows.append(r)
         worst = max(r["per_image"], key=r["per_image"].get)
         print(f"| {name} | {r['Set5']:.3f} | {r['Set14']:.3f} | {r['structures']:.3f} / {r['per_image'][worst]:.2f} "
-              f"({worst}) | {r['ms']:.0f} | {r['speedup']:.2f} ({r['speedup_best']:.2f}) |", flush=True)
+              f"({worst}) | {r['float_photos']:.1%} / {r['float_structures']:.0%} | {r['ms']:.0f} | "
+              f"{r['speedup']:.2f} ({r['speedup_best']:.2f}) | {r['alone_structures']:.2f} dB, {r['alone_speedup']:.2f} | "
+              f"{r['stripes_speedup']:.2f} |", flush=True)
         if args.baseline:
             bw = max(r["base_per_image"], key=r["base_per_image"].get)
             print(f"| {name}, baseline | {r['base_Set5']:.3f} | {r['base_Set14']:.3f} | {r['base_structures']:.3f} / "
                   f"{r['base_per_image'][bw]:.2f} ({bw}) | | {r['base_speedup']:.2f} ({r['base_speedup_best']:.2f}) |",
                   flush=True)
+    if args.heldout:
+        print("\nheld-out images, worst loss (dB), the litert-int8 runtime (int8 alone):\n")
+        print("| preset | random structures | photos with a structure patch |")
+        print("|---|---:|---:|")
+        for r in rows:
+            cells = []
+            for key in ("heldout", "mixed"):
+                worst = max(r[key], key=r[key].get)
+                cells.append(f"{r[key][worst]:.3f} ({worst}) ({max(r['alone_' + key].values()):.2f})")
+            print(f"| {r['preset']} | " + " | ".join(cells) + " |")
     print("\nloss (dB) per structure image:\n")
     images = list(rows[0]["per_image"]) if rows else []
     print("| preset | " + " | ".join(images) + " |")

@@ -168,3 +168,16 @@ def structure_crops(count: int, scale: int, patch: int, seed: int = 1) -> list[n
     rng = np.random.default_rng(seed)
     return [bicubic_degrade(_random_structure(rng, patch * scale), scale).astype(np.float32) / 255.0
             for _ in range(count)]
+
+
+def random_structure_pairs(scale: int, count: int, seed: int = 1000, size: int = SIZE) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``name -> (LR, HR)`` uint8 of ``count`` random regular structures (:func:`_random_structure`, seeds other
+    than the calibration crops'): held-out images for the int8 checks."""
+    from drn_tf.core.imresize import bicubic_degrade
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(count):
+        hr = _random_structure(rng, size)
+        out[f"random_{seed}_{i}"] = (bicubic_degrade(hr, scale), hr)
+    return out

@@ -36,6 +36,13 @@ STRUCTURE_COUNT = 24
 STRUCTURE_WEIGHT = 0.003
 # pre-activation taps' ranges by the error after their activation
 ACTIVATION_AWARE = True
+# saturation maps: extra outputs of the int8 file the litert-int8 runtime runs (convert_tflite's
+# ``saturation_maps``), read by :mod:`drn_tf.inference.saturation`: per tap, the per-channel maximum over
+# SATURATION_BLOCK x SATURATION_BLOCK LR pixels, where the top int8 level means "clipped here"
+SATURATION_BLOCK = 8
+SATURATION_PREFIX = "saturation_"
+SATURATION_FORMAT = f"saturation/1: per-channel {SATURATION_BLOCK}x{SATURATION_BLOCK} max of every tap but input and output"
+SATURATION_SKIP = ("input", "output")  # exact by construction (input), clamped to [0, 1] by design (output)
 
 
 # ---------------------------------------------------------------- int8: activation ranges
@@ -347,33 +354,46 @@ def range_samples(input_size=None, count: int = 2, seed: int = 0) -> list[np.nda
     return out
 
 
-def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool = False, ranges=None) -> bool:
+def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool = False, ranges=None,
+                      saturation_maps: bool = False) -> list[str] | None:
     """Write the int8 export graph (:class:`_QuantGraph` with fake quants) as a SavedModel, with the tap
     ``ranges`` given (:func:`int8_ranges`) or calibrated on ``samples``.
 
-    Returns False (nothing written) for a model the graph does not know.
+    ``saturation_maps``: one more output per tap but :data:`SATURATION_SKIP`
+    (``saturation_NN``, in tap order): the quantized tap max-pooled per channel
+    over :data:`SATURATION_BLOCK`-pixel blocks, which the converter keeps at the
+    tap's quantization, so its top level marks a block where the tap clipped.
+    Returns the names of the taps with a map ([] without maps), or None
+    (nothing written) for a model the graph does not know.
     """
     tf = _tf()
     try:
         graph = _QuantGraph(model, gpu_friendly=gpu_friendly)
     except ExportError:
-        return False
+        return None
     if ranges is None:
         ranges = _tap_ranges(graph, samples)
+    mapped = [n for n in tap_names(model) if n not in SATURATION_SKIP] if saturation_maps else []
 
-    def fake_quant(name, t):
-        lo, hi = ranges[name]
-        return tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=8)
+    def serve(lr_image):
+        maps = {}
+
+        def fake_quant(name, t):
+            lo, hi = ranges[name]
+            q = tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=8)
+            if name in mapped:
+                b = SATURATION_BLOCK
+                maps[f"{SATURATION_PREFIX}{mapped.index(name):02d}"] = tf.nn.max_pool2d(q, b, b, "SAME")
+            return q
+
+        return {TFLITE_OUTPUT: graph(lr_image, fake_quant, clip=False), **maps}
 
     channels = int(model.inputs[0].shape[-1])
     shape = [None, None, None, channels] if input_size is None else [1, input_size[0], input_size[1], channels]
     module = tf.Module()
-    module.serve = tf.function(
-        lambda lr_image: {TFLITE_OUTPUT: graph(lr_image, fake_quant, clip=False)},
-        input_signature=[tf.TensorSpec(shape, tf.float32, name=TFLITE_INPUT)],
-    )
+    module.serve = tf.function(serve, input_signature=[tf.TensorSpec(shape, tf.float32, name=TFLITE_INPUT)])
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return True
+    return mapped
 
 
 def calibration_images(source=None, scale: int = 2, count: int = CALIBRATION_COUNT, patch=CALIBRATION_PATCH,

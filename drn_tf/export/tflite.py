@@ -63,6 +63,9 @@ from drn_tf.export.int8 import (
     CALIBRATION_COUNT,
     CALIBRATION_PATCH,
     INT8_RECIPE,
+    SATURATION_BLOCK,
+    SATURATION_FORMAT,
+    SATURATION_PREFIX,
     _int8_saved_model,
     calibration_images,
     range_samples,
@@ -156,7 +159,7 @@ def _set_metadata(model_obj, name: str, data: bytes) -> None:
 
 
 def _force_pixel_io(model_obj) -> None:
-    """Give the uint8 input and output tensors scale 1/255 and zero point 0.
+    """Give the uint8 input and (image) output tensors scale 1/255 and zero point 0.
 
     The converter makes the uint8 I/O tensors inherit the calibrated ranges
     (the output's, for instance, is whatever the model reached on the
@@ -164,11 +167,13 @@ def _force_pixel_io(model_obj) -> None:
     requantize between any two scales, so setting the uint8 side to 1/255
     makes the I/O plain 8-bit pixels without touching the int8 graph:
     output values outside [0, 1] saturate at 0 and 255, as clipping would.
+    The image is the first output (:func:`_image_output_first`); saturation
+    maps after it keep their taps' quantization.
     """
     from tensorflow.lite.python import schema_py_generated as schema
 
     graph = model_obj.subgraphs[0]
-    for index in list(graph.inputs) + list(graph.outputs):
+    for index in list(graph.inputs) + list(graph.outputs[:1]):
         tensor = graph.tensors[index]
         if tensor.type != schema.TensorType.UINT8:
             continue
@@ -182,7 +187,7 @@ def _force_pixel_io(model_obj) -> None:
         for out in op.outputs:
             producers[out] = op
     opcodes = model_obj.operatorCodes
-    for index in graph.outputs:
+    for index in graph.outputs[:1]:
         op = producers.get(index)
         if op is None:
             continue
@@ -238,14 +243,27 @@ def _int8_elu(model_obj) -> int:
     return len(drop) // 2
 
 
+def _image_output_first(model_obj) -> None:
+    """Order the graph's outputs by their signature names: the image (:data:`TFLITE_OUTPUT`) first, then the
+    saturation maps in tap order (the converter orders them its own way)."""
+    graph = model_obj.subgraphs[0]
+    if len(graph.outputs) < 2 or not model_obj.signatureDefs:
+        return
+    names = {int(m.tensorIndex): (m.name.decode() if isinstance(m.name, bytes) else m.name)
+             for m in model_obj.signatureDefs[0].outputs}
+    order = lambda index: (names.get(int(index)) != TFLITE_OUTPUT, names.get(int(index)) or "")  # noqa: E731
+    graph.outputs = sorted(graph.outputs, key=order)
+
+
 def _postprocess(tflite_bytes: bytes, metadata: dict, pixel_io: bool, standard: bytes | None = None) -> bytes:
-    """Fix the int8 model's pixel I/O and ELUs; add the ``drn_tf`` JSON entry and the standard
-    ``TFLITE_METADATA`` flatbuffer (``standard``, :mod:`drn_tf.export.tflite_metadata`)."""
+    """Put the image output first, fix the int8 model's pixel I/O and ELUs; add the ``drn_tf`` JSON entry and
+    the standard ``TFLITE_METADATA`` flatbuffer (``standard``, :mod:`drn_tf.export.tflite_metadata`)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     from drn_tf.export.tflite_metadata import METADATA_ENTRY
 
     model_obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    _image_output_first(model_obj)
     if pixel_io:
         _force_pixel_io(model_obj)
         metadata = dict(metadata, int8_elu=_int8_elu(model_obj))
@@ -273,6 +291,7 @@ def convert_tflite(
     calibration_count: int = CALIBRATION_COUNT,
     workdir=None,
     int8_ranges=None,
+    saturation_maps: bool = False,
 ) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer (see the module docstring for the variants).
 
@@ -285,6 +304,10 @@ def convert_tflite(
     (:func:`gpu_friendly_model`). ``int8_ranges``: the calibrated tap ranges
     (:func:`drn_tf.export.int8.int8_ranges`, e.g. a bundled model's), so no calibration images are
     needed (the same model as one calibrated on the images those ranges came from).
+    ``saturation_maps`` (int8 of a DRN): after the image, one output per tap marking the
+    :data:`~drn_tf.export.int8.SATURATION_BLOCK`-pixel blocks where it clipped (what the ``litert-int8``
+    runtime reads to run those regions in float, :mod:`drn_tf.inference.saturation`); listed in both
+    metadata entries.
     """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
@@ -304,11 +327,13 @@ def convert_tflite(
             samples = calibration_images(
                 calibration, scale=scale, count=calibration_count, patch=input_size or CALIBRATION_PATCH
             )
-    recipe = None
+    recipe, mapped = None, None
     with tempfile.TemporaryDirectory(prefix="drn-tflite-", dir=workdir) as tmp:
         saved = Path(tmp) / "saved_model"
-        if quantize == "int8" and _int8_saved_model(model, saved, samples, input_size, gpu_friendly,
-                                                     ranges=int8_ranges):
+        if quantize == "int8":
+            mapped = _int8_saved_model(model, saved, samples, input_size, gpu_friendly, ranges=int8_ranges,
+                                       saturation_maps=saturation_maps)
+        if mapped is not None:
             recipe = INT8_RECIPE
         else:
             _float_saved_model(source, saved, input_size)
@@ -326,8 +351,12 @@ def convert_tflite(
     }
     if quantize == "int8":
         metadata["int8_recipe"] = recipe or "min-max calibration of the Keras model"
+    if mapped:
+        metadata["saturation"] = {"format": SATURATION_FORMAT, "block": SATURATION_BLOCK, "taps": mapped}
+    maps = [f"{SATURATION_PREFIX}{i:02d}" for i in range(len(mapped or []))]
     standard = metadata_flatbuffer(describe(getattr(model, "name", None) or "drn", scale, radius, quantize,
-                                            input_size, TFLITE_INPUT, TFLITE_OUTPUT))
+                                            input_size, TFLITE_INPUT, TFLITE_OUTPUT, saturation_outputs=maps,
+                                            saturation_block=SATURATION_BLOCK))
     return _postprocess(flat, metadata, pixel_io=quantize == "int8", standard=standard)
 
 

@@ -97,6 +97,9 @@ class _Writer:
 
     def tensor(self, t: dict):
         strings = self.strings({"name": t["name"], "description": t["description"]})
+        dims = self.offsets([self.b.CreateString(d) for d in ("batch", "height", "width", "channels")])
+        if "mean" not in t:  # a feature tensor (a saturation map): name, description, dimensions
+            return self.table("TensorMetadata", offsets=dict(strings, dimension_names=dims))
         size = None
         if t.get("size"):
             h, w = t["size"]
@@ -110,7 +113,6 @@ class _Writer:
         unit = self.table("ProcessUnit", offsets={"options": norm},
                           scalars={"options_type": ("Uint8", OPTIONS_NORMALIZATION)})
         stats = self.table("Stats", offsets={"max": self.floats([t["max"]]), "min": self.floats([t["min"]])})
-        dims = self.offsets([self.b.CreateString(d) for d in ("batch", "height", "width", "channels")])
         return self.table("TensorMetadata", offsets=dict(strings, dimension_names=dims, content=content,
                                                          process_units=self.offsets([unit]), stats=stats))
 
@@ -119,7 +121,7 @@ def metadata_flatbuffer(info: dict) -> bytes:
     """The ``TFLITE_METADATA`` flatbuffer of :func:`describe`'s dictionary."""
     w = _Writer()
     inputs = w.offsets([w.tensor(info["input"])])
-    outputs = w.offsets([w.tensor(info["output"])])
+    outputs = w.offsets([w.tensor(t) for t in [info["output"], *info.get("extra_outputs", [])]])
     names = w.strings({"name": info["name"], "description": info["description"]})
     sub = w.table("SubGraphMetadata",
                   offsets=dict(names, input_tensor_metadata=inputs, output_tensor_metadata=outputs))
@@ -130,9 +132,11 @@ def metadata_flatbuffer(info: dict) -> bytes:
     return bytes(w.b.Output())
 
 
-def describe(name: str, scale: int, radius: int, quantize: str, input_size, input_name: str, output_name: str) -> dict:
+def describe(name: str, scale: int, radius: int, quantize: str, input_size, input_name: str, output_name: str,
+             saturation_outputs=(), saturation_block: int = 0) -> dict:
     """What the metadata says about a DRN TFLite file (the dictionary :func:`metadata_flatbuffer` writes and
-    :func:`read_metadata` returns)."""
+    :func:`read_metadata` returns); ``saturation_outputs``: the names of the int8 file's saturation maps,
+    outputs after the image."""
     from drn_tf.core.version import VERSION
 
     pixels = quantize == "int8"
@@ -152,6 +156,12 @@ def describe(name: str, scale: int, radius: int, quantize: str, input_size, inpu
         "input": dict(norm, name=input_name, size=size, description=f"low-resolution image, {kind}, NHWC"),
         "output": dict(norm, name=output_name, size=[size[0] * scale, size[1] * scale] if size else None,
                        description=f"the image upscaled x{scale}, {kind}, NHWC (clipped to the range)"),
+        "extra_outputs": [
+            dict(name=n, description=f"int8 saturation map of activation tap {i}: its per-channel maximum over "
+                                     f"{saturation_block}x{saturation_block} input pixels; the top level marks a "
+                                     "block where that activation was clipped")
+            for i, n in enumerate(saturation_outputs)
+        ],
     }
 
 

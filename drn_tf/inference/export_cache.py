@@ -240,7 +240,8 @@ def bundled_int8_ranges(model) -> dict | None:
 
 def bundled_tflite(source, quantize: str) -> Path | None:
     """The ``.tflite`` the package ships for ``source`` (a :class:`ModelFile` with a bundled model's bytes), if
-    it is current: for int8, converted with the current recipe and the ranges ``assets/int8.json`` holds now."""
+    it is current: for int8, converted with the current recipe, the ranges ``assets/int8.json`` holds now and the
+    current saturation maps."""
     from drn_tf.core.utils import assets_dir
 
     found = _manifest_entry(source)
@@ -250,10 +251,11 @@ def bundled_tflite(source, quantize: str) -> Path | None:
     if not isinstance(item, dict) or not item.get("file"):
         return None
     if quantize == "int8":
-        from drn_tf.export.int8 import INT8_RECIPE
+        from drn_tf.export.int8 import INT8_RECIPE, SATURATION_FORMAT
 
         ranges = bundled_int8_ranges(source)
-        if item.get("recipe") != INT8_RECIPE or ranges is None or item.get("ranges_sha256") != ranges_digest(ranges):
+        if (item.get("recipe") != INT8_RECIPE or ranges is None or item.get("ranges_sha256") != ranges_digest(ranges)
+                or item.get("saturation") != SATURATION_FORMAT):
             return None
     path = assets_dir() / BUNDLED_EXPORTS / item["file"]
     return path if path.is_file() and path.stat().st_size == item.get("bytes", path.stat().st_size) else None
@@ -276,10 +278,11 @@ def tflite_settings(model, quantize: str) -> dict:
     """The export settings in the key of ``model``'s TFLite file: quantization, format, and for int8 the recipe
     with the bundled ranges, else the calibration images."""
     from drn_tf.export.common import default_data_dir
-    from drn_tf.export.int8 import CALIBRATION_COUNT, CALIBRATION_PATCH, INT8_RECIPE
+    from drn_tf.export.int8 import CALIBRATION_COUNT, CALIBRATION_PATCH, INT8_RECIPE, SATURATION_FORMAT
 
     settings = {"quantize": quantize, "format": "dynamic-size, builtin ops", "metadata": "drn_tf, TFLITE_METADATA"}
     if quantize == "int8":
+        settings["saturation"] = SATURATION_FORMAT
         ranges = bundled_int8_ranges(model)
         if ranges is not None:  # the bundled calibration: no data involved
             settings.update(recipe=INT8_RECIPE, ranges=ranges)
@@ -333,7 +336,8 @@ def _conversion_lock(folder: Path, name: str):
 
 def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
     """Path of the TFLite export of ``model`` (a Keras model or a :class:`ModelFile`; ``float32`` or ``int8``):
-    the file the package ships for it, else the cached one, converted on a miss."""
+    the file the package ships for it, else the cached one, converted on a miss. int8 files carry the saturation
+    maps the runtime's guard reads (:mod:`drn_tf.inference.saturation`)."""
     shipped = bundled_tflite(model, quantize)
     if shipped is not None:
         return shipped
@@ -342,7 +346,8 @@ def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
         from drn_tf.export.tflite import convert_tflite
 
         ranges = bundled_int8_ranges(model) if quantize == "int8" else None
-        return {".tflite": convert_tflite(keras_model(model), quantize, int8_ranges=ranges)}
+        return {".tflite": convert_tflite(keras_model(model), quantize, int8_ranges=ranges,
+                                          saturation_maps=quantize == "int8")}
 
     folder = Path(cache_dir) if cache_dir is not None else tflite_cache_dir()
     return cached_export(model, folder, f"{quantize}-{tflite_cache_key(model, quantize)}", ".tflite", make,

@@ -11,6 +11,11 @@ sees all the input it depends on and the result equals a whole-image run;
 images smaller than the tile are edge-padded. This is the procedure an
 Android app follows.
 
+An int8 file with saturation maps (the ``litert-int8`` runtime's, see
+:mod:`drn_tf.inference.saturation`) and a ``fallback`` (the float model, opened
+on first need) runs the blocks where an activation clipped in float; without
+a fallback such blocks are only reported (one warning per runtime).
+
 Opening a file imports neither TensorFlow nor Keras: the LiteRT interpreter
 (``ai-edge-litert``) runs it and its ``drn_tf`` metadata is read with the
 ``flatbuffers`` package (:func:`drn_tf.export.tflite_metadata.drn_metadata`).
@@ -19,7 +24,9 @@ Opening a file imports neither TensorFlow nor Keras: the LiteRT interpreter
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -38,10 +45,14 @@ class LiteRTRuntime(Runtime):
     model gets float32 in [0, 1]. ``run`` is one raw invocation in the model's
     own dtypes. ``overlap``: the tile overlap of a fixed-size file (default:
     the receptive radius from the file's metadata, else
-    :data:`drn_tf.core.tiling.FALLBACK_OVERLAP`).
+    :data:`drn_tf.core.tiling.FALLBACK_OVERLAP`). ``fallback``: a function giving the float
+    :class:`~drn_tf.inference.runtime.Runtime` that reruns the clipped blocks of an int8 file with saturation
+    maps; ``guard=False`` leaves them as int8 computed them. ``float_pixels`` / ``pixels`` count the LR
+    pixels run in float and in all since the runtime was opened.
     """
 
-    def __init__(self, model, num_threads: int | None = None, overlap: int | None = None):
+    def __init__(self, model, num_threads: int | None = None, overlap: int | None = None,
+                 fallback: Callable | None = None, guard: bool = True):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(model) if isinstance(model, (str, os.PathLike)) else None
@@ -50,7 +61,14 @@ class LiteRTRuntime(Runtime):
         with quiet_stderr():
             self.interpreter = Interpreter(model_content=data, num_threads=num_threads or os.cpu_count())
         self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        outputs = self.interpreter.get_output_details()
+        self.output = outputs[0]
+        saturation = self.metadata.get("saturation") or {}
+        self.maps = outputs[1:] if guard and saturation and len(outputs) > 1 else []
+        self.block = int(saturation.get("block") or 0)
+        self._fallback, self._float = fallback, None
+        self.float_pixels = self.pixels = 0
+        self._warned = False
         signature = [int(v) for v in self.input["shape_signature"]]
         self.input_size = None if any(v < 0 for v in signature[1:3]) else (signature[1], signature[2])
         self.uint8_io = self.input["dtype"] == np.uint8
@@ -70,6 +88,10 @@ class LiteRTRuntime(Runtime):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """One invocation on ``(1, h, w, 3)`` in the model's own input dtype; raw output."""
+        self._invoke(batch)
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def _invoke(self, batch: np.ndarray) -> None:
         if self._shape != batch.shape:
             if self.input_size is None:
                 self.interpreter.resize_tensor_input(self.input["index"], list(batch.shape))
@@ -77,7 +99,6 @@ class LiteRTRuntime(Runtime):
             self._shape = batch.shape
         self.interpreter.set_tensor(self.input["index"], batch)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
 
     def _to_float(self, y: np.ndarray) -> np.ndarray:
         if y.dtype == np.uint8:
@@ -87,7 +108,34 @@ class LiteRTRuntime(Runtime):
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         x = uint8_pixels(batch) if self.uint8_io else float_pixels(batch)
-        return np.stack([self._to_float(self.run(np.ascontiguousarray(image[None])))[0] for image in x])
+        return np.stack([self._run_one(np.ascontiguousarray(image)) for image in x])
+
+    def _run_one(self, image: np.ndarray) -> np.ndarray:
+        """One ``(h, w, 3)`` image; an int8 file with maps gets its clipped blocks rerun in float."""
+        y = self._to_float(self.run(image[None]))[0]
+        self.pixels += image.shape[0] * image.shape[1]
+        if not self.maps:
+            return y
+        from drn_tf.inference import saturation as S
+
+        scores = S.block_scores(self.interpreter.get_tensor(m["index"]) for m in self.maps)
+        regions = S.float_plan(scores, self.block, image.shape)
+        if not regions:
+            return y
+        if self._fallback is None:
+            if not self._warned:
+                self._warned = True
+                share = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in regions) / (image.shape[0] * image.shape[1])
+                warnings.warn(f"int8 clipped activations on {share:.0%} of an image; those regions may be "
+                              "less accurate than the float model's (open the file with a fallback, or use a "
+                              "float runtime)", stacklevel=3)
+            return y
+        if self._float is None:
+            self._float = self._fallback()
+        y = np.array(y, dtype=np.float32, copy=True)
+        run = lambda crop: self._float.run_batch(crop[None])[0]  # noqa: E731
+        self.float_pixels += S.patch_float(y, image, regions, run, self.scale, self.receptive_radius or self.overlap)
+        return y
 
     def predict(self, lr: np.ndarray) -> np.ndarray:
         """uint8 ``(h, w, 3)`` -> float32 ``(h*s, w*s, 3)`` in [0, 1]; a fixed-size file tiles it."""

@@ -7,7 +7,8 @@
   (XNNPACK); the same outputs within float rounding;
 * ``litert-int8``: the full-integer TFLite export (uint8 pixels in and out):
   faster, and a different output (within the int8 loss that
-  ``drn export report`` measures);
+  ``drn export report`` measures); the blocks where its activations clipped
+  are rerun by the float32 file (:mod:`drn_tf.inference.saturation`);
 * ``onnxruntime``: the ONNX export (:mod:`drn_tf.export.onnx`) in ONNX Runtime's CPU provider;
 * ``openvino`` / ``openvino-bf16``: the OpenVINO IR on OpenVINO's CPU plugin, computing in float32 or
   (CPUs with AVX512_BF16 / AMX only; refused elsewhere) bfloat16;
@@ -92,8 +93,13 @@ def _litert(quantize: str) -> Callable:
     def build(model, cache_dir=None, progress=None):
         from drn_tf.inference.litert import LiteRTRuntime
 
-        return LiteRTRuntime(cached_tflite(model, quantize, cache_dir=cache_dir, progress=progress))
+        path = cached_tflite(model, quantize, cache_dir=cache_dir, progress=progress)
+        if quantize != "int8":
+            return LiteRTRuntime(path)
+        # the regions where int8 clipped run in the float32 file (opened on first need)
+        return LiteRTRuntime(path, fallback=lambda: build_float(model, cache_dir=cache_dir, progress=progress))
 
+    build_float = _litert("float32") if quantize == "int8" else None
     return build
 
 
@@ -124,7 +130,8 @@ RUNTIMES: dict[str, RuntimeEntry] = {
     "litert": RuntimeEntry("the float32 TFLite export in LiteRT (XNNPACK): the same output within float rounding",
                            _litert("float32"), "drn export tflite"),
     "litert-int8": RuntimeEntry("the full-integer TFLite export in LiteRT (uint8 pixels in and out): faster, a "
-                                "slightly different output", _litert("int8"), "drn export tflite --quantize int8"),
+                                "slightly different output; regions where its activations clip (stripes, text, "
+                                "grids) run in float32", _litert("int8"), "drn export tflite --quantize int8"),
     "onnxruntime": RuntimeEntry("the ONNX export in ONNX Runtime (CPU): the same output within float rounding "
                                 '(pip install "drn-tf[onnx]")', _onnxruntime, "drn export onnx"),
     "openvino": RuntimeEntry("the OpenVINO IR on OpenVINO's CPU plugin, float32: the same output within float "

@@ -62,6 +62,13 @@ def add_parser(sub, help_text):
     )
     tl.add_argument("--calibration-count", type=int, default=None, metavar="N", help="int8: number of calibration crops (default 24)")
     tl.add_argument(
+        "--saturation-maps",
+        action="store_true",
+        help="int8: after the image, one output per activation marking the 8x8-pixel blocks where it clipped "
+        "(regular high-contrast structure: stripes, text, grids), so an app can run those regions in float, as "
+        "drn upscale --runtime litert-int8 does (docs/export.md); default: the image output only",
+    )
+    tl.add_argument(
         "--input-size",
         metavar="HxW",
         help="fixed input size [1, H, W, 3] (what Android apps ship; larger images are tiled); default: dynamic",
@@ -188,6 +195,8 @@ def run_tflite(args):
     size = parse_size(args.input_size, error=ExportError)
     if args.calibration and args.quantize != "int8":
         print("drn export: warning: --calibration is only used with --quantize int8", file=sys.stderr)
+    if args.saturation_maps and args.quantize != "int8":
+        print("drn export: warning: --saturation-maps is only used with --quantize int8", file=sys.stderr)
     if args.gpu_friendly and not size:
         print("drn export: warning: --gpu-friendly without --input-size: the GPU delegate needs static shapes; "
               "a dynamic-size model computes the transposed convolution's output shape at run time", file=sys.stderr)
@@ -200,6 +209,7 @@ def run_tflite(args):
         gpu_friendly=args.gpu_friendly,
         calibration=args.calibration,
         calibration_count=args.calibration_count or CALIBRATION_COUNT,
+        saturation_maps=args.saturation_maps and args.quantize == "int8",
     )
     path = write_atomic(args.output, flat)
     runner = LiteRTRuntime(flat, num_threads=1)
@@ -208,7 +218,9 @@ def run_tflite(args):
     print(f"wrote {path} ({len(flat) / 1e6:.2f} MB, {args.quantize}, {description})")
     dynamic = " (-1: set with resize_tensor_input + allocate_tensors)" if -1 in shape else ""
     io = "uint8 pixels" if args.quantize == "int8" else "float32 in [0, 1]"
-    print(f"  signature serving_default: input 'lr_image' {shape}{dynamic}, output 'sr_image'; {io}")
+    maps = len(runner.maps)
+    extra = f" (first), then {maps} saturation maps saturation_00..{maps - 1:02d}" if maps else ""
+    print(f"  signature serving_default: input 'lr_image' {shape}{dynamic}, output 'sr_image'{extra}; {io}")
     print("  ops: " + ", ".join(f"{k} x{v}" for k, v in tflite_ops(flat).items()))
     print(f"  GPU delegate check: {'compatible' if ok else 'NOT compatible: ' + details}")
     if size:

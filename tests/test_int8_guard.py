@@ -1,0 +1,199 @@
+"""The int8 saturation guard (drn_tf.inference.saturation): the int8 file's saturation maps, the blocks they
+flag, and the float rerun of those regions, which must equal the float model's whole-image output there."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from drn_tf.inference import saturation as S
+
+
+def _box_model(radius: int, scale: int):
+    """A stand-in float model with a receptive radius: a (2r+1)^2 box mean (edge-replicated at the image's
+    borders, as a network's padding is fixed there) upscaled by pixel repetition."""
+    def run(lr):
+        x = np.pad(lr.astype(np.float64), ((radius, radius), (radius, radius), (0, 0)), mode="edge")
+        h, w = lr.shape[:2]
+        out = sum(x[i : i + h, j : j + w] for i in range(2 * radius + 1) for j in range(2 * radius + 1))
+        out /= (2 * radius + 1) ** 2
+        return np.repeat(np.repeat(out, scale, axis=0), scale, axis=1).astype(np.float32)
+
+    return run
+
+
+def test_block_scores_count_clipped_channels_per_block():
+    a = np.zeros((1, 2, 3, 4), np.uint8)
+    a[0, 0, 0, :2] = 255  # half the channels clipped in block (0, 0)
+    b = np.zeros((1, 2, 3, 8), np.uint8)
+    b[0, 1, 2, :] = 255  # every channel in block (1, 2)
+    b[0, 0, 0, 0] = 254  # one level below the top is not clipped
+    scores = S.block_scores([a, b])
+    assert scores.shape == (2, 3)
+    np.testing.assert_allclose(scores, [[0.25, 0, 0], [0, 0, 0.5]])
+    with pytest.raises(ValueError):
+        S.block_scores([])
+
+
+def test_flagged_blocks_grow_by_one_block():
+    scores = np.zeros((5, 6))
+    scores[2, 3] = 0.5
+    scores[0, 0] = S.THRESHOLD  # not above the threshold
+    mask = S.flagged_blocks(scores)
+    expected = np.zeros((5, 6), bool)
+    expected[1:4, 2:5] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_float_regions_are_the_boxes_of_connected_flagged_blocks():
+    mask = np.zeros((5, 7), bool)  # blocks of 4 px; image 19 x 27 (partial last blocks)
+    mask[0, 0] = mask[1, 1] = True  # diagonal neighbours: one group
+    mask[3:5, 5:7] = True  # a group at the partial corner
+    mask[4, 2] = True  # alone
+    regions = S.float_regions(mask, block=4, shape=(19, 27))
+    assert sorted(regions) == [(0, 8, 0, 8), (12, 19, 20, 27), (16, 19, 8, 12)]
+    assert S.float_regions(np.zeros((3, 3), bool), 4, (12, 12)) == []
+
+
+def test_float_plan_whole_image_local_regions_or_nothing():
+    shape, scores = (80, 96), np.zeros((10, 12))
+    assert S.float_plan(scores, 8, shape) == []
+    scores[4, 5] = S.THRESHOLD * 2  # one hot block: it and its neighbours
+    assert S.float_plan(scores, 8, shape) == [(24, 48, 32, 56)]
+    spread = np.full((10, 12), S.IMAGE_THRESHOLD * 2)  # clipping a little everywhere: a structure image
+    spread[:, 2:] = 0  # 2 columns of 12
+    assert (spread > S.IMAGE_THRESHOLD).mean() < S.IMAGE_SHARE and S.float_plan(spread, 8, shape) == []
+    spread[:, :] = S.IMAGE_THRESHOLD * 2
+    assert S.float_plan(spread, 8, shape) == [(0, 80, 0, 96)]
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_patched_regions_equal_the_whole_image_float_run(rng, monkeypatch, whole):
+    """Each region is run with the receptive radius of context (clipped at the image's edges): its pixels are
+    exactly the whole-image run's, wherever it lies; above WHOLE the image is run whole instead."""
+    radius, scale = 3, 2
+    run = _box_model(radius, scale)
+    lr = rng.integers(0, 256, (37, 45, 3)).astype(np.uint8)
+    reference = run(lr)
+    sr = np.full(reference.shape, -1.0, np.float32)
+    regions = [(0, 8, 0, 16), (16, 24, 8, 16), (32, 37, 40, 45)]
+    if whole:
+        monkeypatch.setattr(S, "WHOLE", 0.05)
+    calls = []
+
+    def counted(crop):
+        calls.append(crop.shape)
+        return run(crop)
+
+    work = S.patch_float(sr, lr, regions, counted, scale, radius)
+    if whole:
+        assert calls == [lr.shape] and work == 37 * 45
+        np.testing.assert_allclose(sr, reference, atol=1e-6)
+        return
+    assert len(calls) == 3 and work == sum(a * b for a, b, _ in calls)
+    inside = np.zeros(reference.shape[:2], bool)
+    for r0, r1, c0, c1 in regions:
+        inside[r0 * scale : r1 * scale, c0 * scale : c1 * scale] = True
+    np.testing.assert_allclose(sr[inside], reference[inside], atol=1e-6)
+    assert (sr[~inside] == -1).all()  # nothing else touched
+
+
+# ---------------------------------------------------------------- a real int8 file
+
+
+@pytest.fixture(scope="module")
+def guarded(fresh_drn_s):
+    """A small random DRN, int8 ranges calibrated on smooth low-contrast images only (so full-contrast stripes
+    clip), converted with and without saturation maps, and its float32 file."""
+    from drn_tf.export import int8 as EI
+    from drn_tf.export.tflite import convert_tflite
+
+    model = fresh_drn_s(2)
+    gen = np.random.default_rng(3)
+    smooth = []
+    for _ in range(6):
+        y, x = np.mgrid[0:48, 0:48] / 48.0
+        base = 0.5 + 0.08 * np.sin(2 * np.pi * (gen.random() * y + gen.random() * x))
+        smooth.append(np.repeat(base[..., None], 3, axis=-1).astype(np.float32))
+    saved = EI.STRUCTURE_WEIGHT
+    EI.STRUCTURE_WEIGHT = 0.0
+    try:
+        ranges = EI.int8_ranges(model, smooth)
+    finally:
+        EI.STRUCTURE_WEIGHT = saved
+    return {
+        "model": model,
+        "maps": convert_tflite(model, "int8", int8_ranges=ranges, saturation_maps=True),
+        "plain": convert_tflite(model, "int8", int8_ranges=ranges),
+        "float": convert_tflite(model, "float32"),
+    }
+
+
+def _stripes(h=40, w=48, period=4):
+    row = ((np.arange(w) // (period // 2)) % 2 * 255).astype(np.uint8)
+    return np.repeat(np.repeat(row[None, :, None], h, axis=0), 3, axis=2)
+
+
+def _smooth(h=40, w=48):
+    y, x = np.mgrid[0:h, 0:w]
+    v = 128 + 12 * np.sin(x / 7.0) * np.cos(y / 9.0)
+    return np.repeat(v[..., None], 3, axis=2).round().astype(np.uint8)
+
+
+def test_saturation_maps_are_described_and_leave_the_image_alone(guarded):
+    from drn_tf.export import int8 as EI
+    from drn_tf.export.tflite_metadata import drn_metadata, read_metadata
+    from drn_tf.inference.litert import LiteRTRuntime
+
+    meta = drn_metadata(guarded["maps"])["saturation"]
+    taps = [n for n in EI.tap_names(guarded["model"]) if n not in EI.SATURATION_SKIP]
+    assert meta["taps"] == taps and meta["block"] == EI.SATURATION_BLOCK and meta["format"] == EI.SATURATION_FORMAT
+    assert "saturation" not in drn_metadata(guarded["plain"])
+    outputs = read_metadata(guarded["maps"])["subgraphs"][0]["outputs"]
+    assert [o["name"] for o in outputs] == ["sr_image"] + [f"saturation_{i:02d}" for i in range(len(taps))]
+    rt, plain = LiteRTRuntime(guarded["maps"], guard=False), LiteRTRuntime(guarded["plain"])
+    details = rt.interpreter.get_output_details()
+    assert len(details) == 1 + len(taps) and rt.output["index"] == details[0]["index"]
+    for image in (_stripes(), _smooth()):
+        np.testing.assert_array_equal(rt.run(image[None]), plain.run(image[None]))  # the image output is the same
+        maps = [rt.interpreter.get_tensor(d["index"]) for d in details[1:]]
+        assert all(m.shape[1:3] == (5, 6) for m in maps)  # 40 x 48 in blocks of 8
+
+
+def test_guard_reruns_clipped_regions_in_float_and_leaves_the_rest(guarded):
+    from drn_tf.inference.litert import LiteRTRuntime
+
+    float_rt = LiteRTRuntime(guarded["float"])
+    opened = []
+
+    def fallback():
+        opened.append(1)
+        return float_rt
+
+    rt = LiteRTRuntime(guarded["maps"], fallback=fallback)
+    alone = LiteRTRuntime(guarded["maps"], guard=False)
+    smooth = _smooth()
+    np.testing.assert_array_equal(rt.run_batch(smooth[None]), alone.run_batch(smooth[None]))
+    assert rt.float_pixels == 0 and not opened  # nothing clipped: int8 only, the float file never opened
+
+    stripes = _stripes()
+    got, int8_only = rt.run_batch(stripes[None])[0], alone.run_batch(stripes[None])[0]
+    reference = float_rt.run_batch(stripes[None])[0]
+    assert opened == [1] and rt.float_pixels > 0
+    assert np.abs(got - reference).mean() < 0.25 * np.abs(int8_only - reference).mean()
+    assert np.abs(int8_only - reference).max() > 0.05  # int8 alone really clipped here
+    # where the guard ran float, the pixels are the float model's whole-image output
+    same = np.isclose(got, reference, atol=1e-5).all(axis=-1)
+    assert same.mean() > 0.5
+
+
+def test_without_a_fallback_clipping_is_reported_once(guarded):
+    from drn_tf.inference.litert import LiteRTRuntime
+
+    rt = LiteRTRuntime(guarded["maps"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rt.run_batch(_stripes()[None])
+        rt.run_batch(_stripes()[None])
+    messages = [str(w.message) for w in caught if "clipped" in str(w.message)]
+    assert len(messages) == 1 and "float runtime" in messages[0]
