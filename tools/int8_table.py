@@ -54,7 +54,7 @@ def _mixed_pairs(data: Path, scale: int, count: int) -> list:
     for i, (path, hr) in enumerate(zip(bench.paths, bench.hrs)):
         if i >= count:
             break
-        hr = np.array(hr if hr.ndim == 3 else np.repeat(hr.reshape(*hr.shape[:2], 1), 3, -1), copy=True)
+        hr = np.array(np.broadcast_to(hr.reshape(*hr.shape[:2], -1), (*hr.shape[:2], 3)), copy=True)
         side = (min(hr.shape[:2]) // 3) // (4 * scale) * (4 * scale)
         patch = P._random_structure(rng, max(side, 8 * scale))[: hr.shape[0], : hr.shape[1]]
         corner = int(rng.integers(0, 4))
