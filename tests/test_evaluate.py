@@ -305,3 +305,26 @@ def test_cli_save_images_write_error_names_the_option(tmp_path, set5, capsys, mo
     err = capsys.readouterr().err
     assert "--save-images" in err and "No space left" in err and "Traceback" not in err
     assert not [p for p in out.rglob("*") if p.is_file()]  # no partial image left behind
+
+
+def test_cli_runtime_measures_the_export_by_the_protocol(tmp_path, set5, capsys):
+    """``--runtime litert`` evaluates the model's float32 TFLite export (the same PSNR within float rounding,
+    labelled with the runtime); an unknown combination is one line, exit 2."""
+    path = tmp_path / "m.keras"
+    _tiny_drn(2).save(path)
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(set5 / "bird.png", one / "bird.png")
+    results = {}
+    for runtime in ("keras", "litert"):
+        out = tmp_path / f"{runtime}.json"
+        assert main(["evaluate", "--data", str(one), "--model", str(path), "--runtime", runtime, "--json", str(out),
+                     "--quiet"]) == 0
+        results[runtime] = json.loads(out.read_text())
+    assert results["keras"]["model"] == str(path) and results["litert"]["model"] == f"{path}, litert"
+    assert results["litert"]["sets"][0]["psnr"] == pytest.approx(results["keras"]["sets"][0]["psnr"], abs=0.01)
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(one), "--model", str(path), "--runtime", "litert", "--precision",
+                 "bf16", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bf16" in err[0]

@@ -6,6 +6,9 @@ arguments, resolves the model and prints/saves the results.
 
 from __future__ import annotations
 
+from drn_tf.cli.commands.upscale import add_precision_device_options
+from drn_tf.inference.runtimes import runtime_names, runtimes_help
+
 
 def add_parser(sub, help_text):
     p = sub.add_parser(
@@ -31,6 +34,11 @@ def add_parser(sub, help_text):
                    "gain over bicubic on the same input: jpeg:Q (Pillow JPEG at quality Q), noise:SIGMA (Gaussian, "
                    "0-255 levels), clean; a comma list makes a table, a bare number repeats the kind before it "
                    "(e.g. clean,jpeg:95,85,75,50)")
+    p.add_argument("--runtime", choices=runtime_names(), default="keras",
+                   help="what runs the model (default keras: the reference); another runtime measures what it "
+                   "gives, e.g. litert-int8 the int8 model's PSNR (its loss: the difference to keras's) or "
+                   f"onnxruntime the ONNX export's: {runtimes_help()}")
+    add_precision_device_options(p)
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the model over the 8 flips/rotations (8x slower)")
     p.add_argument("--tile", type=int, default=None, metavar="N",
@@ -105,16 +113,26 @@ def _run(args):
             raise UserError("give --scale (the default model is the preset drn_x{scale}), --preset or --model")
         try:
             resolved = resolve(args.model, args.preset, scale, cache=True)
+            model = resolved.model
+            if args.runtime != "keras" or args.precision == "bf16" or args.device:
+                from drn_tf.inference.runtimes import load_runtime
+
+                # the .keras file or the preset: the runtime opens its export (the shipped or cached file), as
+                # drn upscale does
+                model = load_runtime(args.model, None if args.model else resolved.name, None, args.runtime,
+                                     precision=args.precision, device=args.device,
+                                     progress=lambda msg: print(f"drn evaluate: {msg}", file=sys.stderr, flush=True))
         except NoTrainedModelError as exc:
             raise UserError(
                 f"no trained weights are bundled for preset {exc.preset} (assets/{exc.preset}.keras is missing); "
                 "evaluating random weights would be meaningless: pass --model FILE or --method bicubic"
             ) from None
-        except ModelError as exc:
+        except (ModelError, ValueError) as exc:  # (a precision this CPU cannot compute in is a ValueError)
             raise UserError(str(exc)) from None
-        model = resolved.model
         label = args.model if args.model is not None else f"preset {resolved.name}"
-        scale = model_scale(model)
+        scale = model_scale(resolved.model)
+        if model is not resolved.model:
+            label += f", {model.name}"
         if args.self_ensemble:
             label += " +self-ensemble"
 
