@@ -197,3 +197,32 @@ def test_without_a_fallback_clipping_is_reported_once(guarded):
         rt.run_batch(_stripes()[None])
     messages = [str(w.message) for w in caught if "clipped" in str(w.message)]
     assert len(messages) == 1 and "float runtime" in messages[0]
+
+
+def test_drn_upscale_reruns_a_checkerboard_in_float_and_says_so(tmp_path, capsys):
+    """``drn upscale --runtime litert-int8`` on drn_s_x2 (the shipped files): a full-contrast checkerboard clips
+    all over, so it comes out as the float32 file gives it, and the summary says how much ran in float; a
+    smooth image stays int8 and the summary says nothing of it."""
+    from PIL import Image
+
+    from drn_tf.cli.main import main
+    from drn_tf.core import patterns as P
+    from drn_tf.models.drn import bundled_model_path
+
+    if bundled_model_path("drn_s_x2") is None:
+        pytest.skip("drn_s_x2 not bundled")
+    lr, _ = P.structure_pairs(2, ["checker_6"])["checker_6"]
+    Image.fromarray(lr).save(tmp_path / "checker.png")
+    Image.fromarray(_smooth(60, 60)).save(tmp_path / "smooth.png")
+    out = {}
+    for runtime in ("litert", "litert-int8"):
+        capsys.readouterr()
+        assert main(["upscale", str(tmp_path / "checker.png"), "--preset", "drn_s_x2", "--runtime", runtime,
+                     "-o", str(tmp_path / runtime)]) == 0
+        out[runtime] = (np.asarray(Image.open(tmp_path / runtime / "checker_x2.png")), capsys.readouterr().out)
+    np.testing.assert_array_equal(out["litert-int8"][0], out["litert"][0])
+    assert "100% of the pixels ran in float32" in out["litert-int8"][1]
+    assert "float32" not in out["litert"][1]
+    assert main(["upscale", str(tmp_path / "smooth.png"), "--preset", "drn_s_x2", "--runtime", "litert-int8",
+                 "-o", str(tmp_path / "s")]) == 0
+    assert "float32" not in capsys.readouterr().out

@@ -576,9 +576,11 @@ def _run(args):
     ok = 0
     progress.total = len(jobs)
     done = 0
+    used = []
     for kind, group in _jobs_by_kind(jobs, args, progress):
         if model is None or kind is not None:
             model, model_scale_ = _load_model(args, kind)
+            used.append((model, getattr(model, "float_pixels", 0), getattr(model, "pixels", 0)))
             if model_scale_ != scale:  # cannot happen when config.json told the truth
                 raise UserError(f"the model is x{model_scale_}, its file said x{scale}")
         opts.tile_overlap = _tile_overlap(args, model, tile, UserError)
@@ -596,6 +598,11 @@ def _run(args):
     also = f"; {skipped} skipped (output exists)" if skipped else ""
     also = f"; {existing} not redone (output exists){also}" if existing else also
     how = f"x{scale}" if request is None else f"to {request.label()}"
+    # litert-int8's saturation guard (counts since the runtime was loaded: a cached one has counted before)
+    float_pixels = sum(getattr(m, "float_pixels", 0) - f0 for m, f0, _ in used)
+    if float_pixels:
+        share = float_pixels / max(sum(m.pixels - p0 for m, _, p0 in used), 1)
+        also += f"; {share:.0%} of the pixels ran in float32 (where int8 activations clipped)"
     if failed:
         print(f"drn upscale: {failed} of {total} input(s) failed; {ok} upscaled {how}{also}", file=sys.stderr)
     elif existing:  # exit 1 too: outputs asked for were not written (said once above, with what to pass)
