@@ -242,10 +242,12 @@ def test_int8_runtime_on_a_fresh_install_needs_no_data(tmp_path, monkeypatch, rn
     model = resolve_model(preset="drn_s_x2" if "drn_s_x2" in presets else presets[0])
     lite = R.runtime_model(model, "litert-int8", cache_dir=tmp_path / "cache")
     assert lite.path.parent == tmp_path / "cache" and lite.uint8_io
-    image = rng.integers(0, 256, size=(24, 20, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:24, 0:20]  # a smooth image: int8 holds it (noise would clip and run in float32)
+    image = np.stack([100 + 3 * x, 80 + 2 * y, 120 + x + y], axis=-1).astype(np.uint8)
     s = model.get_config()["scale"]
     out = upscale(image, model=lite)
     np.testing.assert_array_equal(out, R.TFLiteUpscaler(lite.path).run(image[None])[0])
+    assert lite.float_pixels == 0
     assert out.shape == (24 * s, 20 * s, 3)
     from drn_tf.models.resolve import ModelError
 
