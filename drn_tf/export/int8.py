@@ -45,6 +45,11 @@ SATURATION_FORMAT = f"saturation/1: per-channel {SATURATION_BLOCK}x{SATURATION_B
 SATURATION_SKIP = ("input", "output")  # exact by construction (input), clamped to [0, 1] by design (output)
 
 
+def saturation_output(index: int) -> str:
+    """The signature name of the int8 file's ``index``-th saturation map (``saturation_NN``, in tap order)."""
+    return f"{SATURATION_PREFIX}{index:02d}"
+
+
 # ---------------------------------------------------------------- int8: activation ranges
 
 # Identifies the int8 recipe below (metadata, and the key of the runtime's .tflite cache).
@@ -374,6 +379,7 @@ def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool 
     if ranges is None:
         ranges = _tap_ranges(graph, samples)
     mapped = [n for n in tap_names(model) if n not in SATURATION_SKIP] if saturation_maps else []
+    outputs = {name: saturation_output(i) for i, name in enumerate(mapped)}
 
     def serve(lr_image):
         maps = {}
@@ -381,9 +387,9 @@ def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool 
         def fake_quant(name, t):
             lo, hi = ranges[name]
             q = tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=8)
-            if name in mapped:
+            if name in outputs:
                 b = SATURATION_BLOCK
-                maps[f"{SATURATION_PREFIX}{mapped.index(name):02d}"] = tf.nn.max_pool2d(q, b, b, "SAME")
+                maps[outputs[name]] = tf.nn.max_pool2d(q, b, b, "SAME")
             return q
 
         return {TFLITE_OUTPUT: graph(lr_image, fake_quant, clip=False), **maps}

@@ -65,10 +65,10 @@ from drn_tf.export.int8 import (
     INT8_RECIPE,
     SATURATION_BLOCK,
     SATURATION_FORMAT,
-    SATURATION_PREFIX,
     _int8_saved_model,
     calibration_images,
     range_samples,
+    saturation_output,
 )
 from drn_tf.export.savedmodel import _float_saved_model, gpu_friendly_model
 from drn_tf.export.tflite_metadata import describe, metadata_flatbuffer
@@ -251,7 +251,9 @@ def _image_output_first(model_obj) -> None:
         return
     names = {int(m.tensorIndex): (m.name.decode() if isinstance(m.name, bytes) else m.name)
              for m in model_obj.signatureDefs[0].outputs}
-    order = lambda index: (names.get(int(index)) != TFLITE_OUTPUT, names.get(int(index)) or "")  # noqa: E731
+    # saturation_NN in numeric order (length first: saturation_100 after saturation_99)
+    order = lambda index: (names.get(int(index)) != TFLITE_OUTPUT, len(names.get(int(index)) or ""),  # noqa: E731
+                           names.get(int(index)) or "")
     graph.outputs = sorted(graph.outputs, key=order)
 
 
@@ -353,7 +355,7 @@ def convert_tflite(
         metadata["int8_recipe"] = recipe or "min-max calibration of the Keras model"
     if mapped:
         metadata["saturation"] = {"format": SATURATION_FORMAT, "block": SATURATION_BLOCK, "taps": mapped}
-    maps = [f"{SATURATION_PREFIX}{i:02d}" for i in range(len(mapped or []))]
+    maps = [saturation_output(i) for i in range(len(mapped or []))]
     standard = metadata_flatbuffer(describe(getattr(model, "name", None) or "drn", scale, radius, quantize,
                                             input_size, TFLITE_INPUT, TFLITE_OUTPUT, saturation_outputs=maps,
                                             saturation_block=SATURATION_BLOCK))

@@ -97,9 +97,9 @@ def _litert(quantize: str) -> Callable:
         if quantize != "int8":
             return LiteRTRuntime(path)
         # the regions where int8 clipped run in the float32 file (opened on first need)
-        return LiteRTRuntime(path, fallback=lambda: build_float(model, cache_dir=cache_dir, progress=progress))
+        return LiteRTRuntime(path, fallback=lambda: LiteRTRuntime(
+            cached_tflite(model, "float32", cache_dir=cache_dir, progress=progress)))
 
-    build_float = _litert("float32") if quantize == "int8" else None
     return build
 
 
