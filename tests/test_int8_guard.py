@@ -146,7 +146,11 @@ def test_saturation_maps_are_described_and_leave_the_image_alone(guarded):
     from drn_tf.inference.litert import LiteRTRuntime
 
     meta = drn_metadata(guarded["maps"])["saturation"]
-    taps = [n for n in EI.tap_names(guarded["model"]) if n not in EI.SATURATION_SKIP]
+    taps = EI.saturation_taps(EI.tap_names(guarded["model"]))
+    # every convolution's output but the LFE's and the image's: one per block, one per group, the body's end
+    config = guarded["model"].get_config()
+    groups, blocks = config["num_groups"], config["num_blocks"]
+    assert len(taps) == groups * (blocks + 1) + 1 and "lfe" not in taps and "output" not in taps
     assert meta["taps"] == taps and meta["block"] == EI.SATURATION_BLOCK and meta["format"] == EI.SATURATION_FORMAT
     assert "saturation" not in drn_metadata(guarded["plain"])
     outputs = read_metadata(guarded["maps"])["subgraphs"][0]["outputs"]
@@ -226,3 +230,33 @@ def test_drn_upscale_reruns_a_checkerboard_in_float_and_says_so(tmp_path, capsys
     assert main(["upscale", str(tmp_path / "smooth.png"), "--preset", "drn_s_x2", "--runtime", "litert-int8",
                  "-o", str(tmp_path / "s")]) == 0
     assert "float32" not in capsys.readouterr().out
+
+
+def test_guard_rule_replay_pastes_float_where_the_chosen_taps_clipped():
+    """tools/int8_guard_rule.py's replay: a block flagged by the chosen taps takes the float output (the loss
+    against float is then 0); a clip only in a tap outside the set leaves the int8 error in place."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "int8_guard_rule.py"
+    spec = importlib.util.spec_from_file_location("int8_guard_rule", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def collected(clipping_tap):
+        maps = np.zeros((2, 4, 4))
+        maps[clipping_tap, 1, 1] = 0.5  # half the channels clipped in one block
+        err_float = np.full((4, 4), 10.0)
+        err_int8 = err_float.copy()
+        err_int8[1, 1] = 1000.0  # the int8 error is there
+        image = {"maps": maps, "err_int8": err_int8, "err_float": err_float, "lr_shape": (32, 32)}
+        return {"taps": ["g0b0.conv", "g0b0.act"], "radius": 2, "images": {"Set5/a": image}}
+
+    for tap_set in ("all", "convs"):
+        loss, work, pixels = tool.replay(collected(0), tap_set, 0.03, 0.5, 0.9)["Set5/a"]
+        assert loss == pytest.approx(0.0) and 0 < work < pixels == 32 * 32, tap_set  # the 3x3 blocks around it
+    loss, work, _ = tool.replay(collected(1), "convs", 0.03, 0.5, 0.9)["Set5/a"]  # .act is not a mapped tap
+    assert work == 0 and loss == pytest.approx(10 * np.log10((15 * 10 + 1000) / 160))
+    assert tool.replay(collected(1), "all", 0.03, 0.5, 0.9)["Set5/a"][0] == pytest.approx(0.0)
+    loss, work, _ = tool.replay(collected(0), "convs", 0.6, 0.5, 0.9)["Set5/a"]  # a threshold above the score
+    assert work == 0 and loss == pytest.approx(10 * np.log10((15 * 10 + 1000) / 160))

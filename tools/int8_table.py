@@ -4,7 +4,7 @@ Keras model on Set5, Set14 and the regular-structure images (:mod:`drn_tf.core.p
 speed-up over Keras fp32.
 
     DRN_DATA=../shared/data python tools/int8_table.py [PRESET ...] [--runs 8] [--warmup 2] [--size 256]
-        [--structure-weight W] [--plain-ranges] [--baseline INT8_JSON]
+        [--heldout N] [--structure-weight W] [--plain-ranges] [--baseline INT8_JSON] [--speed-only]
 
 PSNR by the protocol (Y, ``s`` border pixels dropped, set means; the structure images' LR is the
 protocol's bicubic of the generated HR). The int8 model is the one ``--runtime litert-int8`` uses: the
@@ -17,8 +17,9 @@ instead (the trade-off table of docs/export.md). ``--baseline``: an ``int8.json`
 (``git show REV:assets/int8.json > old.json``), its ranges converted by today's graph (the same operators),
 measured beside (its losses, and its speed in the same interleaved rounds). Speed: the centre
 ``size`` x ``size`` of ``assets/sample.jpg`` (a photo) through Keras fp32, the int8 runtime and int8 alone, and
-``size`` x ``size`` stripes (period 8) through Keras and the int8 runtime, timed in turn round after round
-(``--warmup`` + ``--runs`` each), the ratio of the medians (and of the fastest runs).
+``size`` x ``size`` stripes (period 8) through Keras and the int8 runtime, and the photo through the int8 file
+without saturation maps (what the maps cost; ``--every-tap-maps``: the runtime's file maps every tap), timed in turn round after round (``--warmup`` + ``--runs`` each),
+the ratio of the medians (and of the fastest runs); ``--speed-only`` prints only those.
 Prints a Markdown table, then every structure image's loss per preset.
 """
 
@@ -30,13 +31,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _losses(keras_rt, lite_rt, pairs, scale):
-    """``name -> Keras PSNR - int8 PSNR`` over ``(name, lr, hr)`` pairs."""
+def _losses(keras_rt, lite_rt, pairs, scale, keras_psnr=None):
+    """``name -> Keras PSNR - int8 PSNR`` over ``(name, lr, hr)`` pairs; ``keras_psnr`` (a dict) gets the
+    Keras PSNRs."""
     from drn_tf import upscale
     from drn_tf.core.metrics import psnr_y
 
-    return {name: psnr_y(upscale(lr, model=keras_rt), hr, scale) - psnr_y(upscale(lr, model=lite_rt), hr, scale)
-            for name, lr, hr in pairs}
+    out = {}
+    for name, lr, hr in pairs:
+        reference = psnr_y(upscale(lr, model=keras_rt), hr, scale)
+        if keras_psnr is not None:
+            keras_psnr[name] = reference
+        out[name] = reference - psnr_y(upscale(lr, model=lite_rt), hr, scale)
+    return out
 
 
 def _mixed_pairs(data: Path, scale: int, count: int) -> list:
@@ -67,13 +74,13 @@ def _mixed_pairs(data: Path, scale: int, count: int) -> list:
 
 
 def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=None, plain=False,
-            baseline=None, heldout_count: int = 0) -> dict:
+            baseline=None, heldout_count: int = 0, quality: bool = True, every_tap_maps: bool = False) -> dict:
     import numpy as np
 
     from drn_tf.bench.machine import interleaved
     from drn_tf.bench.runtime_table import sample_input
     from drn_tf.core import patterns as P
-    from drn_tf.core.protocol import read_benchmark
+    from drn_tf.export import int8 as EI
     from drn_tf.export.tflite import convert_tflite
     from drn_tf.inference import runtimes as R
     from drn_tf.inference.litert import LiteRTRuntime
@@ -85,12 +92,17 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=Non
     if weight is None and not plain:
         ranges = R.bundled_int8_ranges(model)
     else:
-        from drn_tf.export import int8 as EI
-
         EI.STRUCTURE_WEIGHT = EI.STRUCTURE_WEIGHT if weight is None else weight
         EI.ACTIVATION_AWARE = not plain
         ranges = EI.int8_ranges(model, EI.calibration_images(data / "train", scale=scale))
-    flat = convert_tflite(model, "int8", int8_ranges=ranges, saturation_maps=True)
+    kinds = EI.SATURATION_TAP_KINDS
+    if every_tap_maps:  # every tap but the input and the output, as the earlier int8 files mapped
+        EI.SATURATION_TAP_KINDS = ("lfe", ".conv", ".act", ".add", ".compress", ".out", "body_end", "skip")
+    try:
+        flat = convert_tflite(model, "int8", int8_ranges=ranges, saturation_maps=True)
+    finally:
+        EI.SATURATION_TAP_KINDS = kinds
+    no_maps = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=ranges), guard=False)
     float_rt = LiteRTRuntime(convert_tflite(model, "float32"))
     keras_rt = KerasRuntime(model)
     # "": the litert-int8 runtime (clipped regions rerun by the float32 file); "alone_": the same file, int8 only
@@ -101,6 +113,34 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=Non
         old = {k: tuple(v) for k, v in json.loads(Path(baseline).read_text())[name]["ranges"].items()}
         models["base_"] = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=old), guard=False)
     row = {"preset": name}
+    if quality:
+        _quality(row, models, keras_rt, data, scale, heldout_count)
+    photo = sample_input((size, size))
+    stripes = (P.stripes(8, size=size)[None] / 255.0).astype(np.float32)
+    timers = {"keras": lambda: keras_rt.run_batch(photo), "int8": lambda: models[""].run_batch(photo),
+              "alone": lambda: models["alone_"].run_batch(photo), "no_maps": lambda: no_maps.run_batch(photo),
+              "keras_stripes": lambda: keras_rt.run_batch(stripes), "int8_stripes": lambda: models[""].run_batch(stripes)}
+    if baseline is not None:
+        timers["base"] = lambda: models["base_"].run_batch(photo)
+    times = interleaved(timers, runs, warmup)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    best = {k: float(np.min(v)) for k, v in times.items()}
+    row.update(ms=1000 * med["int8"], keras_ms=1000 * med["keras"], speedup=med["keras"] / med["int8"],
+               speedup_best=best["keras"] / best["int8"], alone_speedup=med["keras"] / med["alone"],
+               no_maps_speedup=med["keras"] / med["no_maps"], no_maps_speedup_best=best["keras"] / best["no_maps"],
+               stripes_speedup=med["keras_stripes"] / med["int8_stripes"])
+    if baseline is not None:
+        row.update(base_speedup=med["keras"] / med["base"], base_speedup_best=best["keras"] / best["base"])
+    return row
+
+
+def _quality(row, models, keras_rt, data, scale, heldout_count) -> None:
+    """The loss columns of ``row``: Set5, Set14, the structure images and the held-out ones, per runtime."""
+    import numpy as np
+
+    from drn_tf.core import patterns as P
+    from drn_tf.core.protocol import read_benchmark
+
     structures = [(n, lr, hr) for n, (lr, hr) in P.structure_pairs(scale).items()]
     heldout = [(n, lr, hr) for n, (lr, hr) in P.random_structure_pairs(scale, heldout_count).items()]
     mixed = _mixed_pairs(data, scale, heldout_count)
@@ -119,24 +159,9 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=Non
         row[prefix + "float_photos"] = photo_float / max(photo_pixels, 1)
         row[prefix + "float_structures"] = (rt.float_pixels - before[0]) / max(rt.pixels - before[1], 1)
         if heldout:
-            row[prefix + "heldout"] = _losses(keras_rt, rt, heldout, scale)
-            row[prefix + "mixed"] = _losses(keras_rt, rt, mixed, scale)
-    photo = sample_input((size, size))
-    stripes = (P.stripes(8, size=size)[None] / 255.0).astype(np.float32)
-    timers = {"keras": lambda: keras_rt.run_batch(photo), "int8": lambda: models[""].run_batch(photo),
-              "alone": lambda: models["alone_"].run_batch(photo),
-              "keras_stripes": lambda: keras_rt.run_batch(stripes), "int8_stripes": lambda: models[""].run_batch(stripes)}
-    if baseline is not None:
-        timers["base"] = lambda: models["base_"].run_batch(photo)
-    times = interleaved(timers, runs, warmup)
-    med = {k: float(np.median(v)) for k, v in times.items()}
-    best = {k: float(np.min(v)) for k, v in times.items()}
-    row.update(ms=1000 * med["int8"], keras_ms=1000 * med["keras"], speedup=med["keras"] / med["int8"],
-               speedup_best=best["keras"] / best["int8"], alone_speedup=med["keras"] / med["alone"],
-               stripes_speedup=med["keras_stripes"] / med["int8_stripes"])
-    if baseline is not None:
-        row.update(base_speedup=med["keras"] / med["base"], base_speedup_best=best["keras"] / best["base"])
-    return row
+            row.setdefault("keras_psnr", {})
+            row[prefix + "heldout"] = _losses(keras_rt, rt, heldout, scale, row["keras_psnr"])
+            row[prefix + "mixed"] = _losses(keras_rt, rt, mixed, scale, row["keras_psnr"])
 
 
 def main(argv=None) -> int:
@@ -151,7 +176,11 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", default=None, help="an int8.json of an earlier recipe, measured beside")
     parser.add_argument("--heldout", type=int, default=0, metavar="N",
                         help="also N random regular structures (other seeds than calibration's) and N Set14 photos "
-                             "with one pasted into a corner: the worst loss of each")
+                             "(at most 14) with one pasted into a corner: the worst loss of each")
+    parser.add_argument("--speed-only", action="store_true", help="the timings only, no losses")
+    parser.add_argument("--every-tap-maps", action="store_true",
+                        help="the int8 runtime's file with a saturation map of every tap but the input and the output "
+                             "(as the earlier files had) instead of the convolutions' outputs only")
     args = parser.parse_args(argv)
     from drn_tf.models.backend import import_backend_quietly
 
@@ -160,14 +189,25 @@ def main(argv=None) -> int:
     from drn_tf.models.presets import preset_names
 
     names = args.presets or [n for n in preset_names() if bundled_model_path(n) is not None]
-    print("| preset | Set5 loss | Set14 loss | structures loss (mean / worst image) | run in float: photos / structures "
-          "| int8 ms | × Keras fp32, median (best) | int8 alone: structures loss, × Keras | × Keras on stripes |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
+    if args.speed_only:
+        print("| preset | int8 ms | × Keras fp32, median (best): int8 runtime | int8 alone | int8 without maps | "
+              "× Keras on stripes |")
+        print("|---|---:|---:|---:|---:|---:|")
+    else:
+        print("| preset | Set5 loss | Set14 loss | structures loss (mean / worst image) | run in float: photos / "
+              "structures | int8 ms | × Keras fp32, median (best) | int8 alone: structures loss, × Keras | "
+              "× Keras on stripes |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         r = measure(name, Path(args.data), args.runs, args.warmup, args.size, args.structure_weight, args.plain_ranges,
-                    args.baseline, args.heldout)
+                    args.baseline, args.heldout, quality=not args.speed_only, every_tap_maps=args.every_tap_maps)
         rows.append(r)
+        if args.speed_only:
+            print(f"| {name} | {r['ms']:.0f} | {r['speedup']:.2f} ({r['speedup_best']:.2f}) | {r['alone_speedup']:.2f} | "
+                  f"{r['no_maps_speedup']:.2f} ({r['no_maps_speedup_best']:.2f}) | {r['stripes_speedup']:.2f} |",
+                  flush=True)
+            continue
         worst = max(r["per_image"], key=r["per_image"].get)
         print(f"| {name} | {r['Set5']:.3f} | {r['Set14']:.3f} | {r['structures']:.3f} / {r['per_image'][worst]:.2f} "
               f"({worst}) | {r['float_photos']:.1%} / {r['float_structures']:.0%} | {r['ms']:.0f} | "
@@ -178,15 +218,21 @@ def main(argv=None) -> int:
             print(f"| {name}, baseline | {r['base_Set5']:.3f} | {r['base_Set14']:.3f} | {r['base_structures']:.3f} / "
                   f"{r['base_per_image'][bw]:.2f} ({bw}) | | {r['base_speedup']:.2f} ({r['base_speedup_best']:.2f}) |",
                   flush=True)
+    if args.speed_only:
+        return 0
     if args.heldout:
-        print("\nheld-out images, worst loss (dB), the litert-int8 runtime (int8 alone):\n")
+        print("\nheld-out images, the litert-int8 runtime: images within 0.10 dB, the worst loss (dB), its image and "
+              "the image's Keras PSNR; int8 alone in brackets:\n")
         print("| preset | random structures | photos with a structure patch |")
-        print("|---|---:|---:|")
+        print("|---|---|---|")
         for r in rows:
             cells = []
             for key in ("heldout", "mixed"):
-                worst = max(r[key], key=r[key].get)
-                cells.append(f"{r[key][worst]:.3f} ({worst}) ({max(r['alone_' + key].values()):.2f})")
+                losses, alone = r[key], r["alone_" + key]
+                worst = max(losses, key=losses.get)
+                within = sum(v <= 0.10 for v in losses.values())
+                cells.append(f"{within}/{len(losses)} ({sum(v <= 0.10 for v in alone.values())}/{len(alone)}); "
+                             f"{losses[worst]:.2f} {worst} at {r['keras_psnr'][worst]:.1f} dB ({max(alone.values()):.2f})")
             print(f"| {r['preset']} | " + " | ".join(cells) + " |")
     print("\nloss (dB) per structure image:\n")
     images = list(rows[0]["per_image"]) if rows else []

@@ -37,12 +37,22 @@ STRUCTURE_WEIGHT = 0.003
 # pre-activation taps' ranges by the error after their activation
 ACTIVATION_AWARE = True
 # saturation maps: extra outputs of the int8 file the litert-int8 runtime runs (convert_tflite's
-# ``saturation_maps``), read by :mod:`drn_tf.inference.saturation`: per tap, the per-channel maximum over
-# SATURATION_BLOCK x SATURATION_BLOCK LR pixels, where the top int8 level means "clipped here"
+# ``saturation_maps``), read by :mod:`drn_tf.inference.saturation`: per mapped tap, the per-channel maximum
+# over SATURATION_BLOCK x SATURATION_BLOCK LR pixels, where the top int8 level means "clipped here".
+# Mapped: the convolutions' outputs (SATURATION_TAP_KINDS), not the LFE's (full range) or the image's (clamped
+# to [0, 1] by design). Each map reads its whole tap from memory, which is not free next to int8
+# convolutions: the convolutions' outputs (a third of the taps) flag the regular structures as well as
+# every tap's maps did, at about 4.5 % of a photo's int8 time instead of 7 % (docs/export.md).
 SATURATION_BLOCK = 8
 SATURATION_PREFIX = "saturation_"
-SATURATION_FORMAT = f"saturation/1: per-channel {SATURATION_BLOCK}x{SATURATION_BLOCK} max of every tap but input and output"
-SATURATION_SKIP = ("input", "output")  # exact by construction (input), clamped to [0, 1] by design (output)
+SATURATION_TAP_KINDS = (".conv", ".compress", "body_end")  # tap names ending so: a convolution's output
+SATURATION_FORMAT = (f"saturation/2: per-channel {SATURATION_BLOCK}x{SATURATION_BLOCK} max of every convolution's "
+                     "output but the LFE's and the image's")
+
+
+def saturation_taps(names) -> list[str]:
+    """The taps of ``names`` (:func:`tap_names`) that get a saturation map, in order."""
+    return [n for n in names if n.endswith(SATURATION_TAP_KINDS)]
 
 
 def saturation_output(index: int) -> str:
@@ -364,7 +374,7 @@ def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool 
     """Write the int8 export graph (:class:`_QuantGraph` with fake quants) as a SavedModel, with the tap
     ``ranges`` given (:func:`int8_ranges`) or calibrated on ``samples``.
 
-    ``saturation_maps``: one more output per tap but :data:`SATURATION_SKIP`
+    ``saturation_maps``: one more output per tap of :func:`saturation_taps`
     (``saturation_NN``, in tap order): the quantized tap max-pooled per channel
     over :data:`SATURATION_BLOCK`-pixel blocks, which the converter keeps at the
     tap's quantization, so its top level marks a block where the tap clipped.
@@ -378,7 +388,7 @@ def _int8_saved_model(model, path, samples, input_size=None, gpu_friendly: bool 
         return None
     if ranges is None:
         ranges = _tap_ranges(graph, samples)
-    mapped = [n for n in tap_names(model) if n not in SATURATION_SKIP] if saturation_maps else []
+    mapped = saturation_taps(tap_names(model)) if saturation_maps else []
     outputs = {name: saturation_output(i) for i, name in enumerate(mapped)}
 
     def serve(lr_image):

@@ -306,7 +306,8 @@ def convert_tflite(
     (:func:`gpu_friendly_model`). ``int8_ranges``: the calibrated tap ranges
     (:func:`drn_tf.export.int8.int8_ranges`, e.g. a bundled model's), so no calibration images are
     needed (the same model as one calibrated on the images those ranges came from).
-    ``saturation_maps`` (int8 of a DRN): after the image, one output per tap marking the
+    ``saturation_maps`` (int8 of a DRN): after the image, one output per convolution output
+    (:func:`~drn_tf.export.int8.saturation_taps`) marking the
     :data:`~drn_tf.export.int8.SATURATION_BLOCK`-pixel blocks where it clipped (what the ``litert-int8``
     runtime reads to run those regions in float, :mod:`drn_tf.inference.saturation`); listed in both
     metadata entries.

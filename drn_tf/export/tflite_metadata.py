@@ -157,9 +157,9 @@ def describe(name: str, scale: int, radius: int, quantize: str, input_size, inpu
         "output": dict(norm, name=output_name, size=[size[0] * scale, size[1] * scale] if size else None,
                        description=f"the image upscaled x{scale}, {kind}, NHWC (clipped to the range)"),
         "extra_outputs": [
-            dict(name=n, description=f"int8 saturation map of activation tap {i}: its per-channel maximum over "
+            dict(name=n, description=f"int8 saturation map {i} (a convolution's output): its per-channel maximum over "
                                      f"{saturation_block}x{saturation_block} input pixels; the top level marks a "
-                                     "block where that activation was clipped")
+                                     "block where that output was clipped")
             for i, n in enumerate(saturation_outputs)
         ],
     }

@@ -8,8 +8,10 @@ network, and the int8 output loses several dB where the float model does not
 so the ranges stay and the clipping is detected instead:
 
 1. the int8 file the ``litert-int8`` runtime runs has, after the image, one
-   saturation map per activation tap (:func:`drn_tf.export.tflite.convert_tflite`'s
-   ``saturation_maps``): the tap's per-channel maximum over ``block`` x
+   saturation map per convolution output (:func:`drn_tf.export.tflite.convert_tflite`'s
+   ``saturation_maps``, :func:`drn_tf.export.int8.saturation_taps`: where
+   clipping starts; they cost about 4.5 % of a photo's int8 run, every tap's
+   maps 7 %): the tap's per-channel maximum over ``block`` x
    ``block`` LR pixels, at the tap's own quantization, so the top level (255
    in the uint8 output) marks a channel that clipped in that block;
 2. :func:`block_scores`: per block, the fraction of clipped channels,
@@ -29,6 +31,12 @@ so the ranges stay and the clipping is detected instead:
 Photos are hardly touched (a few percent of their blocks, on sharp
 high-contrast detail) and keep int8's speed; a page of text or a striped
 facade runs in float. Framework-free: numpy only.
+
+What it does not catch (docs/export.md): clipping too slight to tell from a
+photo's (a structure patch in a photo), clipping on the low side (photos clip
+there as often), and int8's rounding noise on images the float model
+reconstructs to about 40 dB (smooth gratings, low-contrast grids), where no
+mapped channel clips at all.
 """
 
 from __future__ import annotations
@@ -37,13 +45,12 @@ from typing import Callable
 
 import numpy as np
 
-# The rule, set on drn_s_x2, drn_x2 and drn_s_x4 with the regular-structure images, Set5 and Set14
-# (tools/int8_table.py; docs/export.md): a block is flagged when this fraction of the channels of an average
-# tap clipped in it ...
+# The rule, set on the bundled presets with the regular-structure images, Set5 and Set14 (tools/int8_guard_rule.py;
+# docs/export.md): a block is flagged when this fraction of the channels of an average mapped tap clipped in it ...
 THRESHOLD = 0.03
 # ... and the whole image runs in float when more than IMAGE_SHARE of its blocks are above IMAGE_THRESHOLD
-IMAGE_THRESHOLD = 0.005
-IMAGE_SHARE = 0.25
+IMAGE_THRESHOLD = 0.003
+IMAGE_SHARE = 0.4
 WHOLE = 0.75  # float work (rectangles with their context) above this share of the image: one whole-image run
 
 
@@ -61,10 +68,10 @@ def block_scores(maps, top: int = 255) -> np.ndarray:
     return total / len(maps)
 
 
-def flagged_blocks(scores: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
-    """Blocks whose score is above ``threshold``, grown by one block on every side (8-neighbourhood):
-    the error of a clipped activation spreads a few pixels beyond its block."""
-    hot = np.asarray(scores) > threshold
+def flagged_blocks(scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Blocks whose score is above ``threshold`` (default :data:`THRESHOLD`), grown by one block on every side
+    (8-neighbourhood): the error of a clipped activation spreads a few pixels beyond its block."""
+    hot = np.asarray(scores) > (THRESHOLD if threshold is None else threshold)
     grown = hot.copy()
     grown[1:] |= hot[:-1]
     grown[:-1] |= hot[1:]

@@ -64,7 +64,7 @@ def add_parser(sub, help_text):
     tl.add_argument(
         "--saturation-maps",
         action="store_true",
-        help="int8: after the image, one output per activation marking the 8x8-pixel blocks where it clipped "
+        help="int8: after the image, one output per convolution marking the 8x8-pixel blocks where its output clipped "
         "(regular high-contrast structure: stripes, text, grids), so an app can run those regions in float, as "
         "drn upscale --runtime litert-int8 does (docs/export.md); default: the image output only",
     )
