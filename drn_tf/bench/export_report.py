@@ -320,12 +320,13 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
     """Markdown table: PSNR on ``sets`` and speed of every runtime, with the CPU it ran on.
 
     PSNR: ``drn_tf.upscale(lr, model=..., runtime=...)`` (the whole main-job
-    path) on each set by the project's protocol. Speed: one
-    ``latency_size`` input through each runtime's ``run_batch``
+    path) on each set by the project's protocol. Speed: the centre ``latency_size`` of the sample photo
+    (:func:`drn_tf.bench.runtime_table.sample_input`) through each runtime's ``run_batch``
     (Keras: ``predict_on_batch``; LiteRT: ``invoke`` plus the uint8/float
     conversions), the runtimes timed in turn round after round
     (:func:`interleaved_latency`), median and best.
     """
+    from drn_tf.bench.runtime_table import sample_input
     from drn_tf.core.metrics import psnr_y
     from drn_tf.core.utils import cpu_flags, cpu_model
     from drn_tf.inference.upscale import upscale
@@ -359,7 +360,8 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         say(f"{name}: " + ", ".join(f"{k} {row[k]:.3f} dB" for k in pairs))
         rows.append(row)
     lh, lw = parse_size(latency_size, error=ExportError)
-    batch = np.random.default_rng(0).random((1, lh, lw, 3), dtype=np.float32)
+    # a photo, not noise: on noise int8 activations clip everywhere and litert-int8 reruns it all in float
+    batch = sample_input((lh, lw))
     say(f"latency: {len(names)} runtimes x ({warmup} warm-up + {runs} timed runs), interleaved ...")
     fns = {name: (lambda m=models[name]: m.run_batch(batch)) for name in names}
     times = interleaved_latency(fns, runs, warmup, all_runs=True)
@@ -389,7 +391,7 @@ def runtime_report(model, description: str, data_dir=None, *, sets=("Set5", "Set
         f"({auto_how}). Versions: {_versions(REPORTED_PACKAGES)}.",
         "",
         f"PSNR: `drn_tf.upscale(..., runtime=...)` on {', '.join(pairs)} (Y channel, {scale} pixels shaved). "
-        f"Speed: one {lh}x{lw} input, median (best) of {runs} runs after {warmup} warm-up, the runtimes "
+        f"Speed: the centre {lh}x{lw} of the sample photo (assets/sample.jpg), median (best) of {runs} runs after {warmup} warm-up, the runtimes "
         "timed in turn round after round; speed-up against keras in the same run.",
         "",
         "| runtime | file (written by) | " + " | ".join(f"{k} PSNR (dB)" for k in pairs)
