@@ -260,3 +260,21 @@ def test_guard_rule_replay_pastes_float_where_the_chosen_taps_clipped():
     assert tool.replay(collected(1), "all", 0.03, 0.5, 0.9)["Set5/a"][0] == pytest.approx(0.0)
     loss, work, _ = tool.replay(collected(0), "convs", 0.6, 0.5, 0.9)["Set5/a"]  # a threshold above the score
     assert work == 0 and loss == pytest.approx(10 * np.log10((15 * 10 + 1000) / 160))
+
+
+@pytest.mark.parametrize("preset", ["drn_x2", "drn_s_x2"])
+def test_shipped_int8_file_runs_the_sample_photo_in_int8_alone(preset):
+    """The photo the speed tables time (the centre of assets/sample.jpg) has no clipped block with the shipped
+    int8 file, so its timing is int8's, with the maps but no float rerun; uniform noise, which clips
+    everywhere, would be timed as int8 plus a whole float run."""
+    from drn_tf.bench.runtime_table import sample_input
+    from drn_tf.core.utils import assets_dir
+    from drn_tf.inference.litert import LiteRTRuntime
+
+    path = assets_dir() / "tflite" / f"{preset}-int8.tflite"  # current: tests/test_tf_free.py
+    rt = LiteRTRuntime(path, fallback=lambda: pytest.fail("the float model was opened"))
+    rt.run_batch(sample_input((256, 256)))
+    assert rt.maps and rt.pixels == 256 * 256 and rt.float_pixels == 0
+    noise = np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)
+    with pytest.warns(UserWarning):  # no fallback for this one: it only says that int8 clipped
+        LiteRTRuntime(path).run_batch(noise)
