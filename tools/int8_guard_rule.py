@@ -10,7 +10,7 @@ Per preset (default: every bundled one), one int8 file from the bundled ranges w
 images (:func:`drn_tf.core.patterns.structure_pairs`) and, with ``--heldout N``, ``N`` random structures and
 ``N`` Set14 photos (at most 14) with one pasted into a corner, as ``tools/int8_table.py`` makes them; the
 float32 file runs on each too. Then, for each tap set (``all``: every tap but the input and the output, as
-the earlier int8 files mapped; ``convs``: the convolutions' outputs, what
+the earlier int8 files mapped, ``int8_table.every_tap_mapped``; ``convs``: the convolutions' outputs, what
 the shipped files map, :func:`drn_tf.export.int8.saturation_taps`) and each threshold triple, the rule is
 replayed on the saved maps without running a model again: the flagged rectangles take the float32 output
 (exactly what the runtime pastes there), the rest the int8 output. Per variant it prints the Set5 and Set14
@@ -30,10 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from drn_tf.export.int8 import saturation_taps  # noqa: E402 (after the path)
+
 TAP_SETS = {
-    # every tap but the input (exact in int8) and the output (clamped to [0, 1] by design: white is its top level)
-    "all": lambda names: [n for n in names if n not in ("input", "output")],
-    "convs": lambda names: __import__("drn_tf.export.int8", fromlist=["x"]).saturation_taps(names),
+    "all": list,  # every tap collected: all but the input and the output (int8_table.every_tap_mapped)
+    "convs": saturation_taps,  # what the shipped files map
 }
 
 
@@ -50,23 +51,18 @@ def collect(name: str, data: Path, heldout: int) -> dict:
     from drn_tf.core import patterns as P
     from drn_tf.core.metrics import rgb_to_y
     from drn_tf.core.protocol import read_benchmark
-    from drn_tf.export import int8 as EI
     from drn_tf.export.tflite import convert_tflite
     from drn_tf.inference import runtimes as R
     from drn_tf.inference.litert import LiteRTRuntime
     from drn_tf.inference.tiled import super_resolve
     from drn_tf.models.drn import DRN
-    from int8_table import _mixed_pairs
+    from int8_table import _mixed_pairs, every_tap_mapped
 
     model = DRN.from_preset(name)
     scale = model.get_config()["scale"]
-    kinds = EI.SATURATION_TAP_KINDS
-    EI.SATURATION_TAP_KINDS = ("",)  # every tap name ends with "": a map of every tap
-    try:
+    with every_tap_mapped():
         int8 = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=R.bundled_int8_ranges(model),
                                             saturation_maps=True), guard=False)
-    finally:
-        EI.SATURATION_TAP_KINDS = kinds
     float32 = LiteRTRuntime(convert_tflite(model, "float32"))
     taps = int8.metadata["saturation"]["taps"]
     map_outputs = int8.interpreter.get_output_details()[1:]  # after the image, in tap order
@@ -117,13 +113,14 @@ def replay(collected: dict, tap_set: str, threshold: float, image_threshold: flo
             h, w = im["lr_shape"]
             scores = im["maps"][index].mean(axis=0)
             regions = S.float_plan(scores, 8, (h, w))
-            crops = [S._with_context(r, collected["radius"], (h, w)) for r in regions]
-            work = sum((b - a) * (d - c) for a, b, c, d in crops)
+            crops = S.float_crops(regions, collected["radius"], (h, w))
             cover = np.zeros(im["err_int8"].shape, bool)
-            if work > S.WHOLE * h * w:
+            if crops is None:  # one whole-image run
                 cover[:], work = True, h * w
-            for r0, r1, c0, c1 in regions:
-                cover[r0 // 8 : -(-r1 // 8), c0 // 8 : -(-c1 // 8)] = True
+            else:
+                work = sum((b - a) * (d - c) for a, b, c, d in crops)
+                for r0, r1, c0, c1 in regions:
+                    cover[r0 // 8 : -(-r1 // 8), c0 // 8 : -(-c1 // 8)] = True
             reference = im["err_float"].sum()
             composite = np.where(cover, im["err_float"], im["err_int8"]).sum()
             loss = 10 * np.log10(composite / reference) if reference > 0 else 0.0

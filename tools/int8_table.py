@@ -24,6 +24,7 @@ Prints a Markdown table, then every structure image's loss per preset.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -31,18 +32,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _losses(keras_rt, lite_rt, pairs, scale, keras_psnr=None):
-    """``name -> Keras PSNR - int8 PSNR`` over ``(name, lr, hr)`` pairs; ``keras_psnr`` (a dict) gets the
-    Keras PSNRs."""
+@contextlib.contextmanager
+def every_tap_mapped():
+    """Within: int8 exports with saturation maps map every tap but the input (exact in int8) and the output
+    (clamped to [0, 1] by design: white is its top level), as the earlier int8 files did, instead of
+    :func:`drn_tf.export.int8.saturation_taps`."""
+    from drn_tf.export import int8 as EI
+
+    shipped = EI.saturation_taps
+    EI.saturation_taps = lambda names: [n for n in names if n not in ("input", "output")]
+    try:
+        yield
+    finally:
+        EI.saturation_taps = shipped
+
+
+def _losses(keras_rt, lite_rt, pairs, scale, keras_psnr: dict):
+    """``name -> Keras PSNR - int8 PSNR`` over ``(name, lr, hr)`` pairs; ``keras_psnr`` holds the Keras PSNRs
+    (filled on first need: the runtimes compared share them)."""
     from drn_tf import upscale
     from drn_tf.core.metrics import psnr_y
 
     out = {}
     for name, lr, hr in pairs:
-        reference = psnr_y(upscale(lr, model=keras_rt), hr, scale)
-        if keras_psnr is not None:
-            keras_psnr[name] = reference
-        out[name] = reference - psnr_y(upscale(lr, model=lite_rt), hr, scale)
+        if name not in keras_psnr:
+            keras_psnr[name] = psnr_y(upscale(lr, model=keras_rt), hr, scale)
+        out[name] = keras_psnr[name] - psnr_y(upscale(lr, model=lite_rt), hr, scale)
     return out
 
 
@@ -95,13 +110,8 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=Non
         EI.STRUCTURE_WEIGHT = EI.STRUCTURE_WEIGHT if weight is None else weight
         EI.ACTIVATION_AWARE = not plain
         ranges = EI.int8_ranges(model, EI.calibration_images(data / "train", scale=scale))
-    kinds = EI.SATURATION_TAP_KINDS
-    if every_tap_maps:  # every tap but the input and the output, as the earlier int8 files mapped
-        EI.SATURATION_TAP_KINDS = ("lfe", ".conv", ".act", ".add", ".compress", ".out", "body_end", "skip")
-    try:
+    with every_tap_mapped() if every_tap_maps else contextlib.nullcontext():
         flat = convert_tflite(model, "int8", int8_ranges=ranges, saturation_maps=True)
-    finally:
-        EI.SATURATION_TAP_KINDS = kinds
     no_maps = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=ranges), guard=False)
     float_rt = LiteRTRuntime(convert_tflite(model, "float32"))
     keras_rt = KerasRuntime(model)
@@ -144,22 +154,22 @@ def _quality(row, models, keras_rt, data, scale, heldout_count) -> None:
     structures = [(n, lr, hr) for n, (lr, hr) in P.structure_pairs(scale).items()]
     heldout = [(n, lr, hr) for n, (lr, hr) in P.random_structure_pairs(scale, heldout_count).items()]
     mixed = _mixed_pairs(data, scale, heldout_count)
+    row["keras_psnr"] = {}
     for prefix, rt in models.items():
         photo_float = photo_pixels = 0
         for set_name in ("Set5", "Set14"):
             bench = read_benchmark(data / "benchmark" / set_name, scale)
             before = (rt.float_pixels, rt.pixels)
             row[prefix + set_name] = float(np.mean(list(_losses(keras_rt, rt, zip(bench.paths, bench.lrs, bench.hrs),
-                                                                scale).values())))
+                                                                scale, row["keras_psnr"]).values())))
             photo_float += rt.float_pixels - before[0]
             photo_pixels += rt.pixels - before[1]
         before = (rt.float_pixels, rt.pixels)
-        per = _losses(keras_rt, rt, structures, scale)
+        per = _losses(keras_rt, rt, structures, scale, row["keras_psnr"])
         row[prefix + "structures"], row[prefix + "per_image"] = float(np.mean(list(per.values()))), per
         row[prefix + "float_photos"] = photo_float / max(photo_pixels, 1)
         row[prefix + "float_structures"] = (rt.float_pixels - before[0]) / max(rt.pixels - before[1], 1)
         if heldout:
-            row.setdefault("keras_psnr", {})
             row[prefix + "heldout"] = _losses(keras_rt, rt, heldout, scale, row["keras_psnr"])
             row[prefix + "mixed"] = _losses(keras_rt, rt, mixed, scale, row["keras_psnr"])
 

@@ -34,8 +34,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from drn_tf.core import patterns as P
-    from drn_tf.core.metrics import psnr_y
-    from drn_tf.core.metrics import to_uint8
+    from drn_tf.core.metrics import psnr_y, to_uint8
     from drn_tf.export import int8 as EI
     from drn_tf.inference import runtimes as R
     from drn_tf.models.drn import DRN

@@ -130,9 +130,8 @@ def patch_float(sr: np.ndarray, lr: np.ndarray, regions, run_float: Callable, sc
     replaces them. Returns the number of LR pixels the float model ran on.
     """
     h, w = lr.shape[:2]
-    crops = [_with_context(r, radius, (h, w)) for r in regions]
-    work = sum((b - a) * (d - c) for a, b, c, d in crops)
-    if work > WHOLE * h * w:
+    crops = float_crops(regions, radius, (h, w))
+    if crops is None:
         sr[...] = run_float(lr)
         return h * w
     for (r0, r1, c0, c1), (a0, a1, b0, b1) in zip(regions, crops):
@@ -140,8 +139,16 @@ def patch_float(sr: np.ndarray, lr: np.ndarray, regions, run_float: Callable, sc
         sr[r0 * scale : r1 * scale, c0 * scale : c1 * scale] = y[
             (r0 - a0) * scale : (r1 - a0) * scale, (c0 - b0) * scale : (c1 - b0) * scale
         ]
-    return work
+    return sum((b - a) * (d - c) for a, b, c, d in crops)
 
 
-__all__ = ["IMAGE_SHARE", "IMAGE_THRESHOLD", "THRESHOLD", "WHOLE", "block_scores", "flagged_blocks", "float_plan",
-           "float_regions", "patch_float"]
+def float_crops(regions, radius: int, shape) -> list[tuple[int, int, int, int]] | None:
+    """The LR crops the float model runs for ``regions``: each with ``radius`` pixels of context, clipped to
+    ``shape`` (h, w); None when they add up to more than :data:`WHOLE` of the image (one whole-image run)."""
+    h, w = int(shape[0]), int(shape[1])
+    crops = [_with_context(r, radius, (h, w)) for r in regions]
+    return None if sum((b - a) * (d - c) for a, b, c, d in crops) > WHOLE * h * w else crops
+
+
+__all__ = ["IMAGE_SHARE", "IMAGE_THRESHOLD", "THRESHOLD", "WHOLE", "block_scores", "flagged_blocks", "float_crops",
+           "float_plan", "float_regions", "patch_float"]
