@@ -457,7 +457,7 @@ def test_report_scores_a_grey_image_as_drn_evaluate(data_dir):
     np.testing.assert_array_equal(report_sr, upscale_model(trained, lr))
 
 
-def test_cli_export(tmp_path, monkeypatch, capsys, data_dir):
+def test_cli_export(tmp_path, monkeypatch, capsys, data_dir, model_files):
     from drn_tf.cli.main import main
 
     out = tmp_path / "m.tflite"
@@ -471,10 +471,45 @@ def test_cli_export(tmp_path, monkeypatch, capsys, data_dir):
     capsys.readouterr()
     assert main(["export", "tflite", "--preset", "drn_s_x2", "--input-size", "3y", "-o", str(out)]) == 2
     assert "HxW" in capsys.readouterr().err
-    monkeypatch.setenv("DRN_DATA", str(tmp_path / "nothing"))
-    assert main(["export", "tflite", "--preset", "drn_s_x2", "--quantize", "int8", "-o", str(out)]) == 2
+    monkeypatch.setenv("DRN_DATA", str(tmp_path / "nothing"))  # a model without bundled ranges needs images
+    assert main(["export", "tflite", "--model", str(model_files[2]), "--quantize", "int8", "-o", str(out)]) == 2
     assert "--calibration" in capsys.readouterr().err
     report = tmp_path / "r.md"
     assert main(["export", "report", "--preset", "drn_s_x2", "--data", str(data_dir), "--variants", "keras", "--runs", "1", "--warmup", "0", "--latency-size", "16x16",
                  "-o", str(report)]) == 0
     assert "| keras |" in report.read_text()
+
+
+def test_cli_export_int8_of_a_bundled_preset_reads_no_data(tmp_path, monkeypatch, capsys):
+    """drn export tflite --quantize int8 on a bundled preset converts from the ranges shipped with it
+    (assets/int8.json) and says so: the data folder is empty, and the file gives the shipped int8 file's pixels.
+    An explicit --calibration DIR still calibrates on DIR."""
+    from drn_tf.cli.main import main
+    from drn_tf.core.utils import assets_dir
+    from drn_tf.models.drn import bundled_model_path
+
+    if bundled_model_path("drn_s_x2") is None:
+        pytest.skip("assets/drn_s_x2.keras (trained weights) not bundled")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    monkeypatch.setenv("DRN_DATA", str(empty))
+    out = tmp_path / "drn_s_x2-int8.tflite"
+    assert main(["export", "tflite", "--preset", "drn_s_x2", "--quantize", "int8", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "int8 ranges: bundled with preset drn_s_x2" in said and "calibrated" not in said
+    assert E.tflite_metadata(out)["quantize"] == "int8"
+    y, x = np.mgrid[0:24, 0:20]
+    smooth = np.stack([100 + 3 * x, 80 + 2 * y, 120 + x + y], axis=-1).astype(np.uint8)[None]
+    noise = np.random.default_rng(0).integers(0, 256, size=(1, 24, 20, 3), dtype=np.uint8)
+    exported = R.LiteRTRuntime(out, num_threads=1, guard=False)
+    shipped = R.LiteRTRuntime(assets_dir() / "tflite" / "drn_s_x2-int8.tflite", num_threads=1, guard=False)
+    for image in (smooth, noise):
+        got = exported.run(image)
+        assert got.shape == (1, 48, 40, 3) and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, shipped.run(image))
+
+    images = tmp_path / "no-images"
+    images.mkdir()
+    assert main(["export", "tflite", "--preset", "drn_s_x2", "--quantize", "int8", "--calibration", str(images),
+                 "-o", str(tmp_path / "calibrated.tflite")]) == 2
+    assert f"no images found in {images}" in capsys.readouterr().err

@@ -25,7 +25,7 @@ The int8 export of a bundled model uses the ranges shipped in ``assets/int8.json
 (``converters/bundle_int8.py``: per preset the weights digest, the recipe, the ranges), so it needs no
 calibration images; a ``.keras`` file finds its entry through the manifest's ``weights`` (the weights digest
 of the file whose SHA-256 it records). Other models calibrate on ``<data>/train`` and their key follows
-those images.
+those images. :func:`int8_calibration` is that choice, for the runtimes and for ``drn export tflite``.
 
 This module imports no framework and no numpy at load time.
 """
@@ -222,6 +222,13 @@ def bundled_int8_ranges(model) -> dict | None:
     those weights and the recipe is the current one; else None. With them the int8 export needs no calibration
     images (a fresh install converts without data) and is the same model as one calibrated on the training
     images."""
+    found = _bundled_int8_entry(model)
+    return found[1] if found is not None else None
+
+
+def _bundled_int8_entry(model) -> tuple[str, dict] | None:
+    """``(preset, ranges)`` of the ``assets/int8.json`` entry made from ``model``'s weights with the current
+    recipe (:func:`bundled_int8_ranges`), or None."""
     from drn_tf.core.utils import assets_dir
     from drn_tf.export.int8 import INT8_RECIPE
 
@@ -229,13 +236,27 @@ def bundled_int8_ranges(model) -> dict | None:
     if not isinstance(entries, dict):
         return None
     digest = None
-    for entry in entries.values():
+    for preset, entry in entries.items():
         if not isinstance(entry, dict) or entry.get("recipe") != INT8_RECIPE or not isinstance(entry.get("ranges"), dict):
             continue
         digest = _weights_of(model) if digest is None else digest
         if digest and entry.get("weights") == digest:
-            return {k: (float(lo), float(hi)) for k, (lo, hi) in entry["ranges"].items()}
+            return preset, {k: (float(lo), float(hi)) for k, (lo, hi) in entry["ranges"].items()}
     return None
+
+
+def int8_calibration(model, calibration=None) -> tuple[dict | None, str]:
+    """Where the int8 export of ``model`` (a Keras model or a :class:`ModelFile`) takes its activation ranges
+    from: ``(ranges, said)``. Without a ``calibration`` folder, the ranges shipped for a bundled preset's
+    weights (:func:`bundled_int8_ranges`: no images read); else, or for other weights, None: the export
+    calibrates on ``calibration`` (default ``<data>/train``). ``said`` names the source in words."""
+    if calibration is None:
+        found = _bundled_int8_entry(model)
+        if found is not None:
+            return found[1], f"bundled with preset {found[0]} (assets/{INT8_MANIFEST}; no calibration images read)"
+    from drn_tf.export.common import default_data_dir
+
+    return None, f"calibrated on {calibration if calibration is not None else default_data_dir() / 'train'}"
 
 
 def bundled_tflite(source, quantize: str) -> Path | None:
@@ -283,7 +304,7 @@ def tflite_settings(model, quantize: str) -> dict:
     settings = {"quantize": quantize, "format": "dynamic-size, builtin ops", "metadata": "drn_tf, TFLITE_METADATA"}
     if quantize == "int8":
         settings["saturation"] = SATURATION_FORMAT
-        ranges = bundled_int8_ranges(model)
+        ranges, _ = int8_calibration(model)
         if ranges is not None:  # the bundled calibration: no data involved
             settings.update(recipe=INT8_RECIPE, ranges=ranges)
         else:
@@ -345,7 +366,7 @@ def cached_tflite(model, quantize: str, cache_dir=None, progress=None) -> Path:
     def make():
         from drn_tf.export.tflite import convert_tflite
 
-        ranges = bundled_int8_ranges(model) if quantize == "int8" else None
+        ranges = int8_calibration(model)[0] if quantize == "int8" else None
         return {".tflite": convert_tflite(keras_model(model), quantize, int8_ranges=ranges,
                                           saturation_maps=quantize == "int8")}
 
@@ -435,5 +456,5 @@ def remove_scratch() -> None:
 
 __all__ = ["BUNDLED_EXPORTS", "BUNDLED_MANIFEST", "INT8_MANIFEST", "ModelFile", "bundled_int8_ranges",
            "bundled_manifest", "bundled_tflite", "cached_export", "cached_onnx", "cached_openvino", "cached_tflite",
-           "export_cache_key", "file_sha256", "keras_model", "ranges_digest", "remove_scratch", "source_digest",
-           "tflite_cache_key", "versions", "weights_digest"]
+           "export_cache_key", "file_sha256", "int8_calibration", "keras_model", "ranges_digest", "remove_scratch",
+           "source_digest", "tflite_cache_key", "versions", "weights_digest"]

@@ -58,9 +58,11 @@ def add_parser(sub, help_text):
     tl.add_argument(
         "--calibration",
         metavar="DIR",
-        help="int8: folder of typical images for calibration (default: ../shared/data/train if present)",
+        help="int8: folder of typical images to calibrate on (default: a bundled preset's shipped ranges, "
+        "assets/int8.json, no images needed; other models: the data folder's train/)",
     )
-    tl.add_argument("--calibration-count", type=int, default=None, metavar="N", help="int8: number of calibration crops (default 24)")
+    tl.add_argument("--calibration-count", type=int, default=None, metavar="N",
+                    help="int8: number of calibration crops when calibrating on images (default 24)")
     tl.add_argument(
         "--saturation-maps",
         action="store_true",
@@ -190,6 +192,7 @@ def run_tflite(args):
     from drn_tf.export.common import ExportError
     from drn_tf.export.int8 import CALIBRATION_COUNT
     from drn_tf.export.tflite import convert_tflite, gpu_compatibility, tflite_ops
+    from drn_tf.inference.export_cache import int8_calibration
     from drn_tf.inference.litert import LiteRTRuntime
 
     size = parse_size(args.input_size, error=ExportError)
@@ -202,6 +205,10 @@ def run_tflite(args):
               "a dynamic-size model computes the transposed convolution's output shape at run time", file=sys.stderr)
     resolved = _load(args)
     model, description = resolved.model, resolved.description
+    ranges, ranges_said = int8_calibration(model, args.calibration) if args.quantize == "int8" else (None, "")
+    if args.calibration_count and ranges is not None:
+        print("drn export: warning: --calibration-count is only used when calibrating on images "
+              "(--calibration DIR, or a model without bundled ranges)", file=sys.stderr)
     flat = convert_tflite(
         model,
         args.quantize,
@@ -209,6 +216,7 @@ def run_tflite(args):
         gpu_friendly=args.gpu_friendly,
         calibration=args.calibration,
         calibration_count=args.calibration_count or CALIBRATION_COUNT,
+        int8_ranges=ranges,
         saturation_maps=args.saturation_maps and args.quantize == "int8",
     )
     path = write_atomic(args.output, flat)
@@ -221,6 +229,8 @@ def run_tflite(args):
     maps = len(runner.maps)
     extra = f" (first), then {maps} saturation maps saturation_00..{maps - 1:02d}" if maps else ""
     print(f"  signature serving_default: input 'lr_image' {shape}{dynamic}, output 'sr_image'{extra}; {io}")
+    if ranges_said:
+        print(f"  int8 ranges: {ranges_said}")
     print("  ops: " + ", ".join(f"{k} x{v}" for k, v in tflite_ops(flat).items()))
     print(f"  GPU delegate check: {'compatible' if ok else 'NOT compatible: ' + details}")
     if size:
