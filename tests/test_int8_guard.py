@@ -262,6 +262,32 @@ def test_guard_rule_replay_pastes_float_where_the_chosen_taps_clipped():
     assert work == 0 and loss == pytest.approx(10 * np.log10((15 * 10 + 1000) / 160))
 
 
+def test_guard_rule_misses_tell_the_rounding_floor_from_clipping(capsys):
+    """tools/int8_guard_rule.py's table of misses: an image above 0.10 dB that gets no more added MSE than the
+    preset's photos is int8's rounding floor; one that gets more is clipping the maps did not flag."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "int8_guard_rule.py"
+    spec = importlib.util.spec_from_file_location("int8_guard_rule", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def image(float_mse, added):  # one 8x8 LR block at x2: 256 HR pixels
+        return {"maps": np.zeros((1, 1, 1)), "err_float": np.full((1, 1), 256 * float_mse),
+                "err_int8": np.full((1, 1), 256 * (float_mse + added)), "lr_shape": (8, 8)}
+
+    images = {"Set5/photo": image(50.0, 1.0),  # 0.09 dB: not a miss, sets the photos' range
+              "random/smooth": image(1.0, 0.5),  # 1.76 dB, half the photo's added MSE
+              "random/clipped": image(20.0, 5.0)}  # 0.97 dB, five times it
+    tool._misses({"drn_s_x2": {"taps": ["g0b0.conv"], "radius": 2, "images": images}}, "convs", 0.03, 0.5, 0.9)
+    rows = {line.split(" | ")[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| drn_s_x2")}
+    assert set(rows) == {"random/smooth", "random/clipped"}
+    assert rows["random/smooth"].endswith("| rounding floor |") and "| 1.76 |" in rows["random/smooth"]
+    assert "| 48.1 | 0.50 |" in rows["random/smooth"]  # the float model's PSNR at MSE 1, the added MSE
+    assert rows["random/clipped"].endswith("| more than photos |") and "| 5.00 |" in rows["random/clipped"]
+
+
 @pytest.mark.parametrize("preset", ["drn_x2", "drn_s_x2"])
 def test_shipped_int8_file_runs_the_sample_photo_in_int8_alone(preset):
     """The photo the speed tables time (the centre of assets/sample.jpg) has no clipped block with the shipped

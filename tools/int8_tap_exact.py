@@ -5,7 +5,8 @@ tap in turn left in float, by simulation.
     python tools/int8_tap_exact.py PRESET IMAGE [--top 8]
 
 ``IMAGE``: one of the regular-structure images (:func:`drn_tf.core.patterns.structure_pairs`, e.g.
-``grating_v6``). The int8 graph (``drn_tf.export.int8._QuantGraph``) runs in TensorFlow with a
+``grating_v6``) or of the 24 held-out random ones (:func:`~drn_tf.core.patterns.random_structure_pairs`,
+``random_1000_0`` .. ``random_1000_23``). The int8 graph (``drn_tf.export.int8._QuantGraph``) runs in TensorFlow with a
 ``fake_quant_with_min_max_vars`` at every tap at the preset's bundled range (``assets/int8.json``), which
 simulates the int8 file's rounding and clipping (not its kernels' exact requantization, so the loss differs
 from the TFLite file's by a few tenths of a dB); then once per tap with that tap left unquantized. Prints
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     model = DRN.from_preset(args.preset)
     scale = model.get_config()["scale"]
     ranges = R.bundled_int8_ranges(model)
-    pairs = P.structure_pairs(scale)
+    pairs = {**P.structure_pairs(scale), **P.random_structure_pairs(scale, 24)}
     if args.image not in pairs:
         parser.error(f"unknown image {args.image!r}; one of {', '.join(pairs)}")
     lr, hr = pairs[args.image]
