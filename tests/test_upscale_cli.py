@@ -329,7 +329,7 @@ def test_bad_inputs_in_a_real_process(tmp_path, m2):
 def test_progress_bar_on_a_terminal():
     import io
 
-    from drn_tf.cli.commands.upscale import Progress
+    from drn_tf.cli.commands.upscale.report import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -361,7 +361,9 @@ def _rss_mib() -> float:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
 def test_folder_of_200_images_flat_memory(tmp_path, model_files):
-    from drn_tf.cli.commands.upscale import Options, Progress, upscale_files
+    from drn_tf.cli.commands.upscale.loop import upscale_files
+    from drn_tf.cli.commands.upscale.options import Options
+    from drn_tf.cli.commands.upscale.report import Progress
     from drn_tf.inference.files import expand_inputs
     from drn_tf.models.resolve import resolve_model
 

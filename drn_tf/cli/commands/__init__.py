@@ -1,1 +1,2 @@
-"""One module per ``drn`` subcommand: ``add_parser(sub, help_text)`` and ``run(args)``."""
+"""One module per ``drn`` subcommand (or a package of its parts, ``upscale``): ``add_parser(sub, help_text)`` and
+``run(args)``."""

@@ -37,7 +37,7 @@ removed then, and when a run starts (resume with --skip-existing).
 """
 
 
-from drn_tf.cli.commands.upscale import add_size_options
+from drn_tf.cli.commands.upscale.arguments import add_size_options
 from drn_tf.inference.runtimes import runtime_names, runtimes_help
 
 # The backend (TensorFlow) is started by drn_tf.inference.beam when the model is loaded,
@@ -122,7 +122,7 @@ def run(args):
 
 def _run(args):
     from drn_tf.cli.base import UserError
-    from drn_tf.cli.commands.upscale import check_quality_and_tile, size_request
+    from drn_tf.cli.commands.upscale.options import check_quality_and_tile, size_request
     from drn_tf.core.signals import exit_at_once
 
     bad = [a for a in args.beam_args if not a.startswith("-")]

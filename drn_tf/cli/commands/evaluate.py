@@ -6,7 +6,7 @@ arguments, resolves the model and prints/saves the results.
 
 from __future__ import annotations
 
-from drn_tf.cli.commands.upscale import add_precision_device_options
+from drn_tf.cli.commands.upscale.arguments import add_precision_device_options
 from drn_tf.inference.runtimes import runtime_names, runtimes_help
 
 
