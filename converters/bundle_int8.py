@@ -12,7 +12,8 @@ conversion calibrated on the training images. Rerun after changing a bundled mod
     DRN_DATA=../shared/data python converters/bundle_int8.py drn_x2     # one
 
 Calibration: ``<DRN_DATA>/train`` (the 291 training images) and the regular-structure crops the recipe
-generates itself (:func:`drn_tf.core.patterns.structure_crops`), as ``drn export tflite --quantize int8``.
+generates itself (:func:`drn_tf.core.patterns.structure_crops`), as ``drn export tflite --quantize int8
+--calibration <DRN_DATA>/train`` calibrates (without ``--calibration`` a bundled preset uses these ranges).
 Each preset takes minutes of CPU; name them one at a time to spread the work.
 """
 
