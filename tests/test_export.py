@@ -513,3 +513,31 @@ def test_cli_export_int8_of_a_bundled_preset_reads_no_data(tmp_path, monkeypatch
     assert main(["export", "tflite", "--preset", "drn_s_x2", "--quantize", "int8", "--calibration", str(images),
                  "-o", str(tmp_path / "calibrated.tflite")]) == 2
     assert f"no images found in {images}" in capsys.readouterr().err
+
+
+def test_report_int8_of_a_bundled_preset_reads_no_data(tmp_path, monkeypatch, data_dir):
+    """drn export report's tflite-int8 row of a bundled preset is made from the ranges shipped with it, as
+    drn export tflite --quantize int8 makes it: no training images (the data folder is empty), the pixels of
+    the shipped int8 file, and the row says so. An explicit calibration folder still calibrates on it."""
+    from drn_tf.core.utils import assets_dir
+    from drn_tf.models.drn import bundled_model_path
+    from drn_tf.models.resolve import resolve_model
+
+    if bundled_model_path("drn_s_x2") is None:
+        pytest.skip("assets/drn_s_x2.keras (trained weights) not bundled")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    monkeypatch.setenv("DRN_DATA", str(empty))
+    trained = resolve_model(preset="drn_s_x2")
+    kept = tmp_path / "kept"
+    report = dict(variants=("tflite-int8",), latency_size="16x16", runs=1, warmup=0, limit_images=1, extra_sets=())
+    markdown, results = ER.build_report(trained, "drn_s_x2", data_dir, keep_dir=kept, **report)
+    assert [r.name for r in results] == ["keras", "tflite-int8"]
+    assert "int8 ranges bundled with preset drn_s_x2" in markdown and "calibrated" not in markdown
+    noise = np.random.default_rng(0).integers(0, 256, size=(1, 24, 20, 3), dtype=np.uint8)
+    written = R.LiteRTRuntime(kept / "drn_tflite-int8.tflite", num_threads=1, guard=False)
+    shipped = R.LiteRTRuntime(assets_dir() / "tflite" / "drn_s_x2-int8.tflite", num_threads=1, guard=False)
+    np.testing.assert_array_equal(written.run(noise), shipped.run(noise))
+
+    with pytest.raises(EC.ExportError, match=f"no images found in {empty}"):
+        ER.build_report(trained, "drn_s_x2", data_dir, calibration=empty, **report)

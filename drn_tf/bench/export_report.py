@@ -22,6 +22,7 @@ from drn_tf.export.formats import FORMATS
 from drn_tf.export.int8 import CALIBRATION_COUNT
 from drn_tf.export.onnx import MissingPackage
 from drn_tf.export.tflite import gpu_compatibility, tflite_ops
+from drn_tf.inference.export_cache import int8_calibration
 from drn_tf.inference.runtimes import RUNTIMES, _versions, runtime_model
 
 # ---------------------------------------------------------------- report
@@ -95,7 +96,7 @@ class _ReportRun:
     out_dir: Path  # where the exported files go
     lat_float: np.ndarray  # the latency input, float32 in [0, 1]
     threads: int
-    options: dict  # for the writers: calibration, calibration_count, workdir
+    options: dict  # for the writers: calibration, calibration_count, workdir, int8_ranges
 
 
 def _measure_form(run: _ReportRun, r: VariantResult):
@@ -144,7 +145,11 @@ def build_report(
     benchmark sets (``<data>/benchmark/<name>``, skipped if absent) whose
     PSNR is reported too. ``trained=False`` (a freshly initialised model,
     :attr:`drn_tf.models.resolve.Resolved.trained`) adds a note that its
-    PSNR/SSIM say nothing about the method.
+    PSNR/SSIM say nothing about the method. The int8 variant takes its
+    activation ranges as ``drn export tflite --quantize int8`` does
+    (:func:`drn_tf.inference.export_cache.int8_calibration`: a bundled
+    preset's shipped ranges unless ``calibration`` is given), and its row
+    says which.
     """
     import keras
 
@@ -175,6 +180,7 @@ def build_report(
     for name, lr, _ in pairs:
         reference[name] = np.clip(predict_image(model, as_rgb(lr)), 0.0, 1.0) * 255.0
 
+    int8_ranges, int8_said = int8_calibration(model, calibration) if "tflite-int8" in variants else (None, "")
     results: list[VariantResult] = []
     timers = {}
     tmp_ctx = tempfile.TemporaryDirectory(prefix="drn-report-", dir=workdir)
@@ -202,10 +208,11 @@ def build_report(
 
     try:
         run = _ReportRun(model, out_dir, lat_float, threads,
-                         dict(calibration=calibration, calibration_count=calibration_count, workdir=workdir))
+                         dict(calibration=calibration, calibration_count=calibration_count, workdir=workdir,
+                              int8_ranges=int8_ranges))
         for variant in variants:
             say(f"{variant} ...")
-            r = VariantResult(variant, FORMATS[variant].description)
+            r = VariantResult(variant, _variant_description(variant, int8_said))
             try:
                 upscale, timers[variant] = _measure_form(run, r)
             except MissingPackage as exc:  # an optional runtime (ONNX, OpenVINO) not installed: left out, said why
@@ -225,6 +232,13 @@ def build_report(
         tf,
     )
     return markdown, results
+
+
+def _variant_description(variant: str, int8_said: str) -> str:
+    """The "what" of a variant's row: its form's description; the int8 one's also says where its activation
+    ranges came from (``int8_said``, the words of :func:`~drn_tf.inference.export_cache.int8_calibration`)."""
+    description = FORMATS[variant].description
+    return f"{description}; int8 ranges {int8_said}" if variant == "tflite-int8" and int8_said else description
 
 
 def _machine() -> str:

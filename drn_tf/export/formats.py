@@ -8,7 +8,8 @@ Each writer puts its file (or folder) into a given folder and returns its path:
 * ``keras``: the ``.keras`` file (the reference);
 * ``saved_model``: :func:`drn_tf.export.savedmodel.export_saved_model` (TF Serving layout, version 1);
 * ``tflite-*``: :func:`drn_tf.export.tflite.convert_tflite` with that quantisation
-  (``calibration``, ``calibration_count`` and ``workdir`` are passed on);
+  (``calibration``, ``calibration_count``, ``workdir`` and, for int8, ``int8_ranges`` are passed on: given
+  ranges, the int8 file is made from them and no calibration images are read);
 * ``onnx``: :func:`drn_tf.export.onnx.convert_onnx` (``.onnx``, dynamic size);
 * ``openvino``: :func:`drn_tf.export.onnx.convert_openvino` (``openvino/drn.xml`` + ``.bin``, float32 weights).
 
@@ -45,13 +46,14 @@ def _saved_model(model, folder, **options) -> Path:
 def _tflite(quantize: str, gpu_friendly: bool = False) -> Callable:
     name = f"drn_tflite-{quantize}{'-gpu' if gpu_friendly else ''}.tflite"
 
-    def write(model, folder, calibration=None, calibration_count=None, workdir=None) -> Path:
+    def write(model, folder, calibration=None, calibration_count=None, workdir=None, int8_ranges=None) -> Path:
         from drn_tf.core.utils import write_atomic
         from drn_tf.export.int8 import CALIBRATION_COUNT
         from drn_tf.export.tflite import convert_tflite
 
         flat = convert_tflite(model, quantize, gpu_friendly=gpu_friendly, calibration=calibration,
-                              calibration_count=calibration_count or CALIBRATION_COUNT, workdir=workdir)
+                              calibration_count=calibration_count or CALIBRATION_COUNT, workdir=workdir,
+                              int8_ranges=int8_ranges)
         return write_atomic(Path(folder) / name, flat)
 
     return write

@@ -124,7 +124,8 @@ def add_parser(sub, help_text):
     rp.add_argument("--runs", type=int, default=10, help="timed runs per variant (median reported; default 10)")
     rp.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
     rp.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all CPUs)")
-    rp.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default ../shared/data/train)")
+    rp.add_argument("--calibration", metavar="DIR", help="int8 calibration images (default: a bundled preset's "
+                    "shipped ranges, no images needed; other models: the data folder's train/)")
     rp.add_argument("--keep", metavar="DIR", help="keep the exported files in DIR")
     rp.add_argument(
         "--runtimes",
