@@ -232,6 +232,55 @@ def test_drn_upscale_reruns_a_checkerboard_in_float_and_says_so(tmp_path, capsys
     assert "float32" not in capsys.readouterr().out
 
 
+def test_drn_upscale_counts_float_pixels_over_every_model_of_a_chain(tmp_path, capsys):
+    """``drn upscale --outscale 8 --runtime litert-int8`` on drn_s_x2 runs drn_s_x2 then drn_s_x4: the summary's
+    share of pixels run in float32 is over the pixels of both models (what each reran in float over what each
+    ran), not the first model's alone. A smooth image with a checkerboard in one corner: the share differs
+    between the first model and the chain."""
+    from PIL import Image
+
+    from drn_tf.cli.main import main
+    from drn_tf.core import patterns as P
+    from drn_tf.inference.outsize import upscale_to_size
+    from drn_tf.inference.runtimes import load_runtime
+    from drn_tf.models.drn import bundled_model_path
+
+    if bundled_model_path("drn_s_x2") is None or bundled_model_path("drn_s_x4") is None:
+        pytest.skip("drn_s_x2 / drn_s_x4 not bundled")
+    checker, _ = P.structure_pairs(2, ["checker_6"])["checker_6"]
+    image = _smooth(64, 64)
+    image[:16, :16] = checker[:16, :16]
+    Image.fromarray(image).save(tmp_path / "corner.png")
+    assert main(["upscale", str(tmp_path / "corner.png"), "--preset", "drn_s_x2", "--runtime", "litert-int8",
+                 "--outscale", "8", "-o", str(tmp_path / "out")]) == 0
+    said = capsys.readouterr().out
+
+    runtimes = {s: load_runtime(preset=f"drn_s_x{s}", runtime="litert-int8") for s in (2, 4)}
+    before = {s: (rt.float_pixels, rt.pixels) for s, rt in runtimes.items()}
+    upscale_to_size(image, runtimes.__getitem__, (512, 512), (2, 4))
+    counts = {s: (rt.float_pixels - before[s][0], rt.pixels - before[s][1]) for s, rt in runtimes.items()}
+    first = counts[2][0] / counts[2][1]
+    chain = sum(f for f, _ in counts.values()) / sum(p for _, p in counts.values())
+    assert counts[4][0] > 0 and f"{first:.0%}" != f"{chain:.0%}"  # the second model reran a share of its own
+    assert f"; {chain:.0%} of the pixels ran in float32 (where int8 activations clipped)" in said
+
+
+def test_the_summary_counts_a_runtime_watched_twice_from_its_first_watch():
+    """A cached runtime handed out again (another group of inputs, or a chain's model of the run's own scale)
+    is counted once, from when the run first watched it; what it ran before the run is not counted."""
+    from types import SimpleNamespace
+
+    from drn_tf.cli.commands.upscale.report import Tally
+
+    runtime = SimpleNamespace(float_pixels=5, pixels=10)  # ran before this run
+    tally = Tally()
+    tally.watch(runtime)
+    runtime.float_pixels, runtime.pixels = 6, 14
+    tally.watch(runtime)
+    runtime.float_pixels, runtime.pixels = 8, 20
+    assert tally.float_share() == 3 / 10
+
+
 def test_guard_rule_replay_pastes_float_where_the_chosen_taps_clipped():
     """tools/int8_guard_rule.py's replay: a block flagged by the chosen taps takes the float output (the loss
     against float is then 0); a clip only in a tap outside the set leaves the int8 error in place."""

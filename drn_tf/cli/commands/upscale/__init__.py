@@ -103,18 +103,19 @@ def _upscale_by_kind(jobs, args, model, opts: Options, progress: Progress, tally
     for kind, group in jobs_by_kind(jobs, args, progress):
         if model is None or kind is not None:
             model = load_model_of_scale(args, kind, opts.scale)
-            tally.watch(model)
-        _use_model(opts, args, model, kind)
+        tally.watch(model)
+        _use_model(opts, args, model, kind, tally)
         ok, failed = upscale_files(group, model, opts, progress=progress, first=done + 1)
         done += len(group)
         tally.add(len(group), ok, failed)
 
 
-def _use_model(opts: Options, args, model, kind) -> None:
+def _use_model(opts: Options, args, model, kind, tally: Tally) -> None:
     """The options that follow the model: the tile overlap, the models' names, the chain of models of a size
-    request (each model then tiles with its own receptive radius unless --tile-overlap is given)."""
+    request (each model then tiles with its own receptive radius unless --tile-overlap is given; the tally
+    counts what each of them runs)."""
     opts.tile_overlap = tile_overlap(args, model, opts.tile, UserError)
     opts.model_id = model_id(args, kind)
     if opts.request is not None:
-        opts.runtime_for, opts.scales = runtimes_by_scale(args, model, kind)
+        opts.runtime_for, opts.scales = runtimes_by_scale(args, model, kind, tally.watch)
         opts.tile_overlap = args.tile_overlap  # None: each model's own receptive radius

@@ -72,10 +72,10 @@ def load_model_of_scale(args, kind: str | None, scale: int):
     return runtime
 
 
-def runtimes_by_scale(args, first, kind=None):
+def runtimes_by_scale(args, first, kind=None, watch=lambda runtime: None):
     """``(scale -> runtime, scales)`` for chains of models: ``--model`` alone (its scale only), else the
     preset family's bundled models (``drn_x2``/``drn_x3``/``drn_x4``, of the same ``kind``), each loaded on
-    first use as :func:`load_model` loads the first."""
+    first use as :func:`load_model` loads the first and handed to ``watch`` (:meth:`.report.Tally.watch`)."""
     import argparse
 
     from drn_tf.inference.outsize import preset_for_scale
@@ -88,6 +88,7 @@ def runtimes_by_scale(args, first, kind=None):
         if s not in loaded:
             preset = preset_for_scale(args.preset, s) if args.preset else None
             loaded[s] = load_model(argparse.Namespace(**{**vars(args), "scale": s, "preset": preset}), kind)[0]
+            watch(loaded[s])
         return loaded[s]
 
     return runtime_for, (2, 3, 4)

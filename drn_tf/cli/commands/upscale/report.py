@@ -96,7 +96,9 @@ class Tally:
 
     def watch(self, runtime) -> None:
         """Count what ``runtime`` runs from now on (litert-int8's saturation guard; a cached runtime has
-        counted before)."""
+        counted before); a runtime watched already goes on counting from when it was first watched."""
+        if any(m is runtime for m, _, _ in self.watched):
+            return
         self.watched.append((runtime, getattr(runtime, "float_pixels", 0), getattr(runtime, "pixels", 0)))
 
     @property
@@ -104,7 +106,8 @@ class Tally:
         return self.ok + self.failed + self.skipped + self.existing
 
     def float_share(self) -> float:
-        """The share of the pixels litert-int8 ran in float32 (where int8 activations clipped); 0 for others."""
+        """The share of the pixels litert-int8 ran in float32 (where int8 activations clipped), over every pixel
+        each watched runtime ran (all the models of a chain); 0 for others."""
         float_pixels = sum(getattr(m, "float_pixels", 0) - f0 for m, f0, _ in self.watched)
         if not float_pixels:
             return 0.0
