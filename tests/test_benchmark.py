@@ -238,6 +238,28 @@ def test_unavailable_variant_is_reported_not_fatal(monkeypatch):
     assert "### Goals" in N.notes_markdown(result)
 
 
+def test_int8_row_of_a_bundled_preset_reads_no_data(tmp_path, monkeypatch):
+    """The tflite-int8 row of a bundled preset is made from the ranges shipped with it, as drn export tflite
+    --quantize int8 makes it: it runs with an empty data folder (calibrating would find no images there), and its
+    note, in the markdown's variant column, says which ranges it used."""
+    from drn_tf.models.drn import bundled_model_path
+
+    if bundled_model_path("drn_s_x2") is None:
+        pytest.skip("assets/drn_s_x2.keras (trained weights) not bundled")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    monkeypatch.setenv("DRN_DATA", str(empty))
+    settings = B.Settings(size=(12, 16), runs=1, warmup=0, matmul_n=128, int8_matmul_n=64, profile=False)
+    result = B.run_benchmark("drn_s_x2", variants=("tflite-int8",), settings=settings)
+    row = {r["name"]: r for r in result["rows"]}["tflite-int8"]
+    assert result["model"]["trained"] is True
+    assert row["available"], row["reason"]
+    assert row["latency_ms"] > 0
+    assert "int8 ranges bundled with preset drn_s_x2" in row["note"] and "calibrated" not in row["note"]
+    assert f"| tflite-int8 | {B.VARIANTS['tflite-int8'].description} (" in B.to_markdown(result)
+    assert "int8 ranges bundled with preset drn_s_x2" in B.to_markdown(result)
+
+
 def test_rows_are_built_by_the_training_recipe_and_the_export_table():
     """The training rows compile the net with drn train's optimizer and loss (the recipe's builders on the default
     configuration); the exported rows are the forms of drn_tf.export.formats.FORMATS."""

@@ -14,7 +14,8 @@ What it measures, in one run:
   float16, dynamic, int8), written by the export table
   (:data:`drn_tf.export.formats.FORMATS`, what ``drn export`` ships) and run
   by their runtimes (SavedModel: TensorFlow; TFLite: LiteRT with
-  ``num_threads`` = cores). Per variant: median
+  ``num_threads`` = cores; int8 with the activation ranges ``drn export tflite --quantize int8``
+  takes, a bundled preset's shipped ones, its row says which). Per variant: median
   latency after warm-up, output megapixels/s, achieved GFLOP/s
   (``2 x MACs / latency``, MACs from :mod:`drn_tf.models.analysis`) and its share
   of the peak;
@@ -248,6 +249,20 @@ def _exported(form: str):
     return build
 
 
+def _exported_int8(b: Bench, row: Row):
+    """The int8 file timed as :func:`_exported` times the others, its activation ranges taken as
+    ``drn export tflite --quantize int8`` takes them (:func:`drn_tf.inference.export_cache.int8_calibration`: a
+    bundled preset's shipped ranges, no images read; other weights calibrate on ``<data>/train``); the row's note
+    says which."""
+    from drn_tf.inference.export_cache import int8_calibration
+
+    ranges, said = int8_calibration(b.model)
+    timer = exported_timer(b, row, b.model, "tflite-int8", calibration_count=b.settings.calibration_count,
+                           int8_ranges=ranges)
+    row.note += f"; int8 ranges {said}"
+    return timer
+
+
 def _keras_graph(b: Bench, row: Row):
     from drn_tf.inference.runtime import KerasRuntime
 
@@ -363,10 +378,11 @@ def _jax_main() -> None:
                       "tensorflow_imported": "tensorflow" in sys.modules}))
 
 
-def _exported_variant(form: str, runtime: str) -> Variant:
+def _exported_variant(form: str, runtime: str, build: Callable | None = None) -> Variant:
+    """The row of an export form: its description and ``runtime``, timed by ``build`` (default :func:`_exported`)."""
     from drn_tf.export.formats import FORMATS
 
-    return Variant(f"{FORMATS[form].description}, {runtime}", "inference", _exported(form))
+    return Variant(f"{FORMATS[form].description}, {runtime}", "inference", build or _exported(form))
 
 
 VARIANTS: dict[str, Variant] = {
@@ -377,7 +393,7 @@ VARIANTS: dict[str, Variant] = {
     "tflite-float32": _exported_variant("tflite-float32", "LiteRT + XNNPACK"),
     "tflite-float16": _exported_variant("tflite-float16", "LiteRT + XNNPACK"),
     "tflite-dynamic": _exported_variant("tflite-dynamic", "LiteRT + XNNPACK"),
-    "tflite-int8": _exported_variant("tflite-int8", "LiteRT + XNNPACK"),
+    "tflite-int8": _exported_variant("tflite-int8", "LiteRT + XNNPACK", _exported_int8),
     "train-graph": Variant("training step, training recipe's optimizer + L1, tf.function graph", "training",
                            _train_tf()),
     "train-bf16": Variant(
