@@ -439,6 +439,23 @@ def test_report_small(model, data_dir):
         ER.build_report(model, "x", data_dir, variants=("tflite-int4",))
 
 
+def test_report_markdown_shows_the_variants_notes(tmp_path):
+    """A variant's note (the harness clipping the Keras output) is printed under the table, one line per noted
+    variant; a variant without one gets no line."""
+    from types import SimpleNamespace
+
+    def result(name, note=""):
+        return ER.VariantResult(name, f"{name} file", size_bytes=1_000_000, psnr=36.0, ssim=0.95, max_diff=0.0,
+                                mean_diff=0.0, latency_ms=5.0, note=note)
+
+    results = [result("keras", "output clipped to [0, 1] by the harness"), result("tflite-float32")]
+    text = ER._report_markdown(results, "fresh drn_s_x2", True, tmp_path / "Set5", 2, (24, 24), 2, 1, 2, 5, "3.x",
+                               SimpleNamespace(__version__="2.x"))
+    assert text.index("| tflite-float32 |") < text.index("Notes:") < text.index("PSNR change")
+    notes = text[text.index("Notes:"):text.index("PSNR change")]
+    assert notes.strip().splitlines() == ["Notes:", "", "- keras: output clipped to [0, 1] by the harness"]
+
+
 def test_report_scores_a_grey_image_as_drn_evaluate(data_dir):
     """The export report's protocol (ER._set5_pairs, ER._protocol_sr) on Set14's grey bridge.png with the
     trained drn_x2 gives drn evaluate's uint8 SR to the level (they once differed on 2 pixels: the report

@@ -298,6 +298,9 @@ def _report_markdown(results, description, trained, folder, scale, lat_size, run
             f"| {r.name} | {r.description} | {size} | {r.psnr:.3f} | {r.ssim:.4f} | {r.max_diff:.2f} | "
             f"{r.mean_diff:.4f} | {r.latency_ms:.1f} |" + "".join(f" {v:.3f} |" for v in r.extra_psnr.values())
         )
+    noted = [r for r in results if r.note]
+    if noted:
+        lines += ["", "Notes:", "", *(f"- {r.name}: {r.note}" for r in noted)]
     keras = results[0]
     sets = ", ".join([folder.name, *keras.extra_psnr])
     lines += ["", f"PSNR change from the Keras model ({sets}):", ""]
