@@ -9,7 +9,8 @@ most with no clipping, and its speed.
 The 16x8 file is the TFLite converter's (``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``,
 with plain float kernels for the operators it has no 16x8 kernel for: ELU, the pixel shuffle), calibrated by
 min-max on the int8 calibration crops; the int8 file is the bundled ranges' without saturation maps (int8
-alone). Prints each image's Keras PSNR and both files' losses (Y, by the protocol), then the median time of
+alone). Prints, for those images and Set5, each image's Keras PSNR, both files' losses (Y, by the protocol) and
+how far each file's 8-bit RGB output is from Keras's (RMS over the pixels and channels), then the median time of
 Keras fp32, the int8 file and the 16x8 file on the centre ``size`` x ``size`` of ``assets/sample.jpg``, timed in
 turn (2 threads).
 """
@@ -59,6 +60,7 @@ def main(argv=None) -> int:
     from drn_tf.bench.runtime_table import sample_input
     from drn_tf.core import patterns as P
     from drn_tf.core.metrics import psnr_y
+    from drn_tf.core.protocol import read_benchmark
     from drn_tf.export import int8 as EI
     from drn_tf.export.tflite import convert_tflite
     from drn_tf.inference import runtimes as R
@@ -72,13 +74,19 @@ def main(argv=None) -> int:
     int8 = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=R.bundled_int8_ranges(model)), guard=False)
     samples = EI.calibration_images(Path(args.data) / "train", scale=scale)
     int16 = LiteRTRuntime(int16x8_file(model, samples))
-    pairs = P.random_structure_pairs(scale, 24)
-    print(f"| {args.preset} | Keras PSNR (dB) | int8 loss (dB) | 16x8 loss (dB) |\n|---|---:|---:|---:|")
-    for name in args.images.split(","):
-        lr, hr = pairs[name]
-        reference = psnr_y(upscale(lr, model=keras_rt), hr, scale)
-        losses = [reference - psnr_y(upscale(lr, model=rt), hr, scale) for rt in (int8, int16)]
-        print(f"| {name} | {reference:.2f} | {losses[0]:.2f} | {losses[1]:.2f} |", flush=True)
+    pairs = [(n, *P.random_structure_pairs(scale, 24)[n]) for n in args.images.split(",")]
+    bench = read_benchmark(Path(args.data) / "benchmark" / "Set5", scale)
+    pairs += [(f"Set5/{Path(p).stem}", lr, hr) for p, lr, hr in zip(bench.paths, bench.lrs, bench.hrs)]
+    print(f"| {args.preset} | Keras PSNR (dB) | int8 loss (dB) | 16x8 loss (dB) | int8 - Keras, RMS (grey levels) | "
+          "16x8 - Keras, RMS |\n|---|---:|---:|---:|---:|---:|")
+    for name, lr, hr in pairs:
+        outputs = [upscale(lr, model=rt) for rt in (keras_rt, int8, int16)]
+        reference = psnr_y(outputs[0], hr, scale)
+        losses = [reference - psnr_y(out, hr, scale) for out in outputs[1:]]
+        rms = [float(np.sqrt(np.mean((out.astype(np.float64) - outputs[0].astype(np.float64)) ** 2)))
+               for out in outputs[1:]]
+        print(f"| {name} | {reference:.2f} | {losses[0]:.2f} | {losses[1]:.2f} | {rms[0]:.2f} | {rms[1]:.2f} |",
+              flush=True)
     photo = sample_input((args.size, args.size))
     times = interleaved({"Keras fp32": lambda: keras_rt.run_batch(photo), "int8": lambda: int8.run_batch(photo),
                          "16x8": lambda: int16.run_batch(photo)}, args.runs, 1)
