@@ -70,11 +70,15 @@ def main(argv=None) -> int:
 
     model = DRN.from_preset(args.preset)
     scale = model.get_config()["scale"]
+    held_out = P.random_structure_pairs(scale, 24)
+    unknown = [n for n in args.images.split(",") if n not in held_out]
+    if unknown:
+        parser.error(f"unknown image(s) {', '.join(unknown)}; one of {', '.join(held_out)}")
     keras_rt = KerasRuntime(model)
     int8 = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=R.bundled_int8_ranges(model)), guard=False)
     samples = EI.calibration_images(Path(args.data) / "train", scale=scale)
     int16 = LiteRTRuntime(int16x8_file(model, samples))
-    pairs = [(n, *P.random_structure_pairs(scale, 24)[n]) for n in args.images.split(",")]
+    pairs = [(n, *held_out[n]) for n in args.images.split(",")]
     bench = read_benchmark(Path(args.data) / "benchmark" / "Set5", scale)
     pairs += [(f"Set5/{Path(p).stem}", lr, hr) for p, lr, hr in zip(bench.paths, bench.lrs, bench.hrs)]
     print(f"| {args.preset} | Keras PSNR (dB) | int8 loss (dB) | 16x8 loss (dB) | int8 - Keras, RMS (grey levels) | "

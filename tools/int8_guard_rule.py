@@ -232,5 +232,6 @@ def _scale_of(preset: str) -> int:
 
     return int(get_preset(preset)["config"]["scale"])
 
+
 if __name__ == "__main__":
     sys.exit(main())
