@@ -5,6 +5,7 @@ speed-up over Keras fp32.
 
     DRN_DATA=../shared/data python tools/int8_table.py [PRESET ...] [--runs 8] [--warmup 2] [--size 256]
         [--heldout N] [--structure-weight W] [--plain-ranges] [--baseline INT8_JSON] [--speed-only]
+        [--int8-weights KERAS]
 
 PSNR by the protocol (Y, ``s`` border pixels dropped, set means; the structure images' LR is the
 protocol's bicubic of the generated HR). The int8 model is the one ``--runtime litert-int8`` uses: the
@@ -19,7 +20,9 @@ measured beside (its losses, and its speed in the same interleaved rounds). Spee
 ``size`` x ``size`` of ``assets/sample.jpg`` (a photo) through Keras fp32, the int8 runtime and int8 alone, and
 ``size`` x ``size`` stripes (period 8) through Keras and the int8 runtime, and the photo through the int8 file
 without saturation maps (what the maps cost; ``--every-tap-maps``: the runtime's file maps every tap), timed in turn round after round (``--warmup`` + ``--runs`` each),
-the ratio of the medians (and of the fastest runs); ``--speed-only`` prints only those.
+the ratio of the medians (and of the fastest runs); ``--speed-only`` prints only those. ``--int8-weights``: the
+int8 files converted from that model's weights (a fine-tune of the preset for int8, ``tools/int8_qat.py``) with
+the preset's ranges; the losses stay against the preset's float model.
 Prints a Markdown table, then every structure image's loss per preset.
 """
 
@@ -89,7 +92,8 @@ def _mixed_pairs(data: Path, scale: int, count: int) -> list:
 
 
 def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=None, plain=False,
-            baseline=None, heldout_count: int = 0, quality: bool = True, every_tap_maps: bool = False) -> dict:
+            baseline=None, heldout_count: int = 0, quality: bool = True, every_tap_maps: bool = False,
+            int8_weights=None) -> dict:
     import numpy as np
 
     from drn_tf.bench.machine import interleaved
@@ -100,7 +104,7 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=Non
     from drn_tf.inference import runtimes as R
     from drn_tf.inference.litert import LiteRTRuntime
     from drn_tf.inference.runtime import KerasRuntime
-    from drn_tf.models.drn import DRN
+    from drn_tf.models.drn import DRN, load_model
 
     model = DRN.from_preset(name)
     scale = model.get_config()["scale"]
@@ -110,9 +114,12 @@ def measure(name: str, data: Path, runs: int, warmup: int, size: int, weight=Non
         EI.STRUCTURE_WEIGHT = EI.STRUCTURE_WEIGHT if weight is None else weight
         EI.ACTIVATION_AWARE = not plain
         ranges = EI.int8_ranges(model, EI.calibration_images(data / "train", scale=scale))
+    # the int8 files' weights: the preset's, or a fine-tune of them for int8 (--int8-weights); losses are
+    # against the preset's float model either way
+    source = model if int8_weights is None else load_model(int8_weights)
     with every_tap_mapped() if every_tap_maps else contextlib.nullcontext():
-        flat = convert_tflite(model, "int8", int8_ranges=ranges, saturation_maps=True)
-    no_maps = LiteRTRuntime(convert_tflite(model, "int8", int8_ranges=ranges), guard=False)
+        flat = convert_tflite(source, "int8", int8_ranges=ranges, saturation_maps=True)
+    no_maps = LiteRTRuntime(convert_tflite(source, "int8", int8_ranges=ranges), guard=False)
     float_rt = LiteRTRuntime(convert_tflite(model, "float32"))
     keras_rt = KerasRuntime(model)
     # "": the litert-int8 runtime (clipped regions rerun by the float32 file); "alone_": the same file, int8 only
@@ -188,6 +195,9 @@ def main(argv=None) -> int:
                         help="also N random regular structures (other seeds than calibration's) and N Set14 photos "
                              "(at most 14) with one pasted into a corner: the worst loss of each")
     parser.add_argument("--speed-only", action="store_true", help="the timings only, no losses")
+    parser.add_argument("--int8-weights", default=None, metavar="KERAS",
+                        help="convert the int8 files from this model's weights (a fine-tune of the preset for int8, "
+                             "tools/int8_qat.py) instead of the preset's; losses stay against the preset's float model")
     parser.add_argument("--every-tap-maps", action="store_true",
                         help="the int8 runtime's file with a saturation map of every tap but the input and the output "
                              "(as the earlier files had) instead of the convolutions' outputs only")
@@ -211,7 +221,8 @@ def main(argv=None) -> int:
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         r = measure(name, Path(args.data), args.runs, args.warmup, args.size, args.structure_weight, args.plain_ranges,
-                    args.baseline, args.heldout, quality=not args.speed_only, every_tap_maps=args.every_tap_maps)
+                    args.baseline, args.heldout, quality=not args.speed_only, every_tap_maps=args.every_tap_maps,
+                    int8_weights=args.int8_weights)
         rows.append(r)
         if args.speed_only:
             print(f"| {name} | {r['ms']:.0f} | {r['speedup']:.2f} ({r['speedup_best']:.2f}) | {r['alone_speedup']:.2f} | "

@@ -1,0 +1,105 @@
+"""tools/int8_qat.py (quantization-aware fine-tuning for int8) and tools/int8_noise_budget.py: the trainable
+int8 graph is the export's graph, its weights go back into the Keras model unfolded, and the kernels' rounding
+is the converter's per-channel int8 with a straight-through gradient."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+
+def _tool(name):
+    sys.path.insert(0, str(TOOLS))  # the tools import each other by name
+    try:
+        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(TOOLS))
+
+
+@pytest.fixture(scope="module")
+def qat():
+    return _tool("int8_qat")
+
+
+@pytest.fixture()
+def model():
+    from drn_tf.models.drn import DRN
+
+    return DRN.from_preset("drn_s_x2")
+
+
+def test_weights_rounded_per_channel_with_a_straight_through_gradient(qat):
+    import tensorflow as tf
+
+    kernel = tf.Variable(np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype("float32") * [1, 10, 0.1, 3, 7])
+    with tf.GradientTape() as tape:
+        q = qat._weights_fake_quant(tf, kernel)
+        loss = tf.reduce_sum(q * 2.0)
+    q, k = q.numpy(), kernel.numpy()
+    for c in range(5):  # each output channel on its own grid of 255 steps through its largest magnitude
+        step = np.abs(k[..., c]).max() / 127
+        np.testing.assert_allclose(q[..., c] / step, np.round(q[..., c] / step), atol=1e-3)
+        assert np.abs(q[..., c] - k[..., c]).max() <= step / 2 + 1e-6
+    np.testing.assert_allclose(tape.gradient(loss, kernel).numpy(), 2.0)
+
+
+def test_trainable_graph_is_the_export_graph_and_writes_back_unfolded(qat, model):
+    """Float: the Keras model's output; quantized taps: the export graph with its fake quants (what the int8
+    converter reads); the variables, changed, go back into the Keras model so that it computes what the
+    graph computes (the LFE's input shift and the output mean folded in the graph, not in the model)."""
+    import tensorflow as tf
+
+    from drn_tf.export import int8 as EI
+    from drn_tf.inference import runtimes as R
+
+    ranges = R.bundled_int8_ranges(model)
+    x = np.random.default_rng(1).random((1, 12, 17, 3)).astype("float32")
+    graph = qat.TrainableGraph(model)
+    np.testing.assert_allclose(graph.forward(tf.constant(x), ranges, quantize=False).numpy(),
+                               np.clip(model.predict_on_batch(x), 0, 1), atol=1e-5)
+
+    def fake_quant(name, t):
+        lo, hi = ranges[name]
+        return tf.quantization.fake_quant_with_min_max_vars(t, lo, hi, num_bits=8)
+
+    export = EI._QuantGraph(model)(tf.constant(x), fake_quant, clip=False).numpy()
+    np.testing.assert_allclose(graph.forward(tf.constant(x), ranges, quantize=True, weights=False).numpy(), export,
+                               atol=1e-6)
+    rng = np.random.default_rng(2)
+    for v in graph.variables:  # a training step's worth of change everywhere
+        v.assign_add(rng.normal(scale=0.01, size=v.shape).astype("float32"))
+    want = graph.forward(tf.constant(x), ranges, quantize=False).numpy()
+    assert np.abs(want - export).max() > 0.01  # the change shows
+    graph.write_back()
+    np.testing.assert_allclose(np.clip(model.predict_on_batch(x), 0, 1), want, atol=1e-5)
+
+
+def test_noise_budget_parts_add_up(model):
+    """Rounding errors of different taps are independent: the per-tap errors tools/int8_noise_budget.py sums
+    come close to the error with every tap quantized at once; the kernels' and the output's are among them."""
+    import tensorflow as tf
+
+    from drn_tf.bench.runtime_table import sample_input
+    from drn_tf.export.int8 import tap_names
+    from drn_tf.inference import runtimes as R
+
+    qat = _tool("int8_qat")
+    ranges = R.bundled_int8_ranges(model)
+    graph = qat.TrainableGraph(model)
+    x = tf.constant(sample_input((48, 48)))  # a photo: nothing clips, so only rounding
+    ref = graph.forward(x, ranges, quantize=False).numpy() * 255
+
+    def err(**kw):
+        return float(np.mean((graph.forward(x, ranges, quantize=False, **kw).numpy() * 255 - ref) ** 2))
+
+    every = float(np.mean((graph.forward(x, ranges, quantize=True).numpy() * 255 - ref) ** 2))
+    parts = [err(weights=True)] + [err(taps={t}) for t in tap_names(model)]
+    assert all(p > 0 for p in parts)
+    assert 0.7 * every < sum(parts) < 1.3 * every
