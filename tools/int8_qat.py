@@ -7,8 +7,11 @@ training set and, ``--structures`` per batch, regular structures generated in co
 test images'), towards the float model's output (``--target float``: int8 learns to give what the float model
 gives) or the HR image (``--target hr``).
 
-    DRN_DATA=../shared/data python tools/int8_qat.py PRESET [--minutes 20] [--lr 1e-5] [--structures 0]
-        [--target float|hr] [--out runs/qat_PRESET]
+    DRN_DATA=../shared/data python tools/int8_qat.py PRESET [--steps N] [--minutes 20] [--lr 1e-5]
+        [--structures 0] [--batch 16] [--patch 48] [--target float|hr] [--val-every 100] [--out runs/qat_PRESET]
+
+It stops after ``--steps`` steps or ``--minutes`` minutes, whichever comes first (Adam at ``--lr``, L1 loss,
+batches of ``--batch`` LR patches of ``--patch`` pixels).
 
 Every ``--val-every`` steps it prints the simulated int8 graph's loss against the float model on Set5 (Y, by the
 protocol) and on the 12 structure images (int8 alone: no saturation guard), and keeps ``OUT/best.keras``, the
@@ -123,7 +126,8 @@ class TrainableGraph:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset")
-    parser.add_argument("--minutes", type=float, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument("--minutes", type=float, default=20, help="stop after this many minutes")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=48)
@@ -133,6 +137,10 @@ def main(argv=None) -> int:
                         help="train the int8 graph towards the float model's output (default) or the HR image")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if not 0 <= args.structures < args.batch:
+        parser.error(f"--structures must be 0 to {args.batch - 1} (--batch {args.batch}): the rest are photo patches")
+    print("int8_qat:", " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "preset"),
+          args.preset, flush=True)
     from drn_tf.models.backend import import_backend_quietly
 
     import_backend_quietly()
@@ -213,7 +221,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     best = report(0, t0, -np.inf)
     i, losses = 0, []
-    while time.time() - t0 < args.minutes * 60:
+    while time.time() - t0 < args.minutes * 60 and (args.steps is None or i < args.steps):
         lr_b, hr_b = photos[i]
         if args.structures:
             lr_s, hr_s = structure_batch()

@@ -23,7 +23,7 @@ without saturation maps (what the maps cost; ``--every-tap-maps``: the runtime's
 the ratio of the medians (and of the fastest runs); ``--speed-only`` prints only those. ``--int8-weights``: the
 int8 files converted from that model's weights (a fine-tune of the preset for int8, ``tools/int8_qat.py``) with
 the preset's ranges; the losses stay against the preset's float model.
-Prints a Markdown table, then every structure image's loss per preset.
+Prints a Markdown table, then every structure image's loss per preset, with the guard and int8 alone.
 """
 
 import argparse
@@ -202,6 +202,8 @@ def main(argv=None) -> int:
                         help="the int8 runtime's file with a saturation map of every tap but the input and the output "
                              "(as the earlier files had) instead of the convolutions' outputs only")
     args = parser.parse_args(argv)
+    if args.int8_weights and len(args.presets) != 1:
+        parser.error("--int8-weights: name the one preset those weights are a fine-tune of")
     from drn_tf.models.backend import import_backend_quietly
 
     import_backend_quietly()
@@ -255,12 +257,13 @@ def main(argv=None) -> int:
                 cells.append(f"{within}/{len(losses)} ({sum(v <= 0.10 for v in alone.values())}/{len(alone)}); "
                              f"{losses[worst]:.2f} {worst} at {r['keras_psnr'][worst]:.1f} dB ({max(alone.values()):.2f})")
             print(f"| {r['preset']} | " + " | ".join(cells) + " |")
-    print("\nloss (dB) per structure image:\n")
     images = list(rows[0]["per_image"]) if rows else []
-    print("| preset | " + " | ".join(images) + " |")
-    print("|---|" + "---:|" * len(images))
-    for r in rows:
-        print(f"| {r['preset']} | " + " | ".join(f"{r['per_image'][n]:.2f}" for n in images) + " |")
+    for title, key in (("loss (dB) per structure image", "per_image"), ("int8 alone", "alone_per_image")):
+        print(f"\n{title}:\n")
+        print("| preset | " + " | ".join(images) + " |")
+        print("|---|" + "---:|" * len(images))
+        for r in rows:
+            print(f"| {r['preset']} | " + " | ".join(f"{r[key][n]:.2f}" for n in images) + " |")
     return 0
 
 
