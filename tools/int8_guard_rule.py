@@ -43,9 +43,9 @@ def _floats(text: str) -> list[float]:
 
 
 def collect(name: str, data: Path, heldout: int) -> dict:
-    """``{"taps": names, "radius": r, "scale": s, "images": {key: {maps, err_int8, err_float, lr_shape}}}``:
-    per image, the clipped-channel fraction per tap and block, and the squared Y error per block of the int8
-    and the float32 output (border pixels dropped)."""
+    """``{"taps": names, "radius": r, "images": {key: {maps, err_int8, err_float, lr_shape}}}`` (the scale is
+    the preset's): per image, the clipped-channel fraction per tap and block, and the squared Y error per block
+    of the int8 and the float32 output (border pixels dropped)."""
     import numpy as np
 
     from drn_tf.core import patterns as P
