@@ -3,7 +3,7 @@
 (:class:`drn_tf.export.int8._QuantGraph`) trained with the preset's bundled activation ranges
 (``assets/int8.json``) as fake quantization at every tap and its convolution kernels rounded per output
 channel to int8 as the converter rounds them (straight-through gradients), on LR/HR patches of the
-training set and, ``--structures`` per batch, regular structures generated in code (other seeds than the
+training set (clean LR, the protocol's bicubic, also for a photo preset) and, ``--structures`` per batch, regular structures generated in code (other seeds than the
 test images'), towards the float model's output (``--target float``: int8 learns to give what the float model
 gives) or the HR image (``--target hr``).
 
@@ -70,11 +70,8 @@ class TrainableGraph:
         self.compress = [var(c) for _b, c, *_ in g.groups]
         self.body_end = var(g.body_end)
         self.up = var(g.up)
-        self.variables = [v for kb in self._all() for v in kb]
+        self.variables = [v for kb in self.convolutions().values() for v in kb]
         self.out_mean_tile = g.up[1] - np.asarray(model.get_layer("upsampler").convs[0].bias, np.float32)
-
-    def _all(self):
-        return list(self.convolutions().values())
 
     def convolutions(self) -> dict:
         """``name -> (kernel, bias)`` variables of every convolution, input to output."""
