@@ -11,7 +11,6 @@ rounds (tools/benchmark_diagnostics.py) are tested at their home in tools/.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -26,18 +25,10 @@ from drn_tf.bench import benchmark as B  # noqa: E402
 from drn_tf.models.analysis import count_macs  # noqa: E402
 from drn_tf.models.presets import get_preset  # noqa: E402
 
-from paths import ROOT  # noqa: E402
+from paths import ROOT, load_tool  # noqa: E402
 
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-N = _tool("benchmark_notes")  # the round's goals and notes
-D = _tool("benchmark_diagnostics")  # the diagnostics of past rounds
+N = load_tool("benchmark_notes")  # the round's goals and notes
+D = load_tool("benchmark_diagnostics")  # the diagnostics of past rounds
 REGISTRY = {**B.VARIANTS, **D.DIAGNOSTICS}
 
 

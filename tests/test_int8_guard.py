@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from drn_tf.inference import saturation as S
+from paths import load_tool
 
 
 def _box_model(radius: int, scale: int):
@@ -284,13 +285,7 @@ def test_the_summary_counts_a_runtime_watched_twice_from_its_first_watch():
 def test_guard_rule_replay_pastes_float_where_the_chosen_taps_clipped():
     """tools/int8_guard_rule.py's replay: a block flagged by the chosen taps takes the float output (the loss
     against float is then 0); a clip only in a tap outside the set leaves the int8 error in place."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "tools" / "int8_guard_rule.py"
-    spec = importlib.util.spec_from_file_location("int8_guard_rule", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("int8_guard_rule")
 
     def collected(clipping_tap):
         maps = np.zeros((2, 4, 4))
@@ -314,13 +309,7 @@ def test_guard_rule_replay_pastes_float_where_the_chosen_taps_clipped():
 def test_guard_rule_misses_tell_the_rounding_floor_from_clipping(capsys):
     """tools/int8_guard_rule.py's table of misses: an image above 0.10 dB that gets no more added MSE than the
     preset's photos is int8's rounding floor; one that gets more is clipping the maps did not flag."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "tools" / "int8_guard_rule.py"
-    spec = importlib.util.spec_from_file_location("int8_guard_rule", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("int8_guard_rule")
 
     def image(float_mse, added):  # one 8x8 LR block at x2: 256 HR pixels
         return {"maps": np.zeros((1, 1, 1)), "err_float": np.full((1, 1), 256 * float_mse),

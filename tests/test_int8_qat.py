@@ -3,30 +3,15 @@ one rounding source at a time): it is the export's graph, its weights go back in
 the kernels' rounding is the converter's per-channel int8 with a straight-through gradient, and rounding errors
 of different taps add up."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-TOOLS = Path(__file__).resolve().parent.parent / "tools"
-
-
-def _tool(name):
-    sys.path.insert(0, str(TOOLS))  # the tools import each other by name
-    try:
-        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(TOOLS))
+from paths import load_tool
 
 
 @pytest.fixture(scope="module")
 def qat():
-    return _tool("int8_qat")
+    return load_tool("int8_qat")
 
 
 @pytest.fixture()
@@ -82,8 +67,8 @@ def test_trainable_graph_is_the_export_graph_and_writes_back_unfolded(qat, model
     np.testing.assert_allclose(np.clip(model.predict_on_batch(x), 0, 1), want, atol=1e-5)
 
 
-def test_rounding_errors_of_taps_add_up(model):
-    """Rounding errors of different taps are independent, the premise of tools/int8_noise_budget.py: the
+def test_rounding_errors_of_taps_add_up(qat, model):
+    """Rounding errors of different taps are independent, the premise of tools/int8_noise_budget.py: its
     errors of one source at a time (a tap, or the kernels) sum close to the error with all of them at once."""
     import tensorflow as tf
 
@@ -91,16 +76,16 @@ def test_rounding_errors_of_taps_add_up(model):
     from drn_tf.export.int8 import tap_names
     from drn_tf.inference import runtimes as R
 
-    qat = _tool("int8_qat")
+    budget = load_tool("int8_noise_budget")
     ranges = R.bundled_int8_ranges(model)
     graph = qat.TrainableGraph(model)
     x = tf.constant(sample_input((48, 48)))  # a photo: nothing clips, so only rounding
-    ref = graph.forward(x, ranges, quantize=False).numpy() * 255
 
-    def err(**kw):
-        return float(np.mean((graph.forward(x, ranges, quantize=False, **kw).numpy() * 255 - ref) ** 2))
+    def run(**kw):
+        return graph.forward(x, ranges, **kw)[0].numpy() * 255
 
-    every = float(np.mean((graph.forward(x, ranges, quantize=True).numpy() * 255 - ref) ** 2))
-    parts = {"kernels": err(weights=True), **{t: err(taps={t}) for t in tap_names(model)}}
+    ref = run(quantize=False)
+    every = float(np.mean((run(quantize=True) - ref) ** 2))
+    parts = budget.errors_alone(run, tap_names(model), ref, lambda image: image)
     assert parts["input"] < 1e-6 < min(v for k, v in parts.items() if k != "input")  # the input is exact in int8
     assert 0.7 * every < sum(parts.values()) < 1.3 * every

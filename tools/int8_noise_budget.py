@@ -26,10 +26,23 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_HELDOUT = ("random_1000_7", "random_1000_10", "random_1000_13")
+TAIL = ("lfe", "body_end", "upsampler")  # the convolutions around the network's tail (analysis.layer_table rows)
+
+
+def errors_alone(run, taps, reference, measure) -> dict:
+    """``source -> error``: the mean squared difference from ``reference`` of ``measure(run(...))`` with one
+    source of int8 rounding only, ``"kernels"`` (every kernel rounded) or one tap of ``taps`` fake-quantized.
+    ``run(**kw)``: the output image of :meth:`int8_qat.TrainableGraph.forward` with those arguments."""
+    def error(**kw):
+        return float(np.mean((measure(run(quantize=False, **kw)) - reference) ** 2))
+
+    return {"kernels": error(weights=True), **{tap: error(taps={tap}) for tap in taps}}
 
 
 def _images(names, scale: int, data: Path) -> dict:
@@ -59,13 +72,13 @@ def main(argv=None) -> int:
     from drn_tf.models.backend import import_backend_quietly
 
     import_backend_quietly()
-    import numpy as np
     import tensorflow as tf
 
     from drn_tf.core.metrics import _Y_WEIGHTS  # the protocol's luma weights (before its rounding)
     from drn_tf.core.metrics import psnr_y, to_uint8
     from drn_tf.export.int8 import tap_names
     from drn_tf.inference import runtimes as R
+    from drn_tf.models.analysis import layer_table, model_config
     from drn_tf.models.drn import DRN
     from int8_qat import TrainableGraph
 
@@ -81,12 +94,11 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown tap(s) {', '.join(sorted(unknown))}; the taps: {', '.join(names)}")
 
-    def forward(x, **kw):
-        return graph.forward(x, ranges, **kw)
+    def y_of(image):  # Y on the 0-255 scale, before rounding, border dropped
+        return (image * 255.0 @ _Y_WEIGHTS)[scale:-scale, scale:-scale]
 
-    def y_of(x, **kw):
-        out = forward(x, **kw)[0].numpy() * 255.0
-        return (out @ _Y_WEIGHTS)[scale:-scale, scale:-scale]
+    def psnr(image, hr):
+        return psnr_y(to_uint8(image), hr, scale)
 
     print(f"{args.preset}: Y error (grey levels², before rounding to 8 bits) each source of int8 rounding adds alone\n")
     print("| image | all at once | sum | sum without the output | largest: tap (share of the sum without the output) |")
@@ -94,32 +106,32 @@ def main(argv=None) -> int:
     losses = {}
     for name, (lr, hr) in images.items():
         x = tf.constant(lr[None].astype(np.float32) / 255.0)
-        ref = y_of(x, quantize=False)
-        every = float(np.mean((y_of(x, quantize=True) - ref) ** 2))
-        parts = {"kernels": float(np.mean((y_of(x, quantize=False, weights=True) - ref) ** 2))}
-        for tap in names:
-            parts[tap] = float(np.mean((y_of(x, quantize=False, taps={tap}) - ref) ** 2))
+
+        def run(**kw):
+            return graph.forward(x, ranges, **kw)[0].numpy()
+
+        float_out, int8_out = run(quantize=False), run(quantize=True)
+        ref = y_of(float_out)
+        every = float(np.mean((y_of(int8_out) - ref) ** 2))
+        parts = errors_alone(run, names, ref, y_of)
         total = sum(parts.values())
         inner = total - parts["output"]
         top = sorted(((k, v) for k, v in parts.items() if k != "output"), key=lambda kv: -kv[1])[: args.top]
         print(f"| {name} | {every:.3f} | {total:.3f} | {inner:.3f} | "
               + ", ".join(f"{k} {v:.3f} ({v / inner:.0%})" for k, v in top) + " |", flush=True)
-
-        def psnr(**kw):
-            return psnr_y(to_uint8(forward(x, **kw)[0].numpy()), hr, scale)
-
-        base = psnr(quantize=False)
-        losses[name] = (base, base - psnr(quantize=True), base - psnr(quantize=True, taps=set(names) - kept),
-                        sum(parts[t] for t in kept) / inner)
+        base = psnr(float_out, hr)
+        losses[name] = (base, base - psnr(int8_out, hr),
+                        base - psnr(run(quantize=True, taps=set(names) - kept), hr), sum(parts[t] for t in kept) / inner)
     print(f"\n{args.preset}: simulated int8 loss (dB) with every tap quantized, and with {', '.join(sorted(kept))} "
           "in float\n")
     print("| image | float PSNR | int8 loss | with those in float | their share of the error |")
     print("|---|---:|---:|---:|---:|")
     for name, (base, every, mixed, share) in losses.items():
         print(f"| {name} | {base:.2f} | {every:.2f} | {mixed:.2f} | {share:.0%} |")
-    macs = {name: int(np.prod(kb[0].shape)) for name, kb in graph.convolutions().items()}
-    tail = sum(macs[n] for n in ("lfe", "body_end", "upsampler"))
-    print(f"\nthe LFE, body_end and upsampler convolutions: {tail / sum(macs.values()):.1%} of the multiply-adds per LR pixel")
+    macs = {row: m * area for row, _params, m, area in layer_table(model_config(model))}
+    tail = sum(v for row, v in macs.items() if row.split("/")[0] in TAIL)
+    print(f"\nthe LFE, body_end and upsampler convolutions: {tail / sum(macs.values()):.1%} of the multiply-adds "
+          "per LR pixel")
     return 0
 
 
